@@ -1,0 +1,84 @@
+"""Command-line helpers shared by train.py and evaluate.py: plain flags for what users
+type every day, mapped onto the typed config, plus one generic override form
+(`--set section.field=value`, or `--section.field=value`) for everything else."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+
+from va2att.config import HEADS, LOSSES, STRATEGIES, RunConfig, apply_overrides
+
+# flag dest -> config key
+PLAIN_FLAGS = {
+    "data": "data.data",
+    "blocks": "model.blocks",
+    "head": "model.head",
+    "loss": "model.loss",
+    "width": "model.width",
+    "classes": "model.num_classes",
+    "epochs": "train.epochs",
+    "batch_size": "data.batch_size",
+    "lr": "train.lr",
+    "seed": "train.seed",
+    "schedule": "train.schedule",
+    "strategy": "train.strategy",
+}
+_DOTTED = re.compile(r"^--(model|data|train)\.([a-z_]+)(=.*)?$")
+
+
+def quiet_tensorflow() -> None:
+    """Hide TensorFlow's C++ start-up chatter unless the user asked for it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def split_dotted(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Pull `--model.width=16` / `--model.width 16` out of argv as overrides."""
+    rest, overrides = [], []
+    i = 0
+    while i < len(argv):
+        m = _DOTTED.match(argv[i])
+        if m:
+            if m.group(3):
+                overrides.append(f"{m.group(1)}.{m.group(2)}{m.group(3)}")
+            elif i + 1 < len(argv):
+                overrides.append(f"{m.group(1)}.{m.group(2)}={argv[i + 1]}")
+                i += 1
+            else:
+                raise SystemExit(f"error: {argv[i]} needs a value")
+        else:
+            rest.append(argv[i])
+        i += 1
+    return rest, overrides
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("configuration (defaults: the paper's 2Att-2Mt recipe)")
+    g.add_argument("--data", help="'demo' (built-in synthetic set, default), an AffectNet root, or a prepared folder")
+    g.add_argument("--blocks", type=int, choices=range(4), metavar="{0,1,2,3}",
+                   help="residual attention blocks in the first N stages (default 2)")
+    g.add_argument("--head", choices=HEADS, help="head (default 2mt, the two-stage multi-task head)")
+    g.add_argument("--loss", choices=LOSSES, help="regression loss (default tukey)")
+    g.add_argument("--width", type=int, help="base channels of the backbone")
+    g.add_argument("--classes", type=int, choices=(8, 7), help="expression classes: 8 (AffectNet-8) or 7")
+    g.add_argument("--epochs", type=int, help="epochs (default 10)")
+    g.add_argument("--batch-size", type=int, help="global batch size (default 256)")
+    g.add_argument("--lr", type=float, help="initial learning rate (default 1e-3)")
+    g.add_argument("--seed", type=int, help="random seed (default 0)")
+    g.add_argument("--schedule", choices=("plateau", "step", "constant"),
+                   help="lr / 10 on a validation-loss plateau (default) or at train.step_epochs")
+    g.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy (default auto)")
+    g.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="any other config field, e.g. --set model.gru_units=128 (repeatable); "
+                        "--model.gru_units=128 works too")
+
+
+def config_from_args(args: argparse.Namespace, overrides: list[str], base: RunConfig | None = None) -> RunConfig:
+    items = [f"{key}={getattr(args, dest)}" for dest, key in PLAIN_FLAGS.items() if getattr(args, dest, None) is not None]
+    return apply_overrides(base or RunConfig(), items + list(args.set) + list(overrides))
+
+
+def given_config_flags(args: argparse.Namespace, overrides: list[str]) -> list[str]:
+    flags = [f"--{dest.replace('_', '-')}" for dest in PLAIN_FLAGS if getattr(args, dest, None) is not None]
+    return flags + [f"--set {o}" for o in list(args.set) + list(overrides)]

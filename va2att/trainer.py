@@ -1,0 +1,194 @@
+"""The training loop: data, model, the paper's optimiser and schedule, checkpoints, export.
+
+`train()` runs a fresh run or resumes one. Resuming rebuilds the model from the
+run's `config.json`, restores weights and optimizer state from the last complete
+epoch checkpoint, restores the schedule and best-model state, and finishes the
+planned epochs. Ctrl-C saves the current weights before exiting; a killed process
+loses at most the epoch in progress.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import platform
+import sys
+from pathlib import Path
+
+from va2att import __version__, fileio
+from va2att.config import RunConfig, from_dict, to_dict
+from va2att.run_dir import RunDir
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_done: int
+    best_epoch: int | None
+    best_mean_ccc: float | None
+    last_logs: dict
+    export_dir: Path | None
+    interrupted: bool = False
+
+
+class RunExistsError(RuntimeError):
+    pass
+
+
+def _optimizer(cfg):
+    import keras
+
+    t = cfg.train
+    if t.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=t.lr)
+    if t.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=t.lr)
+    return keras.optimizers.SGD(learning_rate=t.lr, momentum=0.9)
+
+
+def training_labels(prepared, cfg: RunConfig, seed: int):
+    """Expression, valence and arousal of the whole training split (for the GCN adjacency)."""
+    import numpy as np
+
+    from va2att.data.pipeline import make_dataset
+
+    ds = make_dataset(prepared, "training", dataclasses.replace(cfg.data, cache=False), training=False,
+                      num_classes=cfg.model.num_classes, seed=seed)
+    expr, val, aro = [], [], []
+    for _, labels in ds:
+        expr.append(labels["expression"].numpy().reshape(-1))
+        val.append(labels["valence"].numpy().reshape(-1))
+        aro.append(labels["arousal"].numpy().reshape(-1))
+    return np.concatenate(expr), np.concatenate(val), np.concatenate(aro)
+
+
+def build_compiled_model(cfg: RunConfig, adjacency=None):
+    from va2att.losses import compile_args
+    from va2att.metrics import keras_metrics
+    from va2att.model import build_model
+
+    model = build_model(cfg.model, adjacency=adjacency)
+    model.compile(optimizer=_optimizer(cfg), metrics=keras_metrics(cfg.model),
+                  jit_compile=cfg.train.jit_compile, **compile_args(cfg.model))
+    return model
+
+
+def start_run(cfg: RunConfig, run_dir, argv) -> RunDir:
+    """Create the run folder and write config.json; refuse a folder that already holds a run."""
+    run = RunDir(run_dir)
+    if RunDir.is_run_dir(run.root):
+        raise RunExistsError(f"{run.root} already holds a run. Continue it with `python train.py --resume "
+                             f"{run.root}` or choose another --out.")
+    run.root.mkdir(parents=True, exist_ok=True)
+    fileio.write_json(run.config, {
+        "config": to_dict(cfg),
+        "argv": list(argv if argv is not None else sys.argv),
+        "va2att_version": __version__,
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+    })
+    return run
+
+
+def load_run_config(run_dir) -> RunConfig:
+    run = RunDir(run_dir)
+    if not run.config.is_file():
+        raise FileNotFoundError(f"{run.root} is not a run folder (no config.json).")
+    return from_dict(fileio.read_json(run.config)["config"])
+
+
+def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto", log=print) -> TrainResult:
+    """Train (or continue) the run in `run_dir`, whose config.json was written by `start_run`."""
+    import keras
+    import numpy as np
+
+    from va2att import distribute
+    from va2att.callbacks import LearningRateControl, RunCheckpoint
+    from va2att.data.pipeline import make_dataset
+    from va2att.data.source import resolve_data
+
+    run = RunDir(run_dir)
+    cfg = load_run_config(run.root)
+    total_epochs = epochs or cfg.train.epochs
+    state = fileio.read_json(run.state) if run.state.is_file() else None
+    chief = distribute.is_chief()
+
+    keras.utils.set_random_seed(cfg.train.seed)
+    if cfg.train.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = distribute.make_strategy(cfg.train.strategy)
+
+    prepared = resolve_data(cfg.data, cache_dir=cache_dir, seed=cfg.train.seed, log=log)
+    train_ds = make_dataset(prepared, "training", cfg.data, training=True, num_classes=cfg.model.num_classes,
+                            seed=cfg.train.seed)
+    val_ds = make_dataset(prepared, "validation", cfg.data, training=False, num_classes=cfg.model.num_classes,
+                          seed=cfg.train.seed)
+
+    adjacency = None
+    if cfg.model.head == "gcn":
+        if run.adjacency.is_file():
+            adjacency = np.load(run.adjacency)
+        else:
+            from va2att.gcn import build_adjacency
+
+            expr, val, aro = training_labels(prepared, cfg, cfg.train.seed)
+            adjacency = build_adjacency(expr, val, aro, cfg.model.num_classes, tau=cfg.model.gcn_tau,
+                                        p=cfg.model.gcn_p)
+            if chief:
+                with fileio.atomic_path(run.adjacency) as tmp:
+                    np.save(tmp, adjacency)
+
+    with strategy.scope():
+        model = build_compiled_model(cfg, adjacency)
+    initial_epoch = 0
+    if state and state.get("checkpoint"):
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(run.checkpoints / state["checkpoint"])
+        model.optimizer.learning_rate.assign(state["lr"])
+        initial_epoch = int(state["epoch"])
+        log(f"Resuming {run.root} after epoch {initial_epoch} of {total_epochs} (learning rate {state['lr']:.3g}).")
+
+    lr_control = LearningRateControl(cfg.train, state=(state or {}).get("lr_control"), log=log)
+    checkpoint = RunCheckpoint(run, lr_control, state=state, chief=chief, log=log)
+    callbacks = [lr_control, checkpoint]
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.logs)))
+    last_logs: dict = {}
+    if initial_epoch < total_epochs:
+        try:
+            history = model.fit(train_ds, validation_data=val_ds, epochs=total_epochs, initial_epoch=initial_epoch,
+                                callbacks=callbacks, verbose=verbose)
+            last_logs = {k: float(v[-1]) for k, v in history.history.items() if v}
+        except KeyboardInterrupt:
+            if chief:
+                with fileio.atomic_path(run.interrupted) as tmp:
+                    model.save_weights(tmp)
+                done = checkpoint.state["epoch"]
+                log(f"\nInterrupted. Saved the current weights to {run.interrupted}; the last complete epoch is "
+                    f"{done}. Continue with: python train.py --resume {run.root}")
+            return TrainResult(run.root, checkpoint.state["epoch"], checkpoint.state.get("best_epoch"),
+                               checkpoint.state.get("best_mean_ccc"), {}, None, interrupted=True)
+    elif checkpoint.state["history"]:
+        last_logs = {k: v for k, v in checkpoint.state["history"][-1].items() if k != "epoch"}
+
+    export_dir = None
+    if chief:
+        export_dir = _export_best(run, checkpoint.state, log)
+    return TrainResult(run.root, checkpoint.state["epoch"], checkpoint.state.get("best_epoch"),
+                       checkpoint.state.get("best_mean_ccc"), last_logs, export_dir)
+
+
+def _export_best(run: RunDir, state: dict, log) -> Path:
+    """Export the best model once per run; a resumed, already exported run keeps its export."""
+    import keras
+
+    from va2att.export import export_saved_model
+
+    if state.get("export") and (run.root / state["export"]).is_dir():
+        return run.root / state["export"]
+    best = keras.saving.load_model(run.best, compile=False)
+    export_dir = export_saved_model(best, run.export_root)
+    state = dict(state, export=str(Path(export_dir).relative_to(run.root)))
+    fileio.write_json(run.state, state)
+    log(f"Exported the best model (epoch {state.get('best_epoch')}) for TF Serving to {export_dir}")
+    return Path(export_dir)
