@@ -1,0 +1,113 @@
+"""Score a model on a whole split, with flip averaging, as the paper evaluates.
+
+Each face is predicted from its centre 48x48 crop and from the mirrored crop, and
+the two predictions are averaged (probabilities too). Metrics are computed once on
+the concatenated split, never averaged over batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from va2att.config import EXPRESSION_NAMES
+
+
+def predict_split(model, dataset) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Run `model` (an InferenceModel) over a flip-pair dataset; return (predictions, labels)."""
+    preds: dict[str, list] = {}
+    labels: dict[str, list] = {"valence": [], "arousal": [], "expression": []}
+    for images, target in dataset:
+        images = images.numpy()
+        b = images.shape[0]
+        both = images.transpose(1, 0, 2, 3, 4).reshape((2 * b,) + images.shape[2:])  # centre crops, then flips
+        out = model(both)
+        for name, value in out.items():
+            value = np.asarray(value, dtype=np.float64)
+            preds.setdefault(name, []).append((value[:b] + value[b:]) / 2.0)
+        for name in labels:
+            labels[name].append(np.asarray(target[name]).reshape(-1))
+    if not labels["valence"]:
+        raise ValueError("the evaluation split is empty")
+    predictions = {k: np.concatenate(v) for k, v in preds.items()}
+    for k in ("valence", "arousal"):
+        if k in predictions:
+            predictions[k] = predictions[k].reshape(-1)
+    return predictions, {k: np.concatenate(v) for k, v in labels.items()}
+
+
+def confusion(true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.bincount(true * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, -1)
+
+
+def score(predictions: dict[str, np.ndarray], labels: dict[str, np.ndarray], num_classes: int) -> dict:
+    """All metrics of the report, as a JSON-ready dict."""
+    from va2att import metrics
+
+    result: dict = {"n": int(labels["valence"].shape[0])}
+    for name in ("valence", "arousal"):
+        if name in predictions:
+            y, p = labels[name], predictions[name]
+            result[name] = {"ccc": float(metrics.ccc(y, p)), "rmse": float(metrics.rmse(y, p)),
+                            "pcc": float(metrics.pcc(y, p)), "sagr": float(metrics.sagr(y, p))}
+    dims = [result[n] for n in ("valence", "arousal") if n in result]
+    if len(dims) == 2:
+        result["mean"] = {k: (dims[0][k] + dims[1][k]) / 2 for k in ("ccc", "rmse", "pcc", "sagr")}
+    names = list(EXPRESSION_NAMES[:num_classes])
+    true_cls = labels["expression"].astype(np.int64)
+    if "expression" in predictions:
+        pred_cls = predictions["expression"].argmax(axis=-1).astype(np.int64)
+        cm = confusion(true_cls, pred_cls, num_classes)
+        result["expression"] = {
+            "accuracy": float(metrics.accuracy(true_cls, pred_cls)),
+            "macro_f1": float(metrics.macro_f1(true_cls, pred_cls, num_classes)),
+            "confusion": cm.tolist(),
+            "class_names": names,
+        }
+    else:
+        pred_cls = None
+    per_class = []
+    for k, name in enumerate(names):
+        sel = true_cls == k
+        row: dict = {"class": name, "n": int(sel.sum())}
+        if pred_cls is not None:
+            tp = int(((pred_cls == k) & sel).sum())
+            predicted = int((pred_cls == k).sum())
+            precision = tp / predicted if predicted else 0.0
+            recall = tp / row["n"] if row["n"] else 0.0
+            row.update(precision=precision, recall=recall,
+                       f1=2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+        for dim in ("valence", "arousal"):
+            if dim in predictions and row["n"]:
+                row[f"{dim}_true_mean"] = float(labels[dim][sel].mean())
+                row[f"{dim}_pred_mean"] = float(np.clip(predictions[dim][sel], -1, 1).mean())
+                row[f"{dim}_rmse"] = float(metrics.rmse(labels[dim][sel], predictions[dim][sel]))
+        per_class.append(row)
+    result["per_class"] = per_class
+    return result
+
+
+def _fmt(v) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def markdown_report(result: dict, title: str, meta: dict) -> str:
+    lines = [f"# {title}", ""]
+    lines += [f"- {k}: `{v}`" for k, v in meta.items()] + [f"- faces: {result['n']}", "",
+                                                             "Flip-averaged predictions (centre crop and its mirror).",
+                                                             ""]
+    dims = [d for d in ("valence", "arousal", "mean") if d in result]
+    if dims:
+        lines += ["| | CCC | RMSE | PCC | SAGR |", "|---|---|---|---|---|"]
+        lines += [f"| {d} | " + " | ".join(_fmt(result[d][m]) for m in ("ccc", "rmse", "pcc", "sagr")) + " |"
+                  for d in dims]
+        lines.append("")
+    if "expression" in result:
+        e = result["expression"]
+        lines += [f"Expression accuracy **{e['accuracy']:.3f}**, macro-F1 **{e['macro_f1']:.3f}**.", ""]
+    cols = [c for c in ("n", "precision", "recall", "f1", "valence_true_mean", "valence_pred_mean", "valence_rmse",
+                        "arousal_true_mean", "arousal_pred_mean", "arousal_rmse")
+            if any(c in row for row in result["per_class"])]
+    lines += ["## Per class", "", "| class | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += ["| " + row["class"] + " | " + " | ".join(_fmt(row.get(c, "")) for c in cols) + " |"
+              for row in result["per_class"]]
+    return "\n".join(lines) + "\n"
