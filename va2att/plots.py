@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from va2att.fileio import atomic_path
 
 # Affect words at their angles (degrees, counter-clockwise from "pleasant") on Russell's circumplex
 # (Russell 1980, "A circumplex model of affect", Table/Fig. 2; angles rounded). Valence is the
@@ -44,20 +44,11 @@ _MAX_POINT_LABELS = 60  # beyond this many points, per-point labels are not draw
 
 
 def _save(fig: Figure, path) -> Path:
-    """Render `fig` to `path` as PNG: write a temporary file next to it, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Render `fig` to `path` as PNG under a temporary name in the same folder, then rename it."""
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=fig.dpi, bbox_inches="tight")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; give the figure ordinary file permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=fig.dpi, bbox_inches="tight")
+    return Path(path)
 
 
 def _flat(values, name: str) -> np.ndarray:
