@@ -1,0 +1,162 @@
+"""train.py and evaluate.py end to end on a tiny demo set and a tiny network."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import REPO, TINY_MODEL
+
+TINY = [f"--model.{k}={v}" for k, v in TINY_MODEL.items()] + [
+    "--data.demo_train=192", "--data.demo_val=64", "--batch-size", "32", "--data.shuffle_buffer=256"]
+
+
+def run_cli(script, *args, cache_dir, check=True, **kwargs):
+    env = dict(os.environ, VA2ATT_CACHE=str(cache_dir), CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=600, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, cache_dir):
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    proc = run_cli("train.py", "--out", str(run), "--epochs", "2", "--quiet", *TINY, cache_dir=cache_dir)
+    return run, proc
+
+
+def test_train_writes_a_complete_run_folder(trained_run):
+    run, proc = trained_run
+    assert "synthetic demo set" in proc.stdout  # said on screen on first use
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["model"]["width"] == TINY_MODEL["width"]
+    assert config["argv"][0] == "train.py" and "--epochs" in config["argv"]
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"loss", "val_loss", "val_valence_ccc", "val_arousal_ccc", "lr"} <= set(rows[0])
+    assert sorted(p.name for p in (run / "checkpoints").glob("epoch-*.weights.h5")) == [
+        "epoch-001.weights.h5", "epoch-002.weights.h5"]
+    assert (run / "best.keras").is_file()
+    assert any((run / "logs").rglob("events.out.tfevents.*"))
+    exports = sorted((run / "export" / "va2att").iterdir())
+    assert [p.name for p in exports] == ["1"] and (exports[0] / "saved_model.pb").is_file()
+
+
+def test_export_reloads_in_a_process_that_cannot_import_va2att(trained_run, tmp_path):
+    run, _ = trained_run
+    import keras
+    import numpy as np
+
+    images = np.random.default_rng(0).uniform(0, 255, (5, 48, 48, 1)).astype("float32")
+    np.save(tmp_path / "images.npy", images)
+    expected = keras.saving.load_model(run / "best.keras", compile=False).predict(images, verbose=0)
+    script = textwrap.dedent(f"""
+        import sys, json
+        sys.modules["va2att"] = None  # any import of the package now fails
+        import numpy as np, tensorflow as tf
+        try:
+            import va2att
+            raise SystemExit("va2att was importable")
+        except ImportError:
+            pass
+        loaded = tf.saved_model.load({str(run / 'export' / 'va2att' / '1')!r})
+        out = loaded.signatures["serving_default"](image=tf.constant(np.load({str(tmp_path / 'images.npy')!r})))
+        print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    served = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(served) == {"valence", "arousal", "expression"}
+    for name in served:
+        np.testing.assert_allclose(np.array(served[name]), expected[name], atol=1e-5)
+
+
+def test_evaluate_writes_metrics_report_and_plots(trained_run, tmp_path, cache_dir):
+    run, _ = trained_run
+    out = tmp_path / "eval"
+    proc = run_cli("evaluate.py", "--model", str(run), "--out", str(out), "--json", str(tmp_path / "m.json"),
+                   cache_dir=cache_dir)
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics == json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "validation" and metrics["n"] > 0
+    for dim in ("valence", "arousal"):
+        assert set(metrics[dim]) == {"ccc", "rmse", "pcc", "sagr"}
+        assert -1 <= metrics[dim]["ccc"] <= 1 and metrics[dim]["rmse"] >= 0
+    assert 0 <= metrics["expression"]["accuracy"] <= 1 and len(metrics["per_class"]) == 8
+    assert sum(r["n"] for r in metrics["per_class"]) == metrics["n"]
+    for png in ("circumplex.png", "confusion.png", "curves.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| valence |" in (out / "report.md").read_text() and "CCC" in proc.stdout
+
+    # The exported SavedModel scores the same as the run folder's model.
+    proc = run_cli("evaluate.py", "--model", str(run / "export" / "va2att" / "1"), "--data", "demo",
+                   "--out", str(tmp_path / "eval2"), "--model.unused=1", cache_dir=cache_dir, check=False)
+    assert proc.returncode != 0  # unknown flag rejected
+    env_data = json.loads((run / "config.json").read_text())["config"]["data"]
+    assert env_data["demo_train"] == 192
+
+
+def _wait_for_epoch(run, epoch, proc, timeout=300):
+    deadline = time.time() + timeout
+    state = run / "checkpoints" / "state.json"
+    while time.time() < deadline:
+        if state.is_file() and json.loads(state.read_text())["epoch"] >= epoch:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early:\n{proc.stdout.read()[-3000:]}")
+        time.sleep(0.05)
+    raise AssertionError("no epoch finished in time")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
+def test_interrupted_run_resumes_and_finishes(tmp_path, cache_dir, sig):
+    run = tmp_path / "run"
+    env = dict(os.environ, VA2ATT_CACHE=str(cache_dir), CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), "--out", str(run), "--epochs", "8", "--quiet",
+                             *TINY, "--data.demo_train=512"], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_epoch(run, 1, proc)
+        proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert 1 <= state["epoch"] < 8, "the run was not interrupted mid-way"
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "--resume" in output
+        assert (run / "checkpoints" / "interrupted.weights.h5").is_file()
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    assert not list(run.rglob("*.tmp*")) or sig == signal.SIGKILL
+    done = state["epoch"]
+    resumed = run_cli("train.py", "--resume", str(run), "--quiet", cache_dir=cache_dir)
+    assert f"after epoch {done} of 8" in resumed.stdout
+    rows = list(csv.DictReader((run / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
+    assert json.loads((run / "checkpoints" / "state.json").read_text())["epoch"] == 8
+    assert (run / "export" / "va2att" / "1" / "saved_model.pb").is_file()
+    # A second resume of a finished run does nothing but keep its single export.
+    run_cli("train.py", "--resume", str(run), "--quiet", cache_dir=cache_dir)
+    assert [p.name for p in (run / "export" / "va2att").iterdir()] == ["1"]
+
+
+def test_bad_flags_are_rejected_with_allowed_values(tmp_path, cache_dir):
+    proc = run_cli("train.py", "--out", str(tmp_path / "r"), "--set", "model.blocks=7", cache_dir=cache_dir,
+                   check=False)
+    assert proc.returncode == 2 and "model.blocks=7" in proc.stderr and "0..3" in proc.stderr
+    proc = run_cli("train.py", "--out", str(tmp_path / "r"), "--set", "model.nope=1", cache_dir=cache_dir,
+                   check=False)
+    assert proc.returncode == 2 and "allowed keys" in proc.stderr
+    proc = run_cli("train.py", "--head", "cnn", cache_dir=cache_dir, check=False)
+    assert proc.returncode == 2 and "2mt" in proc.stderr
+    assert not (tmp_path / "r" / "config.json").exists()
