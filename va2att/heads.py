@@ -1,0 +1,86 @@
+"""Prediction heads: from the image feature `z` to the named outputs `valence`, `arousal`, `expression`.
+
+Each head is an `apply_*(z, cfg, ...)` function that adds plain Keras layers (named from the output
+names) to the functional graph and returns a dict of output tensors whose keys are `cfg.outputs`.
+Output layers compute in float32 (safe under a mixed-precision policy).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from va2att.config import ModelConfig
+from va2att.layers import EmotionGCN
+
+GCN_NEGATIVE_SLOPE = 0.2  # LeakyReLU slope between the two graph convolutions (Emotion-GCN)
+
+
+def _dense(units, name, activation=None, dtype=None):
+    return keras.layers.Dense(units, activation=activation, kernel_initializer="glorot_uniform", dtype=dtype, name=name)
+
+
+def _regressor(x, name):
+    """One linear unit + tanh, so the prediction lies in [-1, 1]."""
+    return _dense(1, name, activation="tanh", dtype="float32")(x)
+
+
+def apply_two_stage_head(z, cfg: ModelConfig, **_):
+    """2Att-2Mt head. Stage 1: a dimensional and a categorical representation (the latter trained by
+    the expression cross-entropy). Stage 2: both concatenated, valence and arousal regressed together
+    from the shared concatenation (two tanh units on the same input, i.e. one Dense(2) split in two)."""
+    dimensional = _dense(cfg.dimensional_units, "dimensional", activation="relu")(z)
+    categorical = _dense(cfg.categorical_units, "categorical", activation="relu")(z)
+    expression = _dense(cfg.num_classes, "expression", activation="softmax", dtype="float32")(categorical)
+    fused = keras.layers.Concatenate(name="fusion")([dimensional, categorical])
+    return {"valence": _regressor(fused, "valence"), "arousal": _regressor(fused, "arousal"), "expression": expression}
+
+
+def apply_multitask_head(z, cfg: ModelConfig, **_):
+    """2Att-Mt head: valence and arousal from a shared dimensional representation only."""
+    dimensional = _dense(cfg.dimensional_units, "dimensional", activation="relu")(z)
+    return {"valence": _regressor(dimensional, "valence"), "arousal": _regressor(dimensional, "arousal")}
+
+
+def apply_single_head(z, cfg: ModelConfig, **_):
+    """Single-task head (2Att-CNN baseline): one of valence or arousal from a dimensional representation."""
+    (target,) = cfg.outputs
+    dimensional = _dense(cfg.dimensional_units, "dimensional", activation="relu")(z)
+    return {target: _regressor(dimensional, target)}
+
+
+def apply_gcn_head(z, cfg: ModelConfig, adjacency=None, node_features=None):
+    """Emotion-GCN head (DESIGN.md §3). Without an adjacency the graph is the identity (no edges: every
+    node only sees itself); pass `va2att.gcn.build_adjacency(...)` of the training labels for the real one."""
+    nodes = cfg.num_classes + 2
+    if adjacency is None:
+        adjacency = np.eye(nodes, dtype="float32")
+    expression, valence, arousal = EmotionGCN(
+        cfg.num_classes,
+        adjacency=adjacency,
+        hidden_units=cfg.gcn_hidden,
+        node_features=node_features,
+        negative_slope=GCN_NEGATIVE_SLOPE,
+        name="gcn",
+    )(z)
+    # Identity layers give the outputs their own names in summaries and logs.
+    return {
+        "valence": keras.layers.Identity(name="valence", dtype="float32")(valence),
+        "arousal": keras.layers.Identity(name="arousal", dtype="float32")(arousal),
+        "expression": keras.layers.Identity(name="expression", dtype="float32")(expression),
+    }
+
+
+HEADS = {
+    "2mt": apply_two_stage_head,
+    "mt": apply_multitask_head,
+    "single-valence": apply_single_head,
+    "single-arousal": apply_single_head,
+    "gcn": apply_gcn_head,
+}
+
+
+def apply_head(z, cfg: ModelConfig, adjacency=None, node_features=None) -> dict:
+    """The outputs of `cfg.head` on the feature `z`: a dict keyed by `cfg.outputs`."""
+    outputs = HEADS[cfg.head](z, cfg, adjacency=adjacency, node_features=node_features)
+    return {name: outputs[name] for name in cfg.outputs}
