@@ -1,0 +1,214 @@
+"""Export a trained model as a SavedModel that TF Serving (and plain TensorFlow) can load.
+
+Layout (TF Serving's): `export_root/<version>/saved_model.pb` + `variables/` + `assets.extra/va2att.json`,
+where `<version>` is an integer, by default one more than the largest version already there. The
+version folder is written under a hidden temporary name and renamed into place once complete, so a
+TF Serving instance watching `export_root` never sees a half-written model.
+
+Signatures:
+
+- `serving_default`: input `image`, float32 `[None, 48, 48, 1]`, raw pixel values 0-255 of an aligned
+  grayscale face (centre 48x48 crop of the 56x56 alignment); outputs a dict with the model's outputs
+  (`valence`, `arousal` float32 `[None, 1]`, `expression` float32 `[None, K]` probabilities — whichever
+  the model has).
+- `serving_bytes`: input `image_bytes`, string `[None]`, each an encoded JPEG/PNG/BMP/GIF of an aligned
+  face. Each image is decoded to grayscale; a 48x48 image is used as it is, any other size is resized
+  to the 56x56 alignment size and centre-cropped to 48x48. Same outputs. Over REST, binary values are
+  sent as `{"b64": "..."}` (the input name ends in `_bytes`, TF Serving's convention for binary data).
+
+The exported graph never contains cuDNN-only kernels (`CudnnRNN*`): recurrent layers are traced with
+their portable implementation even when the export runs on a GPU machine, so the same SavedModel is
+served by CPU and GPU builds of TF Serving. `saved_model_op_types` lists every op of a SavedModel so
+tests (and users) can check this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from va2att.config import EXPRESSION_NAMES, FACE_SIZE, INPUT_SIZE
+
+SERVING_DEFAULT = "serving_default"
+SERVING_BYTES = "serving_bytes"
+IMAGE_INPUT = "image"
+BYTES_INPUT = "image_bytes"
+METADATA_FILE = "assets.extra/va2att.json"
+# Ops that exist only in GPU (cuDNN) builds of TensorFlow; a graph containing one cannot run on a CPU server.
+CUDNN_OP_PATTERN = re.compile(r"^Cudnn", re.IGNORECASE)
+
+
+def list_versions(export_root: str | os.PathLike) -> list[int]:
+    """Integer version folders under `export_root` (ascending); other names are ignored, as TF Serving does."""
+    root = Path(export_root)
+    if not root.is_dir():
+        return []
+    return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+@contextlib.contextmanager
+def portable_recurrent_layers(model: keras.Model):
+    """Within the block, recurrent layers (GRU, LSTM) of `model` trace their generic loop, never cuDNN.
+
+    Keras picks the cuDNN kernel when a GPU is visible at trace time; a SavedModel traced that way
+    holds `CudnnRNNV3` ops that CPU builds of TensorFlow and TF Serving cannot run.
+    """
+    changed = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        if hasattr(layer, "use_cudnn") and layer.use_cudnn is not False:
+            changed.append((layer, layer.use_cudnn))
+            layer.use_cudnn = False
+    try:
+        yield
+    finally:
+        for layer, value in changed:
+            layer.use_cudnn = value
+
+
+def _output_dict(model: keras.Model, outputs) -> dict[str, tf.Tensor]:
+    if not isinstance(outputs, dict):
+        names = list(getattr(model, "output_names", None) or [])
+        flat = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        if len(names) != len(flat):
+            raise ValueError(
+                "The model must return a dict of named outputs (valence, arousal, expression). "
+                f"Received: {type(outputs).__name__} with {len(flat)} tensor(s)."
+            )
+        outputs = dict(zip(names, flat))
+    # Mixed-precision models compute in float16; the served outputs are always float32.
+    return {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
+
+
+def decode_aligned_faces(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Encoded aligned faces, string `[N]` -> float32 `[N, 48, 48, 1]` pixels 0-255 (graph-only ops)."""
+
+    def decode_one(data):
+        image = tf.io.decode_image(data, channels=1, expand_animations=False, dtype=tf.uint8)
+        image = tf.cast(image, tf.float32)
+        shape = tf.shape(image)
+        is_crop = tf.logical_and(tf.equal(shape[0], INPUT_SIZE), tf.equal(shape[1], INPUT_SIZE))
+
+        def as_crop():
+            return tf.reshape(image, [INPUT_SIZE, INPUT_SIZE, 1])
+
+        def from_face():
+            face = tf.image.resize(image, [FACE_SIZE, FACE_SIZE], method="bilinear", antialias=True)
+            offset = (FACE_SIZE - INPUT_SIZE) // 2
+            face = face[offset : offset + INPUT_SIZE, offset : offset + INPUT_SIZE, :]
+            return tf.clip_by_value(face, 0.0, 255.0)
+
+        return tf.cond(is_crop, as_crop, from_face)
+
+    return tf.map_fn(
+        decode_one,
+        image_bytes,
+        fn_output_signature=tf.TensorSpec([INPUT_SIZE, INPUT_SIZE, 1], tf.float32),
+    )
+
+
+def _metadata(model: keras.Model, outputs: dict) -> dict:
+    shapes = {name: [None if d is None else int(d) for d in value.shape] for name, value in outputs.items()}
+    num_classes = shapes["expression"][-1] if "expression" in shapes else None
+    names = list(EXPRESSION_NAMES[:num_classes]) if num_classes and num_classes <= len(EXPRESSION_NAMES) else None
+    return {
+        "format": "va2att-saved-model",
+        "model_class": type(model).__name__,
+        "signatures": {
+            SERVING_DEFAULT: {"inputs": {IMAGE_INPUT: ["float32", [None, INPUT_SIZE, INPUT_SIZE, 1]]}},
+            SERVING_BYTES: {"inputs": {BYTES_INPUT: ["string", [None]]}},
+        },
+        "outputs": shapes,
+        "num_classes": num_classes,
+        "expression_names": names,
+        "input_pixels": "0-255",
+        "face_size": FACE_SIZE,
+        "input_size": INPUT_SIZE,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+    }
+
+
+def _build_archive(model: keras.Model) -> tuple[keras.export.ExportArchive, dict]:
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve_pixels(image):
+        return _output_dict(model, model(image, training=False))
+
+    def serve_bytes(image_bytes):
+        return _output_dict(model, model(decode_aligned_faces(image_bytes), training=False))
+
+    pixels_spec = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32, name=IMAGE_INPUT)
+    bytes_spec = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)
+    pixels_fn = archive.add_endpoint(SERVING_DEFAULT, serve_pixels, input_signature=[pixels_spec])
+    archive.add_endpoint(SERVING_BYTES, serve_bytes, input_signature=[bytes_spec])
+    return archive, pixels_fn.get_concrete_function().structured_outputs
+
+
+def export_saved_model(model: keras.Model, export_root: str | os.PathLike, version: int | None = None) -> Path:
+    """Write `model` to `export_root/<version>/` as a TF Serving SavedModel and return that folder.
+
+    Args:
+        model: keras.Model, input `image` `[None, 48, 48, 1]` pixels 0-255, dict outputs.
+        export_root: folder of numbered versions (e.g. `RUN_DIR/export/va2att`); created if missing.
+        version: int or None. None = one more than the largest existing version (1 for the first).
+            An existing version is never overwritten.
+    """
+    if not model.built:
+        raise ValueError("The model must be built (called once or created from keras.Input) before export.")
+    root = Path(export_root)
+    root.mkdir(parents=True, exist_ok=True)
+    if version is None:
+        existing = list_versions(root)
+        version = existing[-1] + 1 if existing else 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValueError(f"The export version must be a non-negative integer. Received: version={version!r}")
+    final = root / str(version)
+    if final.exists():
+        raise FileExistsError(f"Export version {final} already exists; pass another version or none.")
+
+    tmp = root / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
+    try:
+        # Saving traces the endpoints again (in TensorFlow's save context), so the whole export,
+        # not only the first trace, runs with the portable recurrent implementation.
+        with portable_recurrent_layers(model):
+            archive, outputs = _build_archive(model)
+            archive.write_out(str(tmp), verbose=False)
+        meta = tmp / METADATA_FILE
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps(_metadata(model, outputs), indent=2) + "\n")
+        if final.exists():
+            raise FileExistsError(f"Export version {final} appeared while exporting; not overwriting it.")
+        os.rename(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def saved_model_op_types(saved_model_dir: str | os.PathLike) -> set[str]:
+    """Every op type in a SavedModel: the graph defs of all meta graphs and their function libraries."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    ops: set[str] = set()
+    for meta_graph in proto.meta_graphs:
+        graph = meta_graph.graph_def
+        ops.update(node.op for node in graph.node)
+        for function in graph.library.function:
+            ops.update(node.op for node in function.node_def)
+    return ops
+
+
+def cudnn_only_ops(saved_model_dir: str | os.PathLike) -> set[str]:
+    """The op types of a SavedModel that need a cuDNN (GPU) build of TensorFlow; empty when portable."""
+    return {op for op in saved_model_op_types(saved_model_dir) if CUDNN_OP_PATTERN.match(op)}
