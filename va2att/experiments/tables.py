@@ -101,7 +101,7 @@ class Variant:
 
     def runs(self) -> tuple[Part, ...]:
         """The runs behind this row: its parts, or a single run supplying everything."""
-        return self.parts or (Part("", {}, ("valence", "arousal", "expression")),)
+        return self.parts or (Part("", {}, ("valence", "arousal", "mean", "expression")),)
 
 
 @dataclasses.dataclass(frozen=True)
