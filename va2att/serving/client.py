@@ -1,0 +1,246 @@
+"""Command-line client of a TF Serving instance that serves the exported va2att model.
+
+    python -m va2att.serving.client photo.jpg group.png [--url http://127.0.0.1:8501] [--model va2att]
+    python -m va2att.serving.client face_56x56.png --aligned          # faces already aligned: no detection
+    python -m va2att.serving.client photo.jpg --grpc 127.0.0.1:8500   # needs the extra: pip install 'va2att[grpc]'
+
+Faces are found and aligned with the same code as preparation and `predict` (MTCNN, five-point
+similarity alignment to 56 x 56 grayscale, centre 48 x 48 crop), then ALL faces of all images go to
+the server in ONE predict request (REST row format, see `va2att.serving.request`). One line is
+printed per face. A server error, a refused connection or a timeout is reported in one line on
+stderr and the exit status is 1 (2 for bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from va2att.config import EXPRESSION_NAMES, FACE_SIZE, INPUT_SIZE
+from va2att.serving.request import (
+    IMAGE_INPUT,
+    SIGNATURE,
+    ServingError,
+    build_predict_body,
+    encode_body,
+    error_message,
+    order_outputs,
+    parse_predict_response,
+    predict_url,
+    prepare_faces,
+)
+
+DEFAULT_URL = "http://127.0.0.1:8501"
+DEFAULT_MODEL = "va2att"
+DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Face:
+    """Where a face came from: image path, index in that image (0 = most confident) and box (x, y, w, h)."""
+
+    path: str
+    index: int
+    box: tuple[float, float, float, float] | None
+
+
+def post_predict(url: str, body: dict, timeout: float) -> dict[str, np.ndarray]:
+    """POST one predict body to a TF Serving REST endpoint and parse the answer.
+
+    Raises ServingError with a one-line message for HTTP errors (TF Serving's `{"error": ...}`
+    text included), refused or failed connections, timeouts and malformed answers.
+    """
+    request = urllib.request.Request(
+        url, data=encode_body(body), method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload = response.read()
+    except urllib.error.HTTPError as error:
+        try:
+            raw = error.read()
+        except (OSError, ValueError):
+            raw = b""
+        finally:
+            error.close()
+        detail = error_message(raw) or " ".join(raw.decode("utf-8", "replace").split())[:200] or error.reason
+        raise ServingError(f"TF Serving at {url} answered HTTP {error.code}: {detail}") from None
+    except urllib.error.URLError as error:
+        raise ServingError(_connection_message(url, error.reason, timeout)) from None
+    except TimeoutError:
+        raise ServingError(_connection_message(url, TimeoutError(), timeout)) from None
+    except ConnectionError as error:
+        raise ServingError(_connection_message(url, error, timeout)) from None
+    return parse_predict_response(payload)
+
+
+def _connection_message(url: str, reason, timeout: float) -> str:
+    if isinstance(reason, ConnectionRefusedError):
+        return f"Cannot connect to TF Serving at {url}: connection refused (is the server running? see docs/serving.md)"
+    if isinstance(reason, TimeoutError):
+        return f"No answer from TF Serving at {url} within {timeout:g} s (timed out)"
+    if isinstance(reason, socket.gaierror):
+        return f"Cannot resolve the TF Serving host in {url}: {reason.strerror or reason}"
+    text = getattr(reason, "strerror", None) or str(reason)
+    return f"Cannot reach TF Serving at {url}: {text}"
+
+
+def predict_grpc(
+    target: str, model: str, images: np.ndarray, timeout: float, signature: str = SIGNATURE
+) -> dict[str, np.ndarray]:
+    """One gRPC Predict call (`tensorflow-serving-api`, the optional extra `va2att[grpc]`)."""
+    try:
+        import grpc
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    except ImportError:
+        raise ServingError(
+            "--grpc needs the optional gRPC extra: pip install 'va2att[grpc]' (installs tensorflow-serving-api)"
+        ) from None
+    import tensorflow as tf
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    request.inputs[IMAGE_INPUT].CopyFrom(tf.make_tensor_proto(np.asarray(images, np.float32)))
+    with grpc.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        try:
+            response = stub.Predict(request, timeout=timeout)
+        except grpc.RpcError as error:
+            code = error.code()
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise ServingError(f"Cannot connect to TF Serving gRPC at {target}: {error.details()}") from None
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise ServingError(f"No answer from TF Serving gRPC at {target} within {timeout:g} s (timed out)") from None
+            raise ServingError(f"TF Serving gRPC at {target} answered {code.name}: {error.details()}") from None
+    return order_outputs({name: tf.make_ndarray(proto).astype(np.float32) for name, proto in response.outputs.items()})
+
+
+def find_faces(paths, *, aligned: bool = False, detector=None, log=None) -> tuple[np.ndarray, list[Face]]:
+    """Read images and return (float32 `[N, 48, 48, 1]` model inputs, one `Face` per input).
+
+    With `aligned`, each file is one aligned face (any size; converted to 56 x 56 grayscale unless it is
+    already 48 x 48). Otherwise every face MTCNN finds is aligned. Unreadable files and images without a
+    face are reported through `log` and skipped.
+    """
+    from va2att.data.images import ImageError, read_image
+
+    log = log or (lambda message: print(message, file=sys.stderr))
+    faces, where = [], []
+    for path in paths:
+        try:
+            image = read_image(path)
+        except ImageError as error:
+            log(f"{path}: skipped ({error})")
+            continue
+        if aligned:
+            faces.append(_aligned_input(image.pixels))
+            where.append(Face(str(path), 0, None))
+            continue
+        from va2att.data.align import FaceDetector, align_detection
+
+        detector = detector or FaceDetector()
+        detections = detector.detect(image)
+        if not detections:
+            log(f"{path}: no face found")
+        for index, detection in enumerate(detections):
+            faces.append(align_detection(image, detection, FACE_SIZE))
+            where.append(Face(str(path), index, tuple(round(float(v), 1) for v in detection.box)))
+    if not faces:
+        return np.zeros((0, INPUT_SIZE, INPUT_SIZE, 1), np.float32), []
+    return np.concatenate([prepare_faces(f[None]) for f in faces]), where
+
+
+def _aligned_input(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    if gray.shape == (INPUT_SIZE, INPUT_SIZE):
+        return gray
+    if gray.shape != (FACE_SIZE, FACE_SIZE):
+        shrinking = gray.shape[0] > FACE_SIZE or gray.shape[1] > FACE_SIZE
+        gray = cv2.resize(gray, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return gray
+
+
+def format_face(face: Face, outputs: dict[str, np.ndarray], i: int) -> str:
+    parts = [f"{face.path}", f"face {face.index + 1}"]
+    for name in ("valence", "arousal"):
+        if name in outputs:
+            parts.append(f"{name} {float(np.ravel(outputs[name][i])[0]):+.3f}")
+    if "expression" in outputs:
+        probs = np.ravel(outputs["expression"][i])
+        k = int(np.argmax(probs))
+        label = EXPRESSION_NAMES[k] if k < len(EXPRESSION_NAMES) else str(k)
+        parts.append(f"expression {label} ({probs[k]:.2f})")
+    return "  ".join(parts)
+
+
+def _face_json(face: Face, outputs: dict[str, np.ndarray], i: int) -> dict:
+    record = {"image": face.path, "face": face.index, "box": face.box}
+    for name, value in outputs.items():
+        flat = np.ravel(value[i]).astype(float)
+        record[name] = float(flat[0]) if name in ("valence", "arousal") else flat.tolist()
+    if "expression" in outputs:
+        k = int(np.argmax(outputs["expression"][i]))
+        record["expression_label"] = EXPRESSION_NAMES[k] if k < len(EXPRESSION_NAMES) else str(k)
+    return record
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m va2att.serving.client",
+        description="Valence, arousal and expression of the faces in images, from a TF Serving instance "
+        "serving the exported va2att model (one predict request for all faces).",
+    )
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (photos, or aligned faces with --aligned)")
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"TF Serving REST address (default {DEFAULT_URL})")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"served model name (default {DEFAULT_MODEL})")
+    parser.add_argument("--version", type=int, help="model version to query (default: the newest served)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the answer")
+    parser.add_argument("--grpc", metavar="HOST:PORT", help="use gRPC at this address (e.g. 127.0.0.1:8500) instead of REST")
+    parser.add_argument("--aligned", action="store_true", help="each image is one aligned face (56x56 or 48x48); no detection")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per face instead of text")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.timeout <= 0:
+        print("error: --timeout must be positive", file=sys.stderr)
+        return 2
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    images, faces = find_faces(args.images, aligned=args.aligned)
+    if not faces:
+        print("error: no face to send (no face found in the given images)", file=sys.stderr)
+        return 1
+    try:
+        if args.grpc:
+            outputs = predict_grpc(args.grpc, args.model, images, args.timeout)
+        else:
+            url = predict_url(args.url, args.model, args.version)
+            outputs = post_predict(url, build_predict_body(images), args.timeout)
+        counts = {name: len(value) for name, value in outputs.items()}
+        if any(count != len(faces) for count in counts.values()):
+            raise ServingError(f"The server answered for {counts} faces; {len(faces)} were sent.")
+    except ServingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for i, face in enumerate(faces):
+        print(json.dumps(_face_json(face, outputs, i)) if args.json else format_face(face, outputs, i))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
