@@ -182,3 +182,28 @@ def test_smoke_table_end_to_end_then_resumed_without_retraining(tmp_path, cache_
     assert again.stdout.count("not retrained") == 2
     assert [p.stat().st_mtime_ns for p in sorted(out.rglob("*.weights.h5"))] == mtimes
     assert (out / "table5.md").read_text() == md
+
+
+def test_unfinished_runs_are_resumed_in_their_folder_and_new_ones_started(tmp_path, monkeypatch):
+    pytest.importorskip("keras")
+    from va2att import trainer
+
+    table = TABLES["table2"]
+    variant = table.variants[0]
+    cfg = run_config(variant, variant.runs()[0], data="demo", seed=0, smoke=True)
+    calls = []
+
+    def fake_train(run_dir, **kwargs):
+        calls.append(run_dir)
+        return trainer.TrainResult(run_dir, 2, 1, 0.1, {}, run_dir / "export" / "va2att" / "1")
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    monkeypatch.setattr(runner, "evaluate_run", lambda *a, **k: {"n": 64, "mean": {"ccc": 0.1}})
+    fresh, started = tmp_path / "fresh", tmp_path / "started"
+    trainer.start_run(cfg, started, ["test"])
+    lines = []
+    for run_dir in (fresh, started):
+        record = runner.ensure_run(run_dir, cfg, log=lines.append)
+        assert record["epochs_done"] == 2 and (run_dir / runner.METRICS_FILE).is_file()
+    assert calls == [fresh, started]
+    assert (fresh / "config.json").is_file() and "training" in lines[0] and "resuming" in lines[2]
