@@ -1,0 +1,294 @@
+"""Face alignment: five points (or a face box) -> a 56 x 56 grayscale face on a fixed template.
+
+Left/right are IMAGE left/right throughout, as in the iBUG 68-point scheme: point 36
+(subject's right eye) is on the image left and becomes `TEMPLATE_5[0]`. The MTCNN
+detector is mapped onto the same convention (its "left_eye" is the image-left eye,
+checked on skimage.data.astronaut() in tests/test_align.py).
+
+`align_any` is the one path shared by preparation and prediction: landmarks when usable,
+else the face box, else MTCNN.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from va2att.config import FACE_SIZE
+from va2att.data.images import RGBImage
+
+# (x, y) on the FACE_SIZE x FACE_SIZE canvas: image-left eye, image-right eye, nose tip,
+# image-left mouth corner, image-right mouth corner. Eye distance 18 px; the 48 x 48
+# centre crop keeps brows to chin.
+TEMPLATE_5 = np.array(
+    [[19.0, 22.0], [37.0, 22.0], [28.0, 32.5], [20.5, 42.5], [35.5, 42.5]], dtype=np.float64
+)
+# Where a face box (x, y, w, h) goes on the canvas: its centre and its mean side, in pixels.
+BOX_CENTRE = (28.0, 32.0)
+BOX_SIDE = 46.0
+MIN_EYE_DISTANCE = 2.0  # in original pixels; below this five points are unusable
+
+# iBUG-68 indices: image-left eye, image-right eye, nose tip, mouth corners.
+LEFT_EYE_68 = tuple(range(36, 42))
+RIGHT_EYE_68 = tuple(range(42, 48))
+NOSE_TIP_68 = 30
+MOUTH_LEFT_68 = 48
+MOUTH_RIGHT_68 = 54
+
+
+class AlignError(Exception):
+    """No usable face; `reason` names why (e.g. "no_face", "bad_box")."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self):
+        return (AlignError, (self.reason, str(self)))
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected face in ORIGINAL image coordinates.
+
+    Args:
+        box: tuple (x, y, w, h) floats.
+        points5: np.ndarray (5, 2): image-left eye, image-right eye, nose, left and right mouth corners.
+        confidence: float in [0, 1].
+    """
+
+    box: tuple[float, float, float, float]
+    points5: np.ndarray
+    confidence: float
+
+
+def five_points_from_68(lm68) -> np.ndarray:
+    """(68, 2) or (136,) iBUG landmarks (x0, y0, x1, y1, ...) -> (5, 2) points in template order."""
+    p = np.asarray(lm68, dtype=np.float64)
+    if p.shape == (136,):
+        p = p.reshape(68, 2)
+    if p.shape != (68, 2):
+        raise ValueError(f"Expected 68 landmarks as (68, 2) or (136,). Received: shape={p.shape}")
+    return np.stack(
+        [
+            p[list(LEFT_EYE_68)].mean(axis=0),
+            p[list(RIGHT_EYE_68)].mean(axis=0),
+            p[NOSE_TIP_68],
+            p[MOUTH_LEFT_68],
+            p[MOUTH_RIGHT_68],
+        ]
+    )
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (rotation, uniform scale, translation; no reflection) src -> dst.
+
+    Closed-form Umeyama (1991). Returns the 2 x 3 matrix M with dst ~ M @ [x, y, 1].
+    """
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    var_s = (s**2).sum() / len(src)
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[-1] = -1
+    r = u @ np.diag(sign) @ vt
+    c = (sig * sign).sum() / var_s if var_s > 0 else 1.0
+    m = np.zeros((2, 3))
+    m[:, :2] = c * r
+    m[:, 2] = mu_d - c * r @ mu_s
+    return m
+
+
+def usable_points(points5, image: RGBImage | None = None) -> bool:
+    """Finite points, eyes apart, and not far outside the image."""
+    p = np.asarray(points5, np.float64)
+    if p.shape != (5, 2) or not np.all(np.isfinite(p)):
+        return False
+    if np.linalg.norm(p[1] - p[0]) < MIN_EYE_DISTANCE:
+        return False
+    if image is not None:
+        h, w = image.original_size
+        if np.any(p < -0.5 * np.array([w, h])) or np.any(p > 1.5 * np.array([w, h])):
+            return False
+    return True
+
+
+def warp_to_canvas(image: RGBImage, m_orig: np.ndarray, size: int) -> np.ndarray:
+    """Warp with M (original coords -> canvas) into a size x size uint8 grayscale face.
+
+    Only the region the canvas covers is cut out; when it shrinks by more than 2x it is
+    first reduced with area interpolation, so the small face is not aliased.
+    """
+    import cv2
+
+    m = np.asarray(m_orig, np.float64).copy()
+    m[:, :2] = m[:, :2] / image.scale  # pixel coords -> canvas
+    a = m[:, :2]
+    inv = np.linalg.inv(a)
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+    src = (corners - m[:, 2]) @ inv.T
+    h, w = image.height, image.width
+    x0 = int(np.clip(np.floor(src[:, 0].min()) - 2, 0, w - 1))
+    y0 = int(np.clip(np.floor(src[:, 1].min()) - 2, 0, h - 1))
+    x1 = int(np.clip(np.ceil(src[:, 0].max()) + 3, x0 + 1, w))
+    y1 = int(np.clip(np.ceil(src[:, 1].max()) + 3, y0 + 1, h))
+    roi = np.asarray(image.pixels[y0:y1, x0:x1])
+    m[:, 2] += a @ np.array([x0, y0], np.float64)
+    zoom = float(np.sqrt(abs(np.linalg.det(a))))
+    if zoom < 0.5:
+        f = min(1.0, zoom * 1.5)
+        rw, rh = max(1, round(roi.shape[1] * f)), max(1, round(roi.shape[0] * f))
+        fx, fy = rw / roi.shape[1], rh / roi.shape[0]
+        roi = cv2.resize(roi, (rw, rh), interpolation=cv2.INTER_AREA)
+        m[:, 0] /= fx
+        m[:, 1] /= fy
+    gray = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY)
+    return cv2.warpAffine(gray, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _check_image(image) -> None:
+    if not isinstance(image, RGBImage):
+        raise TypeError(
+            "Alignment takes an RGBImage (from read_image or from_array(..., order=...)). "
+            f"Received: {type(image).__name__}"
+        )
+
+
+def align_face(image: RGBImage, points5, size: int = FACE_SIZE) -> np.ndarray:
+    """Similarity-align five points (original coordinates) onto TEMPLATE_5; uint8 (size, size) gray."""
+    _check_image(image)
+    p = np.asarray(points5, np.float64)
+    if p.shape != (5, 2) or not np.all(np.isfinite(p)):
+        raise ValueError(f"points5 must be a finite (5, 2) array. Received: shape={p.shape}")
+    m = similarity_transform(p, TEMPLATE_5 * (size / FACE_SIZE))
+    return warp_to_canvas(image, m, size)
+
+
+def usable_box(box_xywh, image: RGBImage | None = None) -> bool:
+    b = np.asarray(box_xywh, np.float64).reshape(-1)
+    if b.shape != (4,) or not np.all(np.isfinite(b)) or b[2] < 4 or b[3] < 4:
+        return False
+    if image is not None:
+        h, w = image.original_size
+        if b[0] >= w or b[1] >= h or b[0] + b[2] <= 0 or b[1] + b[3] <= 0:
+            return False
+    return True
+
+
+def align_box(image: RGBImage, box_xywh, size: int = FACE_SIZE) -> np.ndarray:
+    """Fallback without landmarks: box centre -> BOX_CENTRE, mean box side -> BOX_SIDE, no rotation."""
+    _check_image(image)
+    if not usable_box(box_xywh):
+        raise ValueError(f"box must be finite (x, y, w, h) with w, h >= 4. Received: box={box_xywh}")
+    x, y, w, h = (float(v) for v in box_xywh)
+    k = size / FACE_SIZE
+    s = BOX_SIDE * k / ((w + h) / 2)
+    m = np.array([[s, 0, BOX_CENTRE[0] * k - s * (x + w / 2)], [0, s, BOX_CENTRE[1] * k - s * (y + h / 2)]])
+    return warp_to_canvas(image, m, size)
+
+
+def align_detection(image: RGBImage, detection: Detection, size: int = FACE_SIZE) -> np.ndarray:
+    """Align a FaceDetector result: its five points when usable, else its box."""
+    if usable_points(detection.points5):
+        return align_face(image, detection.points5, size)
+    return align_box(image, detection.box, size)
+
+
+class FaceDetector:
+    """MTCNN (package `mtcnn`, weights in its wheel) with results in original-image coordinates.
+
+    Args:
+        min_face_size: int, smallest face searched for, in detection pixels.
+        max_side: int, images are reduced to this longer side before detection.
+        min_confidence: float, detections below are dropped.
+    The network is built on the first `detect` call and reused.
+    """
+
+    def __init__(self, min_face_size: int = 20, max_side: int = 1024, min_confidence: float = 0.9):
+        self.min_face_size = min_face_size
+        self.max_side = max_side
+        self.min_confidence = min_confidence
+        self._mtcnn = None
+
+    @property
+    def mtcnn(self):
+        if self._mtcnn is None:
+            from mtcnn import MTCNN
+
+            self._mtcnn = MTCNN(device="CPU:0")
+        return self._mtcnn
+
+    def detect(self, image: RGBImage) -> list[Detection]:
+        """Faces, most confident first."""
+        _check_image(image)
+        small = image.resized(self.max_side)
+        found = self.mtcnn.detect_faces(np.array(small.pixels), min_face_size=self.min_face_size)
+        out = []
+        for f in found or []:
+            conf = float(f.get("confidence", 0.0))
+            if conf < self.min_confidence:
+                continue
+            kp = f["keypoints"]
+            pts = np.array(
+                [kp["left_eye"], kp["right_eye"], kp["nose"], kp["mouth_left"], kp["mouth_right"]], np.float64
+            )
+            # MTCNN names by image side; keep image-left first even if a face is upside down or mirrored.
+            pts = pts / small.scale
+            x, y, w, h = (float(v) / small.scale for v in f["box"])
+            out.append(Detection((x, y, w, h), pts, conf))
+        out.sort(key=lambda d: -d.confidence)
+        return out
+
+
+@functools.lru_cache(maxsize=1)
+def default_detector() -> FaceDetector:
+    """One FaceDetector per process, built on first use."""
+    return FaceDetector()
+
+
+def _box_iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def align_any(
+    image: RGBImage,
+    *,
+    landmarks68=None,
+    box=None,
+    detector: FaceDetector | None = None,
+    size: int = FACE_SIZE,
+) -> tuple[np.ndarray, str]:
+    """The shared alignment path: returns (face uint8 (size, size), method).
+
+    method is "landmarks", "box" or "mtcnn". Landmarks are used when they are a usable
+    (68, 2) array; else a usable box; else the detector (the face nearest the box, if one
+    was given, else the most confident). Raises AlignError("no_face") when all fail.
+    """
+    _check_image(image)
+    if landmarks68 is not None:
+        pts = five_points_from_68(landmarks68)
+        if usable_points(pts, image):
+            return align_face(image, pts, size), "landmarks"
+    if box is not None and usable_box(box, image):
+        return align_box(image, box, size), "box"
+    if detector is None:
+        raise AlignError("no_face", "no usable landmarks or box and no detector")
+    found = detector.detect(image)
+    if not found:
+        raise AlignError("no_face", "MTCNN found no face")
+    best = found[0]
+    if box is not None and np.all(np.isfinite(np.asarray(box, np.float64))):
+        best = max(found, key=lambda d: (_box_iou(d.box, box), d.confidence))
+    return align_detection(image, best, size), "mtcnn"
