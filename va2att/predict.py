@@ -69,7 +69,8 @@ def expand_paths(paths) -> list[tuple[str, Path]]:
     An explicitly named file is taken whatever its extension; one that does not exist is "missing".
     """
     found: list[tuple[str, Path]] = []
-    for text in paths:
+    for item in paths:
+        text = str(item)
         path = Path(text)
         if path.is_dir():
             for child in sorted(p for p in path.rglob("*") if p.is_file()):
