@@ -149,6 +149,33 @@ def test_saved_model_export_gives_the_same_faces(tiny_model, predictor, photos, 
     assert exported.probabilities == pytest.approx(keras_face.probabilities, abs=1e-4)
 
 
+class ValenceArousalOnly:
+    """Stands in for an `InferenceModel` of a V+A-only head: valence = mean pixel / 255, arousal = -valence."""
+
+    outputs = ("valence", "arousal")
+    num_classes = None
+
+    def __call__(self, images):
+        v = images.mean(axis=(1, 2, 3))[:, None] / 255.0
+        return {"valence": v, "arousal": -v}
+
+
+def test_model_without_expression_output(monkeypatch, predictor, photos, tmp_path, capsys):
+    import va2att.predictor as predictor_module
+
+    monkeypatch.setattr(predictor_module, "load_inference_model", lambda path: ValenceArousalOnly())
+    (face,) = Predictor("any", detector=predictor.detector).predict(photos / "astronaut.png")
+    assert face.expression is None and face.expression_index == -1 and face.probabilities == {}
+    assert 0.0 < face.valence <= 1.0 and face.arousal == pytest.approx(-face.valence)
+    status, stdout, _ = run_cli(capsys, photos / "astronaut.png", "--model", "any", "--csv", tmp_path / "r.csv",
+                                "--annotate", tmp_path / "annotated")
+    assert status == 0 and "astronaut.png" in stdout
+    with open(tmp_path / "r.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["expression"] == "" and not any(k.startswith("p_") for k in row)
+    assert (tmp_path / "annotated" / "astronaut_va.jpg").is_file()
+
+
 def test_rgba_and_exif_rotated_inputs(predictor, tmp_path):
     rgba = np.dstack([data.astronaut(), np.full((512, 512), 255, np.uint8)])
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")

@@ -26,7 +26,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from va2att.config import EXPRESSION_NAMES
 from va2att.fileio import write_text
 
 IMAGE_EXTENSIONS = frozenset(
@@ -275,10 +274,11 @@ def main(argv=None) -> int:
 
     names = _AnnotatedNames(args.annotate) if args.annotate else None
     results = []
-    stream = predictor.iter_predict(_items(inputs, args.every), keep_images=names is not None)
-    with tqdm(stream, total=_expected_count(inputs, args.every), unit="picture", file=sys.stderr,
-              disable=None, dynamic_ncols=True) as progress:
-        for result in progress:
+    # The bar counts pictures as they are read and searched for faces (the slow part); the
+    # network then runs on batches of faces.
+    with tqdm(_items(inputs, args.every), total=_expected_count(inputs, args.every), unit="picture",
+              file=sys.stderr, disable=None, dynamic_ncols=True) as progress:
+        for result in predictor.iter_predict(progress, keep_images=names is not None):
             if names is not None and result.image is not None:
                 try:
                     write_annotated(names(result.source, result.frame), result.image.pixels, result.faces,
@@ -294,7 +294,7 @@ def main(argv=None) -> int:
     print(f"{summary['read']} of {summary['items']} picture(s) read, {summary['faces']} face(s), "
           f"{summary['without_face']} without a face, {summary['unreadable']} unreadable", file=sys.stderr)
 
-    class_names = predictor.class_names or EXPRESSION_NAMES[:0]
+    class_names = predictor.class_names
     if args.json:
         document = {"model": str(args.model), "summary": summary, "expression_names": list(class_names),
                     "results": [r.to_dict() for r in results]}

@@ -188,6 +188,8 @@ class Predictor:
     def iter_predict(self, items: Iterable, *, keep_images: bool = False) -> Iterator[ImageResult]:
         """Like `predict_many`, but yields results as their batch completes (for long or streamed inputs).
 
+        The network runs when `batch_size` faces or `batch_size` pictures are waiting (or, with
+        `keep_images`, 512 MB of pictures), so memory stays bounded for any number of items.
         With `keep_images=True` each result carries its decoded picture in `.image`.
         """
         pending: list[tuple[ImageResult, list, int]] = []  # result, detections, index of its first crop
@@ -202,7 +204,7 @@ class Predictor:
                 held_bytes += image.pixels.nbytes if image is not None else 0
             pending.append((result, detections, len(crops)))
             crops.extend(faces)
-            if len(crops) >= self.batch_size or held_bytes >= _FLUSH_PENDING_BYTES:
+            if len(crops) >= self.batch_size or len(pending) >= self.batch_size or held_bytes >= _FLUSH_PENDING_BYTES:
                 yield from self._finish(pending, crops)
                 pending, crops, held_bytes = [], [], 0
         yield from self._finish(pending, crops)
