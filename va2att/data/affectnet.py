@@ -1,0 +1,188 @@
+"""Reader for AffectNet's manually annotated file lists.
+
+    ROOT/Manually_Annotated_file_lists/{training,validation}.csv
+    ROOT/Manually_Annotated_Images/<subDirectory_filePath>
+
+Columns: subDirectory_filePath, face_x, face_y, face_width, face_height, facial_landmarks
+(136 numbers "x0;y0;x1;y1;..."), expression, valence, arousal. A file may come with the
+header or without it (then the nine columns are taken in this order); header names are
+matched ignoring case, spaces and underscores. Rows are filtered here on their labels, and
+every dropped row is counted under one reason (`LABEL_REASONS`); landmark strings are
+parsed later, per row, by `parse_landmarks`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGES_DIR = "Manually_Annotated_Images"
+LISTS_DIR = "Manually_Annotated_file_lists"
+SPLIT_FILES = {"training": "training.csv", "validation": "validation.csv"}
+COLUMNS = (
+    "subDirectory_filePath",
+    "face_x",
+    "face_y",
+    "face_width",
+    "face_height",
+    "facial_landmarks",
+    "expression",
+    "valence",
+    "arousal",
+)
+NO_VALUE = -2.0  # AffectNet's "no valence/arousal" marker
+LABEL_REASONS = (
+    "malformed_row",  # more fields than the header (dropped by the CSV parser)
+    "no_path",  # empty file path
+    "expression_non_numeric",  # expression not an integer
+    "expression_excluded",  # codes outside the kept set (8 None, 9 Uncertain, 10 No-Face; 7 for AffectNet-7)
+    "no_value",  # valence or arousal is -2
+    "label_non_numeric",  # valence or arousal missing or not a number
+    "label_out_of_range",  # valence or arousal outside [-1, 1]
+)
+_ALIASES = {
+    "subdirectoryfilepath": "subDirectory_filePath",
+    "filepath": "subDirectory_filePath",
+    "path": "subDirectory_filePath",
+    "facex": "face_x",
+    "facey": "face_y",
+    "facewidth": "face_width",
+    "faceheight": "face_height",
+    "faciallandmarks": "facial_landmarks",
+    "landmarks": "facial_landmarks",
+    "expression": "expression",
+    "valence": "valence",
+    "arousal": "arousal",
+}
+
+
+class AffectNetError(ValueError):
+    """A file list that cannot be read at all (missing file, missing columns)."""
+
+
+@dataclass
+class Rows:
+    """The kept rows of one split, as plain lists, plus the count of dropped rows per reason."""
+
+    paths: list[str]
+    boxes: np.ndarray  # (N, 4) float64 x, y, w, h; NaN where missing
+    landmarks: list[str]  # raw strings, parsed per row by parse_landmarks
+    expression: np.ndarray  # (N,) int64
+    valence: np.ndarray  # (N,) float32
+    arousal: np.ndarray  # (N,) float32
+    dropped: Counter = field(default_factory=Counter)
+    total: int = 0  # rows in the file
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", str(name)).lower()
+
+
+def list_path(root, split: str) -> Path:
+    if split not in SPLIT_FILES:
+        raise ValueError(f"split must be one of {list(SPLIT_FILES)}. Received: split={split!r}")
+    return Path(root) / LISTS_DIR / SPLIT_FILES[split]
+
+
+def read_split(root, split: str, num_classes: int = 8) -> Rows:
+    """Read and filter one split's CSV.
+
+    Args:
+        root: AffectNet root folder.
+        split: "training" or "validation".
+        num_classes: 8 keeps codes 0-7 (AffectNet-8), 7 keeps 0-6 (AffectNet-7).
+    Raises:
+        AffectNetError: the file is missing, or lacks columns (they are named).
+    """
+    import pandas as pd
+
+    if num_classes not in (7, 8):
+        raise ValueError(f"num_classes must be 7 or 8. Received: num_classes={num_classes}")
+    path = list_path(root, split)
+    if not path.is_file():
+        raise AffectNetError(f"{path} not found: expected the AffectNet layout ROOT/{LISTS_DIR}/{SPLIT_FILES[split]}")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, header=None, skipinitialspace=True, on_bad_lines="skip")
+    except pd.errors.EmptyDataError:
+        raise AffectNetError(f"{path} is empty") from None
+    with open(path, "rb") as f:
+        lines = sum(1 for line in f if line.strip())
+    malformed = lines - len(raw)  # rows pandas skipped for having too many fields
+    first = [_key(v) for v in raw.iloc[0].tolist()]
+    if any(k in _ALIASES for k in first):
+        names = [_ALIASES.get(k, str(v).strip()) for k, v in zip(first, raw.iloc[0].tolist())]
+        raw = raw.iloc[1:]
+        raw.columns = names
+    elif raw.shape[1] == len(COLUMNS):
+        raw.columns = list(COLUMNS)
+    else:
+        raise AffectNetError(
+            f"{path} has no header and {raw.shape[1]} columns; expected the {len(COLUMNS)} columns {', '.join(COLUMNS)}"
+        )
+    missing = [c for c in COLUMNS if c not in raw.columns]
+    if missing:
+        raise AffectNetError(f"{path} lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, raw.columns))})")
+    df = raw.loc[:, list(COLUMNS)].apply(lambda s: s.str.strip())
+    total = len(df)
+    dropped = Counter({"malformed_row": malformed} if malformed > 0 else {})
+    total += max(malformed, 0)
+    num = {c: pd.to_numeric(df[c], errors="coerce") for c in ("face_x", "face_y", "face_width", "face_height", "expression", "valence", "arousal")}
+    keep = np.ones(total, bool)
+
+    def drop(mask, reason):
+        mask = np.asarray(mask, bool) & keep
+        if mask.any():
+            dropped[reason] += int(mask.sum())
+            keep[mask] = False
+
+    expr = num["expression"].to_numpy(np.float64)
+    v = num["valence"].to_numpy(np.float64)
+    a = num["arousal"].to_numpy(np.float64)
+    drop(df["subDirectory_filePath"].to_numpy() == "", "no_path")
+    drop(~np.isfinite(expr) | (expr != np.round(expr)), "expression_non_numeric")
+    with np.errstate(invalid="ignore"):
+        drop(~((expr >= 0) & (expr < num_classes)), "expression_excluded")
+        drop((v == NO_VALUE) | (a == NO_VALUE), "no_value")
+        drop(~np.isfinite(v) | ~np.isfinite(a), "label_non_numeric")
+        drop((np.abs(v) > 1) | (np.abs(a) > 1), "label_out_of_range")
+    boxes = np.stack([num[c].to_numpy(np.float64) for c in ("face_x", "face_y", "face_width", "face_height")], 1)
+    return Rows(
+        paths=df["subDirectory_filePath"].to_numpy()[keep].tolist(),
+        boxes=boxes[keep],
+        landmarks=df["facial_landmarks"].to_numpy()[keep].tolist(),
+        expression=expr[keep].astype(np.int64),
+        valence=v[keep].astype(np.float32),
+        arousal=a[keep].astype(np.float32),
+        dropped=dropped,
+        total=total,
+    )
+
+
+def parse_landmarks(text) -> tuple[np.ndarray | None, str | None]:
+    """A landmark string -> ((68, 2) float64, None), or (None, reason) when it cannot be used.
+
+    Reasons: "landmarks_absent" (empty), "landmarks_non_numeric", "landmarks_wrong_length".
+    Separators: ';' (AffectNet), also ',' or whitespace.
+    """
+    if text is None or (isinstance(text, float) and not np.isfinite(text)):
+        return None, "landmarks_absent"
+    text = str(text).strip()
+    if not text or text.lower() in ("nan", "none", "null"):
+        return None, "landmarks_absent"
+    parts = [p for p in re.split(r"[;,\s]+", text) if p]
+    try:
+        values = np.array([float(p) for p in parts], np.float64)
+    except ValueError:
+        return None, "landmarks_non_numeric"
+    if values.size != 136:
+        return None, "landmarks_wrong_length"
+    if not np.all(np.isfinite(values)):
+        return None, "landmarks_non_numeric"
+    return values.reshape(68, 2), None

@@ -1,0 +1,350 @@
+"""Preparation: an AffectNet-layout folder -> aligned 56 x 56 gray faces in sharded TFRecords.
+
+    python -m va2att.data.prepare ROOT OUT [--workers N] [--classes 8|7]
+
+Output layout:
+    OUT/<split>-NNNNN.tfrecord   split = training | validation; records described in `records`
+    OUT/report.json              written last: counts, skip reasons, shard list (see `prepare`)
+    OUT/manifest.json            settings and CSV fingerprints this folder was prepared from
+    OUT/.progress/<shard>.json   one per finished shard (its counts): the resume state
+
+Each shard of `shard_size` CSV rows is one work unit, processed in a worker process, written
+by the parent to a temporary name and renamed into place, then marked done. A killed run,
+restarted with the same arguments, redoes only unmarked shards; a reader never sees a
+half-written shard. Alignment follows `align.align_any`: CSV landmarks when usable, else the
+face box, else MTCNN. Every row that cannot be used is skipped and counted under its reason;
+nothing stops the run except a split with no usable face at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from va2att.config import FACE_SIZE
+from va2att.data import affectnet
+
+FORMAT = "va2att-faces-v1"
+SPLITS = tuple(affectnet.SPLIT_FILES)
+SHARD_SIZE = 1024  # CSV rows per shard (one work unit)
+MAX_EXAMPLES = 5  # paths kept per skip reason in report.json
+PROGRESS_DIR = ".progress"
+
+
+class PrepareError(RuntimeError):
+    """Preparation cannot produce a usable folder (no usable face in a split, settings clash)."""
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:05d}.tfrecord"
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def process_rows(root: str, rows: list[tuple], use_mtcnn: bool = True) -> dict:
+    """Align one work unit. rows: (path, box(4), landmark string, expression, valence, arousal).
+
+    Returns {"records": [(face bytes, valence, arousal, expression, path, method)],
+    "skipped", "fallbacks", "methods": Counter, "examples": {reason: [paths]}}.
+    """
+    from va2att.data.align import (
+        AlignError,
+        align_any,
+        default_detector,
+        five_points_from_68,
+        usable_box,
+        usable_points,
+    )
+    from va2att.data.images import ImageError, read_image
+
+    images = Path(root) / affectnet.IMAGES_DIR
+    out = {"records": [], "skipped": Counter(), "fallbacks": Counter(), "methods": Counter(), "examples": {}}
+
+    def note(kind, reason, path):
+        out[kind][reason] += 1
+        ex = out["examples"].setdefault(reason, [])
+        if len(ex) < MAX_EXAMPLES:
+            ex.append(path)
+
+    for path, box, lm_text, expr, v, a in rows:
+        box = np.asarray(box, np.float64)
+        min_scale = None
+        if usable_box(box):
+            min_scale = min(1.0, 2.5 * FACE_SIZE / max(box[2], box[3]))
+        try:
+            image = read_image(images / path, min_scale=min_scale)
+        except ImageError as e:
+            note("skipped", e.reason, path)
+            continue
+        except Exception:  # noqa: BLE001 - a decoder crash must not stop the run
+            note("skipped", "unreadable", path)
+            continue
+        lm, lm_reason = affectnet.parse_landmarks(lm_text)
+        if lm is not None and not usable_points(five_points_from_68(lm), image):
+            lm, lm_reason = None, "landmarks_implausible"
+        try:
+            face, method = align_any(
+                image, landmarks68=lm, box=box, detector=default_detector() if use_mtcnn else None
+            )
+        except AlignError as e:
+            note("skipped", e.reason, path)
+            continue
+        except Exception:  # noqa: BLE001
+            note("skipped", "align_failed", path)
+            continue
+        if lm_reason is not None:
+            note("fallbacks", lm_reason, path)
+        if method == "mtcnn":
+            note("fallbacks", "box_unusable", path)
+        out["methods"][method] += 1
+        out["records"].append((face.tobytes(), float(v), float(a), int(expr), path, method))
+    return out
+
+
+def _run_unit(unit) -> tuple:
+    split, index, root, rows, use_mtcnn = unit
+    return split, index, process_rows(root, rows, use_mtcnn)
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+def _fingerprint(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_json(path: Path, value) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _write_shard(out: Path, split: str, index: int, result: dict) -> None:
+    import tensorflow as tf
+
+    from va2att.data.records import serialize
+
+    name = shard_name(split, index)
+    tmp = out / f".{name}.tmp-{os.getpid()}"
+    with tf.io.TFRecordWriter(str(tmp)) as w:
+        for rec in result["records"]:
+            w.write(serialize(*rec))
+    os.replace(tmp, out / name)
+    per_expr = Counter(str(r[3]) for r in result["records"])
+    marker = {
+        "written": len(result["records"]),
+        "skipped": dict(result["skipped"]),
+        "fallbacks": dict(result["fallbacks"]),
+        "methods": dict(result["methods"]),
+        "per_expression": dict(per_expr),
+        "examples": result["examples"],
+    }
+    _write_json(out / PROGRESS_DIR / f"{name}.json", marker)
+
+
+def _done(out: Path, split: str, index: int) -> bool:
+    name = shard_name(split, index)
+    return (out / PROGRESS_DIR / f"{name}.json").is_file() and (out / name).is_file()
+
+
+def _merge(into: dict, part: dict) -> None:
+    for key in ("skipped", "fallbacks", "methods", "per_expression"):
+        c = Counter(into.get(key, {}))
+        c.update(part.get(key, {}))
+        into[key] = dict(sorted(c.items()))
+    for reason, paths in part.get("examples", {}).items():
+        ex = into.setdefault("examples", {}).setdefault(reason, [])
+        ex.extend(paths[: MAX_EXAMPLES - len(ex)])
+
+
+def prepare(
+    root,
+    out,
+    workers: int = 0,
+    *,
+    classes: int = 8,
+    shard_size: int = SHARD_SIZE,
+    use_mtcnn: bool = True,
+    progress: bool = True,
+    overwrite: bool = False,
+    stop_after_shards: int | None = None,
+) -> dict:
+    """Prepare (or finish preparing) `out` from the AffectNet-layout folder `root`.
+
+    Args:
+        root: folder with Manually_Annotated_file_lists/ and Manually_Annotated_Images/.
+        out: output folder (created). Re-running with the same arguments resumes.
+        workers: processes; 0 = one per core; capped at the core count. 1 = in this process.
+        classes: 8 keeps codes 0-7, 7 keeps 0-6.
+        shard_size: CSV rows per shard.
+        use_mtcnn: detect faces with MTCNN when neither landmarks nor box are usable.
+        progress: show a tqdm bar.
+        overwrite: discard a preparation of `out` made with other settings or CSVs.
+        stop_after_shards: stop (raise KeyboardInterrupt) after writing this many shards,
+            as a kill would; used to test resuming.
+    Returns:
+        The report (also OUT/report.json): {"written": N, "skipped": {reason: n}, "fallbacks":
+        {reason: n}, "splits": {split: {...per split detail, "shards": [file names]}}, ...}.
+    Raises:
+        affectnet.AffectNetError: a CSV is missing or lacks columns.
+        PrepareError: a split has no usable face, or `out` holds another preparation.
+    """
+    from tqdm import tqdm
+
+    if classes not in (7, 8):
+        raise ValueError(f"classes must be 7 or 8. Received: classes={classes}")
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1. Received: shard_size={shard_size}")
+    t0 = time.perf_counter()
+    root, out = Path(root), Path(out)
+    tables = {s: affectnet.read_split(root, s, classes) for s in SPLITS}
+    manifest = {
+        "format": FORMAT,
+        "face_size": FACE_SIZE,
+        "classes": classes,
+        "shard_size": shard_size,
+        "use_mtcnn": use_mtcnn,
+        "csv_sha1": {s: _fingerprint(affectnet.list_path(root, s)) for s in SPLITS},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PROGRESS_DIR).mkdir(exist_ok=True)
+    mpath = out / "manifest.json"
+    if mpath.is_file() and json.loads(mpath.read_text()) != manifest:
+        if not overwrite:
+            raise PrepareError(
+                f"{out} holds a preparation made with other settings or file lists; "
+                "use another folder or overwrite=True (--overwrite)."
+            )
+        for f in list(out.glob("*.tfrecord")) + list((out / PROGRESS_DIR).glob("*.json")) + [out / "report.json"]:
+            f.unlink(missing_ok=True)
+    _write_json(mpath, manifest)
+    for stale in out.glob(".*.tmp-*"):
+        stale.unlink(missing_ok=True)
+
+    units, counts = [], {}
+    for split, t in tables.items():
+        counts[split] = -(-len(t) // shard_size)
+        for i in range(counts[split]):
+            if _done(out, split, i):
+                continue
+            lo, hi = i * shard_size, min(len(t), (i + 1) * shard_size)
+            rows = [
+                (t.paths[j], t.boxes[j].tolist(), t.landmarks[j], int(t.expression[j]), float(t.valence[j]), float(t.arousal[j]))
+                for j in range(lo, hi)
+            ]
+            units.append((split, i, str(root), rows, use_mtcnn))
+    workers = max(1, min(workers or cpu_count(), cpu_count(), len(units) or 1))
+    bar = tqdm(total=sum(len(u[3]) for u in units), unit="face", disable=not progress, desc="prepare")
+    written = 0
+    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker) if workers > 1 and len(units) > 1 else None
+    try:
+        results = pool.imap_unordered(_run_unit, units) if pool else map(_run_unit, units)
+        for split, index, result in results:
+            _write_shard(out, split, index, result)
+            bar.update(sum(result["skipped"].values()) + len(result["records"]))
+            written += 1
+            if stop_after_shards is not None and written >= stop_after_shards:
+                raise KeyboardInterrupt(f"stopped after {written} shard(s)")
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+    report = {"format": FORMAT, "face_size": FACE_SIZE, "classes": classes, "root": str(root.resolve()), "splits": {}}
+    for split, t in tables.items():
+        s = {"csv_rows": t.total, "written": 0, "skipped": dict(t.dropped), "shards": []}
+        for i in range(counts[split]):
+            part = json.loads((out / PROGRESS_DIR / f"{shard_name(split, i)}.json").read_text())
+            s["written"] += part["written"]
+            _merge(s, part)
+            s["shards"].append(shard_name(split, i))
+        s["skipped"] = dict(sorted(s["skipped"].items()))
+        if s["written"] == 0:
+            raise PrepareError(
+                f"no usable face in split {split!r} of {root} ({t.total} CSV rows; skipped: {s['skipped']})"
+            )
+        report["splits"][split] = s
+    total_skipped, total_fallbacks = Counter(), Counter()
+    for s in report["splits"].values():
+        total_skipped.update(s["skipped"])
+        total_fallbacks.update(s.get("fallbacks", {}))
+    report["written"] = sum(s["written"] for s in report["splits"].values())
+    report["skipped"] = dict(sorted(total_skipped.items()))
+    report["fallbacks"] = dict(sorted(total_fallbacks.items()))
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    _write_json(out / "report.json", report)
+    return report
+
+
+def is_prepared(path) -> bool:
+    """True when `path` holds a finished preparation: report.json and every shard it lists."""
+    path = Path(path)
+    try:
+        report = json.loads((path / "report.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if report.get("format") != FORMAT or not isinstance(report.get("splits"), dict):
+        return False
+    return all((path / name).is_file() for s in report["splits"].values() for name in s.get("shards", []))
+
+
+def load_report(path) -> dict:
+    """report.json of a finished preparation (FileNotFoundError naming the folder otherwise)."""
+    if not is_prepared(path):
+        raise FileNotFoundError(f"{path} is not a finished preparation (no valid report.json); run va2att.data.prepare")
+    return json.loads((Path(path) / "report.json").read_text())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m va2att.data.prepare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", help="AffectNet root (Manually_Annotated_file_lists/, Manually_Annotated_Images/)")
+    parser.add_argument("out", help="output folder for the TFRecord shards and report.json")
+    parser.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")
+    parser.add_argument("--classes", type=int, choices=(8, 7), default=8, help="8: codes 0-7, 7: codes 0-6")
+    parser.add_argument("--shard-size", type=int, default=SHARD_SIZE, help="CSV rows per shard")
+    parser.add_argument("--no-mtcnn", action="store_true", help="skip rows without usable landmarks or box")
+    parser.add_argument("--overwrite", action="store_true", help="replace a preparation made with other settings")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        report = prepare(
+            args.root, args.out, args.workers, classes=args.classes, shard_size=args.shard_size,
+            use_mtcnn=not args.no_mtcnn, progress=not args.quiet, overwrite=args.overwrite,
+        )
+    except (PrepareError, affectnet.AffectNetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for split, s in report["splits"].items():
+        print(f"{split:>10}: {s['written']:>7} written of {s['csv_rows']} rows; skipped {s['skipped']}; "
+              f"fallbacks {s.get('fallbacks', {})}")
+    print(f"report: {Path(args.out) / 'report.json'} ({report['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
