@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 from va2att.fileio import atomic_path
@@ -41,6 +42,7 @@ CIRCUMPLEX_WORDS: tuple[tuple[str, float], ...] = (
 
 _WORD_RADIUS = 0.92  # where the words sit, inside the unit circle
 _MAX_POINT_LABELS = 60  # beyond this many points, per-point labels are not drawn
+_MAX_TRUTH_LINES = 2000  # beyond this many points, true-to-predicted lines are not drawn
 
 
 def _save(fig: Figure, path) -> Path:
@@ -74,7 +76,8 @@ def circumplex(
         valence, arousal: array-like of N predicted values in [-1, 1] (values outside are drawn
             where they fall; the axes extend a little beyond the circle).
         true_valence, true_arousal: optional array-like of N ground-truth values; when both are
-            given they are drawn as hollow markers joined to their prediction by a thin line.
+            given they are drawn as hollow markers joined to their prediction by a thin line
+            (lines only up to 2000 points).
         labels: optional N strings written next to the predicted points (skipped above 60 points).
         title: str, the figure title.
 
@@ -111,9 +114,9 @@ def circumplex(
     marker_size = 6 if many else 30
     alpha = 0.35 if many else 0.85
     if has_truth:
-        if v.size <= 2000:
-            for x0, y0, x1, y1 in zip(tv, ta, v, a):
-                ax.plot([x0, x1], [y0, y1], color="0.7", lw=0.6, zorder=3)
+        if v.size <= _MAX_TRUTH_LINES:
+            segments = np.stack([np.stack([tv, ta], axis=1), np.stack([v, a], axis=1)], axis=1)
+            ax.add_collection(LineCollection(segments, colors="0.7", linewidths=0.6, zorder=3))
         ax.scatter(tv, ta, s=marker_size, facecolors="none", edgecolors="tab:green", alpha=alpha, label="true", zorder=4)
     ax.scatter(v, a, s=marker_size, color="tab:blue", alpha=alpha, label="predicted", zorder=5)
     if labels is not None and v.size <= _MAX_POINT_LABELS:
