@@ -135,8 +135,9 @@ class Predictor:
         batch_size: int, faces per network call (each face goes in with its mirror image, so a
             call holds twice as many inputs).
 
-    Faces are aligned from the full-resolution picture (`align_detection`: five points, or the
-    box when the points are unusable). Boxes and landmarks are in the coordinates of the picture
+    Faces are aligned from the picture as decoded, not the detector's reduced copy
+    (`align_detection`: five points, or the box when the points are unusable), and listed most
+    confident first. Boxes and landmarks are in the coordinates of the picture
     as read, after EXIF rotation, even when `read_image` decoded it reduced (`RGBImage.scale`).
 
     Numpy arrays given to `predict` / `predict_many` are taken as RGB uint8 [H, W, 3] (or
