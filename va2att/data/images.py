@@ -182,12 +182,16 @@ def read_image(path, max_side: int | None = None, *, min_scale: float | None = N
                 target = 1.0
                 if max_side is not None:
                     target = min(target, max_side / max(w, h))
-                floor = 1.0 if min_scale is None else min(1.0, min_scale)
-                need = (MAX_DECODE_PIXELS / (w * h)) ** 0.5
+                if min_scale is not None:
+                    target = min(target, min_scale)
                 if im.format == "JPEG":
-                    want = min(target, floor, need)
-                    if want < 1.0:
-                        im.draft("RGB" if im.mode not in ("L", "1") else "L", (max(1, int(w * want)), max(1, int(h * want))))
+                    # JPEG decodes at 1/1, 1/2, 1/4 or 1/8: the largest reduction that keeps `target`,
+                    # or more if needed to fit the pixel budget.
+                    d = max([k for k in (1, 2, 4, 8) if 1 / k >= target] or [1])
+                    while d < 8 and -(-w // d) * -(-h // d) > MAX_DECODE_PIXELS:
+                        d *= 2
+                    if d > 1:
+                        im.draft("RGB" if im.mode not in ("L", "1") else "L", (-(-w // d), -(-h // d)))
                 if im.size[0] * im.size[1] > MAX_DECODE_PIXELS:
                     raise ImageError("too_large", f"{path}: {w}x{h} pixels exceeds the decode limit")
                 im.load()
