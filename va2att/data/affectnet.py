@@ -134,7 +134,7 @@ def read_split(root, split: str, num_classes: int = 8) -> Rows:
     dropped = Counter({"malformed_row": malformed} if malformed > 0 else {})
     total += max(malformed, 0)
     num = {c: pd.to_numeric(df[c], errors="coerce") for c in ("face_x", "face_y", "face_width", "face_height", "expression", "valence", "arousal")}
-    keep = np.ones(total, bool)
+    keep = np.ones(len(df), bool)
 
     def drop(mask, reason):
         mask = np.asarray(mask, bool) & keep
