@@ -1,7 +1,29 @@
-"""va2att: facial valence/arousal and expression estimation with the 2Att-2Mt network."""
+"""va2att: facial valence/arousal and expression estimation with the 2Att-2Mt network.
+
+    from va2att import ModelConfig, build_model, Predictor
+
+The model and prediction classes are imported on first use, so `import va2att`
+(and the command-line tools' `--help`) does not pay for importing TensorFlow.
+"""
 
 from va2att.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
 __version__ = "0.1.0"
 
-__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "__version__"]
+_LAZY = {
+    "build_model": "va2att.model",
+    "VA2AttModel": "va2att.model",
+    "Predictor": "va2att.predictor",
+    "FaceResult": "va2att.predictor",
+    "load_inference_model": "va2att.loading",
+}
+
+__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'va2att' has no attribute {name!r}")
