@@ -1,0 +1,159 @@
+"""Throughput of the data path on this machine.
+
+    python benchmarks/bench_data.py [--data RAW_ROOT] [--json bench_data.json]
+
+Rows:
+  - synthetic generation: `synthetic.generate` (all cores), faces/s;
+  - prepare, landmarks: `prepare.process_rows` (read JPEG + parse landmarks + align) in this
+    process, i.e. faces/s per core (target >= 300); CPU-time rate alongside, since a shared
+    machine inflates wall time;
+  - prepare, MTCNN: the same rows with landmarks and boxes removed, so every face is detected;
+  - pipeline: `make_dataset(training=True)`, batch 256, cached, from the prepared shards;
+  - model: `build_model(ModelConfig())` training steps (batch 256, RMSprop, MSE + cross-entropy),
+    images/s, and the pipeline / model ratio (target >= 20).
+Without --data a synthetic set is generated in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+
+def _rows(root, n):
+    from va2att.data import affectnet
+
+    t = affectnet.read_split(root, "training")
+    n = min(n, len(t))
+    return [
+        (t.paths[i], t.boxes[i].tolist(), t.landmarks[i], int(t.expression[i]), float(t.valence[i]), float(t.arousal[i]))
+        for i in range(n)
+    ]
+
+
+def _rate(fn, items):
+    w, c = time.perf_counter(), time.process_time()
+    fn()
+    wall, cpu = time.perf_counter() - w, time.process_time() - c
+    return {"items": items, "wall_s": round(wall, 3), "per_s": round(items / wall, 1), "per_cpu_s": round(items / cpu, 1)}
+
+
+def bench_prepare(root, n_rows, n_mtcnn):
+    from va2att.data.prepare import process_rows
+
+    rows = _rows(root, n_rows)
+    process_rows(str(root), rows[:20])  # warm-up (imports)
+    out = {"prepare_landmarks": _rate(lambda: process_rows(str(root), rows), len(rows))}
+    bare = [(p, [np.nan] * 4, "", e, v, a) for p, _, _, e, v, a in rows[:n_mtcnn]]
+    process_rows(str(root), bare[:2])  # builds MTCNN
+    res = {}
+    out["prepare_mtcnn"] = _rate(lambda: res.update(process_rows(str(root), bare)), len(bare))
+    out["prepare_mtcnn"]["found"] = len(res["records"])
+    return out
+
+
+def bench_pipeline(prepared, epochs=3):
+    from va2att.config import DataConfig
+    from va2att.data.pipeline import make_dataset
+
+    ds = make_dataset(prepared, "training", DataConfig(batch_size=256), training=True)
+    for _ in ds:  # fills the cache
+        pass
+    n = 0
+
+    def run():
+        nonlocal n
+        for _ in range(epochs):
+            for x, _ in ds:
+                n += int(x.shape[0])
+
+    r = _rate(run, 0)
+    r["items"] = n
+    r["per_s"] = round(n / r["wall_s"], 1)
+    r["per_cpu_s"] = None
+    return r
+
+
+def bench_model(steps=6, batch=256):
+    import keras
+    import tensorflow as tf
+
+    from va2att.config import ModelConfig
+    from va2att.model import build_model
+
+    cfg = ModelConfig()
+    model = build_model(cfg)
+    losses = {"valence": "mse", "arousal": "mse", "expression": "sparse_categorical_crossentropy"}
+    model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss={k: losses[k] for k in cfg.outputs})
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(0, 255, (batch, 48, 48, 1)).astype(np.float32))
+    y = {"valence": tf.zeros((batch, 1)), "arousal": tf.zeros((batch, 1)), "expression": tf.zeros((batch,), tf.int32)}
+    y = {k: y[k] for k in cfg.outputs}
+    model.train_on_batch(x, y)  # trace
+    t = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    wall = time.perf_counter() - t
+    return {"items": steps * batch, "wall_s": round(wall, 3), "per_s": round(steps * batch / wall, 1)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="raw AffectNet-layout root (default: generate a synthetic one)")
+    parser.add_argument("--train", type=int, default=6000, help="synthetic training faces when generating")
+    parser.add_argument("--val", type=int, default=1000, help="synthetic validation faces when generating")
+    parser.add_argument("--rows", type=int, default=2000, help="rows for the landmark preparation rate")
+    parser.add_argument("--mtcnn-rows", type=int, default=60, help="rows for the MTCNN rate")
+    parser.add_argument("--model-steps", type=int, default=6, help="training steps timed (0 = skip the model)")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+
+    from va2att.data import prepare, synthetic
+
+    results = {"machine": {"cpus": synthetic.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}}
+    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
+        root = Path(args.data) if args.data else None
+        if root is None:
+            w = time.perf_counter()
+            root = synthetic.generate(Path(tmp) / "raw", args.train, args.val, seed=0)
+            wall = time.perf_counter() - w
+            results["synthetic_generate"] = {"items": args.train + args.val, "wall_s": round(wall, 2),
+                                             "per_s": round((args.train + args.val) / wall, 1)}
+        results.update(bench_prepare(root, args.rows, args.mtcnn_rows))
+        t = time.perf_counter()
+        report = prepare.prepare(root, Path(tmp) / "prepared", progress=False)
+        results["prepare_all_cores"] = {"items": report["written"], "wall_s": round(time.perf_counter() - t, 2),
+                                        "per_s": round(report["written"] / (time.perf_counter() - t), 1)}
+        results["pipeline"] = bench_pipeline(Path(tmp) / "prepared")
+    if args.model_steps:
+        try:
+            results["model_train"] = bench_model(args.model_steps)
+            results["pipeline_over_model"] = round(results["pipeline"]["per_s"] / results["model_train"]["per_s"], 1)
+        except ImportError as e:
+            results["model_train"] = {"error": str(e)}
+
+    print(f"{'row':<22}{'items':>8}{'wall s':>9}{'per s':>10}{'per CPU s':>11}")
+    for key, r in results.items():
+        if isinstance(r, dict) and "per_s" in r:
+            cpu = r.get("per_cpu_s")
+            print(f"{key:<22}{r['items']:>8}{r['wall_s']:>9}{r['per_s']:>10}{cpu if cpu is not None else '':>11}")
+    if "pipeline_over_model" in results:
+        print(f"pipeline / model consumption: {results['pipeline_over_model']}x (target >= 20x)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
