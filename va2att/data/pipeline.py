@@ -161,6 +161,7 @@ def make_dataset(
             return tf.cast(augment(p["image"], k), tf.float32), _targets(p)
 
         ds = ds.map(train_map, num_parallel_calls=calls, deterministic=det)
+        batches = count_examples(prepared_dir, split, num_classes) // data_cfg.batch_size
     else:
         ds = ds.batch(data_cfg.batch_size)
 
@@ -169,6 +170,9 @@ def make_dataset(
             return tf.cast(img, tf.float32), _targets(p)
 
         ds = ds.map(eval_map, num_parallel_calls=calls, deterministic=True)
+        batches = -(-count_examples(prepared_dir, split, num_classes) // data_cfg.batch_size)
+    # Known length (from report.json): Keras shows progress and knows the steps per epoch.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     options = tf.data.Options()
     options.deterministic = det
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
