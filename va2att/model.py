@@ -21,7 +21,12 @@ import numpy as np
 
 from va2att.config import INPUT_SIZE, ModelConfig
 from va2att.heads import apply_head
-from va2att.layers import LevelAttention, ResidualAttentionBlock, ResidualUnit
+from va2att.layers import (
+    FusedBatchNormalization,
+    LevelAttention,
+    ResidualAttentionBlock,
+    ResidualUnit,
+)
 
 STAGES = 3  # stages after the stem, at 24x24, 12x12, 6x6
 MASK_DEPTHS = (2, 1, 1)  # max-poolings in the attention mask of each stage: 24->12->6, 12->6, 6->3 (as ResAttNet on 32x32)
@@ -59,7 +64,7 @@ def apply_backbone(image, cfg: ModelConfig):
 
 def _post_activation(x, name):
     """BN-ReLU closing a pre-activation stage before it is pooled."""
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 

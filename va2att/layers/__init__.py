@@ -3,6 +3,13 @@
 from va2att.layers.graph_convolution import EmotionGCN, GraphConvolution
 from va2att.layers.level_attention import LevelAttention
 from va2att.layers.residual_attention import ResidualAttentionBlock
-from va2att.layers.residual_unit import ResidualUnit
+from va2att.layers.residual_unit import FusedBatchNormalization, ResidualUnit
 
-__all__ = ["EmotionGCN", "GraphConvolution", "LevelAttention", "ResidualAttentionBlock", "ResidualUnit"]
+__all__ = [
+    "EmotionGCN",
+    "FusedBatchNormalization",
+    "GraphConvolution",
+    "LevelAttention",
+    "ResidualAttentionBlock",
+    "ResidualUnit",
+]

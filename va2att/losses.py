@@ -1,0 +1,133 @@
+"""Training losses: Tukey's biweight on MAD-scaled residuals, MSE, 1 - CCC; and `compile_args(cfg)`.
+
+The regression losses are computed per output (valence and arousal each get their own instance,
+hence their own residual scale) on `(batch, 1)` tensors. `compile_args` gives the paper's objective
+
+    L = alpha * CE(expression) + beta * rho(valence) + (1 - beta) * rho(arousal)
+
+as the `loss=` and `loss_weights=` dicts of `model.compile`.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from va2att.config import ModelConfig
+
+MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
+MIN_SCALE = 1e-6  # below this the batch's MAD is treated as zero and residuals are left unscaled
+
+
+def _residuals(y_true, y_pred):
+    y_pred = ops.cast(y_pred, "float32")
+    y_true = ops.cast(ops.reshape(y_true, ops.shape(y_pred)), "float32")
+    return y_true - y_pred
+
+
+def robust_scale(residuals):
+    """`1.4826 · MAD` of the batch residuals per column (axis 0), held constant in the gradient.
+
+    When it is below `MIN_SCALE` (e.g. a batch of one, or more than half the residuals identical)
+    the scale is 1, i.e. raw residuals are used, instead of dividing by (nearly) zero."""
+    median = ops.median(residuals, axis=0, keepdims=True)
+    mad = ops.median(ops.abs(residuals - median), axis=0, keepdims=True)
+    scale = ops.stop_gradient(MAD_TO_SIGMA * mad)
+    return ops.where(scale > MIN_SCALE, scale, ops.ones_like(scale))
+
+
+def tukey_rho(r, c):
+    """Tukey's biweight: `c²/6 · (1 - (1 - (r/c)²)³)` for `|r| <= c`, `c²/6` beyond (zero gradient there)."""
+    inside = ops.abs(r) <= c
+    u = ops.where(inside, r / c, ops.zeros_like(r))
+    return ops.where(inside, (c**2 / 6.0) * (1.0 - (1.0 - u**2) ** 3), ops.full_like(r, c**2 / 6.0))
+
+
+@keras.saving.register_keras_serializable(package="va2att")
+class TukeyBiweight(keras.losses.Loss):
+    """Tukey's biweight loss on residuals divided by `1.4826 · MAD` of the batch (Belagiannis et al. 2015).
+
+    Reference: Belagiannis et al., "Robust Optimization for Deep Regression", ICCV 2015.
+    Unscaled residuals of targets in [-1, 1] never reach c = 4.685, so without the scale the loss would
+    be MSE in disguise; the MAD scale makes "outlier" relative to the current batch's spread.
+
+    Args:
+        c: float. Tuning constant (4.685 gives 95% efficiency under Gaussian noise).
+    """
+
+    def __init__(self, c=4.685, name="tukey", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if not c > 0:
+            raise ValueError(f"c must be positive. Received: c={c!r}")
+        self.c = float(c)
+
+    def call(self, y_true, y_pred):
+        r = _residuals(y_true, y_pred)
+        return ops.mean(tukey_rho(r / robust_scale(r), self.c), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "c": self.c}
+
+
+@keras.saving.register_keras_serializable(package="va2att")
+class MeanSquaredError(keras.losses.Loss):
+    """Mean squared error on `(batch, 1)` regression outputs (targets of shape `(batch,)` accepted)."""
+
+    def __init__(self, name="mse", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        return ops.mean(ops.square(_residuals(y_true, y_pred)), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="va2att")
+class ConcordanceLoss(keras.losses.Loss):
+    """`1 - CCC` of the batch (population moments); one value per batch, weighted like a mean."""
+
+    def __init__(self, epsilon=1e-7, name="ccc_loss", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.epsilon = float(epsilon)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.cast(y_pred, "float32")
+        y_true = ops.cast(ops.reshape(y_true, ops.shape(y_pred)), "float32")
+        mean_t = ops.mean(y_true, axis=0)
+        mean_p = ops.mean(y_pred, axis=0)
+        var_t = ops.mean(ops.square(y_true - mean_t), axis=0)
+        var_p = ops.mean(ops.square(y_pred - mean_p), axis=0)
+        cov = ops.mean((y_true - mean_t) * (y_pred - mean_p), axis=0)
+        ccc = 2.0 * cov / (var_t + var_p + ops.square(mean_t - mean_p) + self.epsilon)
+        loss = 1.0 - ops.mean(ccc)
+        # Broadcast to one value per sample so sample weights and the usual reduction apply.
+        return ops.ones_like(y_pred[:, 0]) * loss
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+def regression_loss(cfg: ModelConfig) -> keras.losses.Loss:
+    """A fresh instance of the regression loss named by `cfg.loss`."""
+    if cfg.loss == "tukey":
+        return TukeyBiweight(c=cfg.tukey_c)
+    if cfg.loss == "mse":
+        return MeanSquaredError()
+    if cfg.loss == "ccc":
+        return ConcordanceLoss()
+    raise ValueError(f"Unknown loss {cfg.loss!r}: allowed values are 'tukey', 'mse', 'ccc'.")
+
+
+def compile_args(cfg: ModelConfig) -> dict:
+    """`dict(loss={...}, loss_weights={...})` for `model.compile`, keyed by `cfg.outputs`.
+
+    2mt / gcn: alpha·CE + beta·rho(V) + (1 - beta)·rho(A); mt: beta·rho(V) + (1 - beta)·rho(A);
+    single-valence / single-arousal: rho with weight 1. The expression target is an integer class."""
+    weights = {"valence": cfg.beta, "arousal": 1.0 - cfg.beta, "expression": cfg.alpha}
+    if cfg.head.startswith("single"):
+        weights = {name: 1.0 for name in cfg.outputs}
+    loss = {}
+    for name in cfg.outputs:
+        if name == "expression":
+            loss[name] = keras.losses.SparseCategoricalCrossentropy(from_logits=False, name="expression_ce")
+        else:
+            loss[name] = regression_loss(cfg)
+    return {"loss": loss, "loss_weights": {name: weights[name] for name in cfg.outputs}}
