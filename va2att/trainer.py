@@ -157,7 +157,7 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
     if initial_epoch < total_epochs:
         try:
             history = model.fit(train_ds, validation_data=val_ds, epochs=total_epochs, initial_epoch=initial_epoch,
-                                callbacks=callbacks, verbose=verbose)
+                                callbacks=callbacks, verbose=verbose, shuffle=False)
             last_logs = {k: float(v[-1]) for k, v in history.history.items() if v}
         except KeyboardInterrupt:
             if chief:
