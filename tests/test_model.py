@@ -1,0 +1,183 @@
+"""VA2AttModel: outputs, gradients in every variant, save/load, config, validation, overfitting."""
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from va2att.config import ModelConfig
+from va2att.gcn import build_adjacency
+from va2att.losses import compile_args
+from va2att.model import VA2AttModel, build_model
+
+TINY = {"width": 8, "level_dim": 16, "gru_units": 8, "dimensional_units": 16, "categorical_units": 16, "gcn_hidden": 16}
+
+
+def tiny(**changes) -> ModelConfig:
+    return ModelConfig(**{**TINY, **changes})
+
+
+def _images(n, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, size=(n, 48, 48, 1)).astype("float32")
+
+
+def _targets(cfg, n, seed=1):
+    rng = np.random.default_rng(seed)
+    y = {
+        "valence": rng.uniform(-1, 1, (n, 1)).astype("float32"),
+        "arousal": rng.uniform(-1, 1, (n, 1)).astype("float32"),
+        "expression": rng.integers(0, cfg.num_classes, n).astype("int32"),
+    }
+    return {name: y[name] for name in cfg.outputs}
+
+
+VARIANTS = [
+    *({"blocks": b} for b in range(4)),  # 2Att-2Mt with 0..3 attention blocks
+    {"head": "mt"},
+    {"head": "gcn"},
+    {"head": "single-valence"},
+    {"head": "single-arousal", "attention_pooling": "mean"},
+    {"blocks": 0, "second_level": False},  # MultitaskCNN-like baseline
+    {"blocks": 3, "second_level": False, "head": "gcn"},
+    {"blocks": 1, "attention_pooling": "mean", "num_classes": 7, "dropout": 0.2},
+]
+
+
+@pytest.mark.parametrize("changes", VARIANTS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_outputs_and_every_weight_gets_a_gradient(changes):
+    cfg = tiny(**changes)
+    model = build_model(cfg)
+    assert model.inputs[0].name == "image" and tuple(model.inputs[0].shape) == (None, 48, 48, 1)
+
+    x = _images(4)
+    y = _targets(cfg, 4)
+    with tf.GradientTape() as tape:
+        out = model(x, training=True)
+        loss = 0.0
+        for name in cfg.outputs:
+            if name == "expression":
+                loss += keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y[name], out[name]))
+            else:
+                loss += keras.ops.mean(keras.ops.square(out[name] - y[name]))
+    assert sorted(out) == sorted(cfg.outputs)
+    for name in cfg.outputs:
+        expected = (4, cfg.num_classes) if name == "expression" else (4, 1)
+        assert tuple(out[name].shape) == expected, name
+        assert out[name].dtype == "float32"
+    if "expression" in out:
+        np.testing.assert_allclose(np.sum(out["expression"], axis=1), 1.0, rtol=1e-5)
+    for name in ("valence", "arousal"):
+        if name in out:
+            assert np.all(np.abs(out[name]) <= 1.0)
+
+    grads = tape.gradient(loss, model.trainable_variables)
+    names = [v.path for v in model.trainable_variables]
+    missing = [n for n, g in zip(names, grads) if g is None]
+    zero = [n for n, g in zip(names, grads) if g is not None and not np.any(np.asarray(g))]
+    nans = [n for n, g in zip(names, grads) if g is not None and not np.all(np.isfinite(g))]
+    assert not missing and not zero and not nans, (missing, zero, nans)
+    mask_weights = [n for n in names if "_mask_" in n]
+    assert len(mask_weights) > 0 if cfg.blocks > 0 else not mask_weights
+
+
+def test_blocks_change_only_the_mask():
+    # Variables named by (layer, variable): the trunk units keep their names inside or outside a block.
+    names = {b: {"/".join(v.path.split("/")[-2:]) for v in build_model(tiny(blocks=b)).trainable_variables} for b in (0, 3)}
+    assert names[0] <= names[3]
+    assert all("_mask_" in n for n in names[3] - names[0])
+
+
+def test_save_load_identical_outputs(tmp_path):
+    cfg = tiny()
+    model = build_model(cfg)
+    x = _images(3)
+    expected = model.predict(x, verbose=0)
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(restored, VA2AttModel)
+    assert restored.model_config == cfg
+    got = restored.predict(x, verbose=0)
+    for name in cfg.outputs:
+        np.testing.assert_array_equal(expected[name], got[name])
+
+
+def test_gcn_adjacency_survives_save_load(tmp_path):
+    cfg = tiny(head="gcn")
+    rng = np.random.default_rng(0)
+    expression = rng.integers(0, 8, 200)
+    valence = rng.uniform(-1, 1, 200) + (expression == 1)
+    adjacency = build_adjacency(expression, valence, rng.uniform(-1, 1, 200), 8)
+    model = build_model(cfg, adjacency=adjacency)
+    x = _images(3)
+    expected = model.predict(x, verbose=0)
+    model.save(tmp_path / "gcn.keras")
+    restored = keras.saving.load_model(tmp_path / "gcn.keras")
+    np.testing.assert_array_equal(np.asarray(restored.get_config()["adjacency"], "float32"), adjacency)
+    np.testing.assert_array_equal(restored.get_layer("gcn").adjacency, adjacency)
+    got = restored.predict(x, verbose=0)
+    for name in cfg.outputs:
+        np.testing.assert_array_equal(expected[name], got[name])
+    # Without an adjacency the gcn head uses the identity graph.
+    assert np.array_equal(build_model(cfg).get_layer("gcn").adjacency, np.eye(10))
+
+
+def test_config_and_json():
+    cfg = tiny(blocks=1, head="mt")
+    model = build_model(cfg)
+    config = model.get_config()
+    assert {k: config[k] for k in dataclasses.asdict(cfg)} == dataclasses.asdict(cfg)
+    assert config["adjacency"] is None
+    assert json.loads(model.to_json())["config"]["head"] == "mt"
+    clone = VA2AttModel.from_config(config)
+    assert clone.count_params() == model.count_params()
+    assert tuple(model.features_model().output.shape) == (None, 3 * 2 * cfg.gru_units)
+
+
+def test_parameter_count_is_pinned():
+    # Changes when the architecture changes; update deliberately (and docs/model_table.md).
+    assert build_model(tiny()).count_params() == 12170
+
+
+def test_pixels_are_rescaled_inside_the_graph():
+    model = build_model(tiny())
+    assert model.get_layer("rescale").scale == pytest.approx(1.0 / 255.0)
+
+
+@pytest.mark.parametrize(
+    "changes,field,allowed",
+    [
+        ({"blocks": 5}, "model.blocks", "0..3"),
+        ({"head": "lstm"}, "model.head", "'2mt'"),
+        ({"width": -3}, "model.width", ">= 1"),
+    ],
+)
+def test_bad_config_fails_at_construction(changes, field, allowed):
+    with pytest.raises(ValueError, match=field) as error:
+        VA2AttModel(**{**TINY, **changes})
+    assert allowed in str(error.value)
+    with pytest.raises(ValueError, match=field):
+        ModelConfig(**{**TINY, **changes})
+
+
+def test_build_model_rejects_other_configs():
+    with pytest.raises(TypeError, match="ModelConfig"):
+        build_model({"blocks": 2})
+    with pytest.raises(ValueError, match="head='gcn'"):
+        build_model(tiny(), adjacency=np.eye(10))
+
+
+@pytest.mark.large
+def test_overfits_a_small_fixed_set():
+    # The MAD-scaled Tukey loss is scale-free (it does not shrink as residuals shrink), so the
+    # "loss falls by 90%" criterion is checked with MSE; the architecture is the full 2Att-2Mt.
+    keras.utils.set_random_seed(0)
+    cfg = tiny(loss="mse")
+    model = build_model(cfg)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), **compile_args(cfg))
+    x, y = _images(64, seed=3), _targets(cfg, 64, seed=4)
+    history = model.fit(x, y, batch_size=64, epochs=80, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < 0.1 * losses[0], losses[::10]
