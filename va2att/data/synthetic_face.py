@@ -68,7 +68,7 @@ def face_landmarks(valence: float, arousal: float, rng: np.random.Generator) -> 
     p[0:17, 0] = -half_w * np.cos(phi)
     p[0:17, 1] = jaw_top + (chin - jaw_top) * np.sin(phi) ** 0.8
     # Brows 17-21 (image left, outer -> inner) and 22-26 (inner -> outer).
-    raise_ = 0.05 * a + 0.015 * max(v, 0)
+    raise_ = 0.07 * a + 0.015 * max(v, 0)
     slant = 0.055 * max(-v, 0) * (0.6 + 0.4 * max(a, 0)) - 0.02 * max(v, 0)
     brow_y = eye_y - 0.14 + rng.normal(0, 0.01) - raise_
     bw = 0.2 + rng.normal(0, 0.01)
@@ -79,7 +79,7 @@ def face_landmarks(valence: float, arousal: float, rng: np.random.Generator) -> 
         p[list(idx), 0], p[list(idx), 1] = xs, ys
     # Eyes: 36 outer, 37-38 upper, 39 inner, 40-41 lower (image left); 42 inner .. 45 outer .. 47.
     ew = 0.09 + rng.normal(0, 0.005)
-    open_ = max(0.008, 0.045 + 0.04 * a + rng.normal(0, 0.004))
+    open_ = max(0.006, 0.05 + 0.05 * a + rng.normal(0, 0.004))
     for cx, idx in ((-eye_x + yaw, [36, 37, 38, 39, 40, 41]), (eye_x + yaw, [45, 44, 43, 42, 47, 46])):
         pts = [
             (cx - ew, eye_y),
@@ -100,7 +100,7 @@ def face_landmarks(valence: float, arousal: float, rng: np.random.Generator) -> 
     my = 0.40 + rng.normal(0, 0.01)
     mw = 0.17 + 0.04 * v + rng.normal(0, 0.008)
     curv = 0.11 * v
-    gap = max(0.0, 0.012 + 0.07 * (a + 0.3) / 1.3 + rng.normal(0, 0.006))
+    gap = max(0.0, 0.005 + 0.08 * (a + 1) / 2 + rng.normal(0, 0.005))
     lip = 0.03 + rng.normal(0, 0.003)
     mx = yaw * 1.2
 
