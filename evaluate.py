@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     seed = run_cfg.train.seed if run_cfg else 0
     num_classes = args.classes or getattr(model, "num_classes", None) or (run_cfg.model.num_classes if run_cfg else 8)
     try:
-        prepared = resolve_data(data_cfg, cache_dir=args.cache_dir, seed=seed)
+        prepared = resolve_data(data_cfg, cache_dir=args.cache_dir)
         dataset = make_dataset(prepared, args.split, data_cfg, training=False, num_classes=num_classes, seed=seed,
                                flip_pairs=True)
         predictions, labels = predict_split(model, dataset)

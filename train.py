@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 
-from va2att.cli import add_config_flags, config_from_args, given_config_flags, quiet_tensorflow, split_dotted
+from va2att.cli import (
+    add_config_flags,
+    config_from_args,
+    given_config_flags,
+    quiet_tensorflow,
+    split_dotted,
+)
 
 
 def parse(argv):
@@ -32,7 +39,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser, args, overrides = parse(argv)
     quiet_tensorflow()
-    from va2att import trainer
+    from va2att import distribute, trainer
 
     try:
         if args.resume:
@@ -43,9 +50,17 @@ def main(argv=None) -> int:
             trainer.load_run_config(run_dir)
         else:
             cfg = config_from_args(args, overrides)
+            if cfg.train.strategy == "multiworker":
+                if not os.environ.get("TF_CONFIG"):
+                    raise ValueError("--strategy multiworker needs TF_CONFIG describing the cluster and this task.")
+                if not args.out:
+                    raise ValueError("--strategy multiworker needs --out: a run folder shared by all workers.")
             run_dir = args.out or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}"
-            trainer.start_run(cfg, run_dir, ["train.py", *argv])
-            print(f"Run folder: {run_dir}")
+            if distribute.is_chief():
+                trainer.start_run(cfg, run_dir, ["train.py", *argv])
+                print(f"Run folder: {run_dir}")
+            else:
+                trainer.join_run(cfg, run_dir)
         result = trainer.train(run_dir, cache_dir=args.cache_dir, epochs=args.epochs if args.resume else None,
                                verbose=2 if args.quiet else "auto")
     except (ValueError, FileNotFoundError, trainer.RunExistsError) as e:

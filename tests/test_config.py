@@ -3,7 +3,14 @@ import json
 import pytest
 
 from va2att.cli import split_dotted
-from va2att.config import ModelConfig, RunConfig, TrainConfig, apply_overrides, from_dict, to_dict
+from va2att.config import (
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    to_dict,
+)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,18 @@ _LAZY = {
     "load_inference_model": "va2att.loading",
 }
 
-__all__ = ["DataConfig", "ModelConfig", "RunConfig", "TrainConfig", "__version__", *_LAZY]
+__all__ = [
+    "DataConfig",
+    "FaceResult",
+    "ModelConfig",
+    "Predictor",
+    "RunConfig",
+    "TrainConfig",
+    "VA2AttModel",
+    "__version__",
+    "build_model",
+    "load_inference_model",
+]
 
 
 def __getattr__(name):

@@ -95,15 +95,13 @@ class RunCheckpoint(keras.callbacks.Callback):
         improved = score is not None and (state["best_mean_ccc"] is None or score > state["best_mean_ccc"])
         if improved:
             state["best_mean_ccc"], state["best_epoch"] = score, epoch + 1
-        # Every worker takes part in saving (multi-worker saving is collective); only the chief's files are kept.
-        target = self.run.checkpoint(epoch + 1) if self.chief else self.run.root / f".worker-tmp/{epoch + 1}.weights.h5"
-        if improved or score is None:
-            self._save_model(self.run.best if self.chief else target.with_name("best.keras"))
-        with fileio.atomic_path(target) as tmp:
-            self.model.save_weights(tmp)
         if not self.chief:
-            return
-        state.update(epoch=epoch + 1, checkpoint=target.name, lr_control=self.lr_control.state,
+            return  # only the chief writes; the other workers hold the same weights
+        if improved or score is None:
+            self._save_model(self.run.best)
+        with fileio.atomic_path(self.run.checkpoint(epoch + 1)) as tmp:
+            self.model.save_weights(tmp)
+        state.update(epoch=epoch + 1, checkpoint=self.run.checkpoint(epoch + 1).name, lr_control=self.lr_control.state,
                      lr=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)), interrupted=False)
         fileio.write_text(self.run.history, history_csv(state["history"]))
         fileio.write_json(self.run.state, state)

@@ -113,6 +113,7 @@ class DataConfig:
     deterministic: bool = False  # reproducible order and augmentation from the seed (slower)
     demo_train: int = 6000  # size of the generated demo training split
     demo_val: int = 1000  # size of the generated demo validation split
+    demo_seed: int = 0  # seed of the generated demo set (the same faces whatever train.seed is)
     prepare_workers: int = 0  # processes for preparation; 0 = one per core
 
     def __post_init__(self):
@@ -127,6 +128,7 @@ class DataConfig:
         _check_bool("data.deterministic", self.deterministic)
         _check_int("data.demo_train", self.demo_train, 1)
         _check_int("data.demo_val", self.demo_val, 1)
+        _check_int("data.demo_seed", self.demo_seed, 0)
         _check_int("data.prepare_workers", self.prepare_workers, 0)
 
 

@@ -14,6 +14,10 @@ import os
 def make_strategy(name: str):
     import tensorflow as tf
 
+    if name == "multiworker":  # must come before anything initialises TensorFlow's runtime
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("--strategy multiworker needs TF_CONFIG describing the cluster and this worker's task.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
@@ -21,10 +25,6 @@ def make_strategy(name: str):
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        if not os.environ.get("TF_CONFIG"):
-            raise ValueError("--strategy multiworker needs TF_CONFIG describing the cluster and this worker's task.")
-        return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown strategy {name!r}: allowed values are auto, one, mirrored, multiworker.")
 
 

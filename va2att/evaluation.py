@@ -24,8 +24,8 @@ def predict_split(model, dataset) -> tuple[dict[str, np.ndarray], dict[str, np.n
         for name, value in out.items():
             value = np.asarray(value, dtype=np.float64)
             preds.setdefault(name, []).append((value[:b] + value[b:]) / 2.0)
-        for name in labels:
-            labels[name].append(np.asarray(target[name]).reshape(-1))
+        for name, values in labels.items():
+            values.append(np.asarray(target[name]).reshape(-1))
     if not labels["valence"]:
         raise ValueError("the evaluation split is empty")
     predictions = {k: np.concatenate(v) for k, v in preds.items()}

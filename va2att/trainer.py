@@ -62,6 +62,14 @@ def training_labels(prepared, cfg: RunConfig, seed: int):
     return np.concatenate(expr), np.concatenate(val), np.concatenate(aro)
 
 
+def only_model_targets(dataset, cfg: RunConfig):
+    """Keep the labels of the outputs the head has (the mt and single-task heads predict no expression)."""
+    names = cfg.model.outputs
+    if set(names) == {"valence", "arousal", "expression"}:
+        return dataset
+    return dataset.map(lambda image, labels: (image, {k: labels[k] for k in names}))
+
+
 def build_compiled_model(cfg: RunConfig, adjacency=None):
     from va2att.losses import compile_args
     from va2att.metrics import keras_metrics
@@ -90,6 +98,22 @@ def start_run(cfg: RunConfig, run_dir, argv) -> RunDir:
     return run
 
 
+def join_run(cfg: RunConfig, run_dir, timeout: float = 600.0) -> RunDir:
+    """A non-chief worker waits for the chief to create the run folder and checks it holds the same config."""
+    import time
+
+    run = RunDir(run_dir)
+    deadline = time.monotonic() + timeout
+    while not run.config.is_file():
+        if time.monotonic() > deadline:
+            raise FileNotFoundError(f"the chief worker did not create {run.config} within {timeout:.0f} s; the run "
+                                    "folder must be on storage shared by all workers.")
+        time.sleep(0.5)
+    if load_run_config(run.root) != cfg:
+        raise ValueError(f"{run.config} holds a different config from this worker's command line.")
+    return run
+
+
 def load_run_config(run_dir) -> RunConfig:
     run = RunDir(run_dir)
     if not run.config.is_file():
@@ -113,16 +137,21 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
     state = fileio.read_json(run.state) if run.state.is_file() else None
     chief = distribute.is_chief()
 
+    strategy = distribute.make_strategy(cfg.train.strategy)  # first: multi-worker set-up precedes any TF op
     keras.utils.set_random_seed(cfg.train.seed)
     if cfg.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = distribute.make_strategy(cfg.train.strategy)
 
-    prepared = resolve_data(cfg.data, cache_dir=cache_dir, seed=cfg.train.seed, log=log)
-    train_ds = make_dataset(prepared, "training", cfg.data, training=True, num_classes=cfg.model.num_classes,
-                            seed=cfg.train.seed)
-    val_ds = make_dataset(prepared, "validation", cfg.data, training=False, num_classes=cfg.model.num_classes,
-                          seed=cfg.train.seed)
+    multiworker = cfg.train.strategy == "multiworker"
+    data_cfg = cfg.data
+    if multiworker:
+        # Every worker must see the same global batches: it keeps its own share of each (DATA sharding).
+        data_cfg = dataclasses.replace(data_cfg, deterministic=True)
+    prepared = resolve_data(data_cfg, cache_dir=cache_dir, log=log)
+    train_ds = only_model_targets(make_dataset(prepared, "training", data_cfg, training=True,
+                                               num_classes=cfg.model.num_classes, seed=cfg.train.seed), cfg)
+    val_ds = only_model_targets(make_dataset(prepared, "validation", data_cfg, training=False,
+                                             num_classes=cfg.model.num_classes, seed=cfg.train.seed), cfg)
 
     adjacency = None
     if cfg.model.head == "gcn":
@@ -156,9 +185,16 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
     last_logs: dict = {}
     if initial_epoch < total_epochs:
         try:
-            history = model.fit(train_ds, validation_data=val_ds, epochs=total_epochs, initial_epoch=initial_epoch,
-                                callbacks=callbacks, verbose=verbose, shuffle=False)
-            last_logs = {k: float(v[-1]) for k, v in history.history.items() if v}
+            if multiworker:
+                from va2att import multiworker as mw
+
+                last_logs = mw.fit(model, strategy, train_ds, val_ds, epochs=total_epochs,
+                                   initial_epoch=initial_epoch, callbacks=callbacks, log=log)
+                log(f"Worker {distribute.task()[1]}: weights digest {mw.weights_digest(model)}")
+            else:
+                history = model.fit(train_ds, validation_data=val_ds, epochs=total_epochs,
+                                    initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
+                last_logs = {k: float(v[-1]) for k, v in history.history.items() if v}
         except KeyboardInterrupt:
             if chief:
                 with fileio.atomic_path(run.interrupted) as tmp:

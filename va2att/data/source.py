@@ -27,14 +27,14 @@ def is_affectnet_root(path: str | os.PathLike) -> bool:
     return (Path(path) / AFFECTNET_LISTS).is_dir()
 
 
-def resolve_data(cfg: DataConfig, cache_dir=None, seed: int = 0, log=print) -> Path:
+def resolve_data(cfg: DataConfig, cache_dir=None, log=print) -> Path:
     """Return a prepared folder for `cfg.data`, generating and preparing it when needed."""
     from va2att.data import prepare, synthetic
 
     cache = cache_root(cache_dir)
     workers = cfg.prepare_workers
     if cfg.data == "demo":
-        base = cache / f"demo-{cfg.demo_train}-{cfg.demo_val}-seed{seed}"
+        base = cache / f"demo-v{synthetic.VERSION}-{cfg.demo_train}-{cfg.demo_val}-seed{cfg.demo_seed}"
         prepared = base / "prepared"
         if prepare.is_prepared(prepared):
             return prepared
@@ -42,7 +42,7 @@ def resolve_data(cfg: DataConfig, cache_dir=None, seed: int = 0, log=print) -> P
         if not done.is_file():
             log(f"Generating the built-in synthetic demo set ({cfg.demo_train} training and {cfg.demo_val} "
                 f"validation faces in the AffectNet layout) into {raw} (first use only).")
-            synthetic.generate(raw, train=cfg.demo_train, val=cfg.demo_val, seed=seed)
+            synthetic.generate(raw, train=cfg.demo_train, val=cfg.demo_val, seed=cfg.demo_seed)
             done.write_text("complete\n")
         log(f"Preparing the demo set into {prepared} (first use only).")
         prepare.prepare(raw, prepared, workers=workers)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+VERSION = 2  # bump when the drawn faces change, so cached demo sets are regenerated
 IMAGES_DIR = "Manually_Annotated_Images"
 LISTS_DIR = "Manually_Annotated_file_lists"
 HEADER = (

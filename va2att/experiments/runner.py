@@ -91,7 +91,7 @@ def evaluate_run(run_dir: Path, cfg, classes: int | None, cache_dir=None, log=pr
     num_classes = classes or cfg.model.num_classes
     data_cfg = dataclasses.replace(cfg.data, cache=False)
     model = load_inference_model(run_dir)
-    prepared = resolve_data(data_cfg, cache_dir=cache_dir, seed=cfg.train.seed, log=log)
+    prepared = resolve_data(data_cfg, cache_dir=cache_dir, log=log)
     dataset = make_dataset(prepared, "validation", data_cfg, training=False, num_classes=num_classes,
                            seed=cfg.train.seed, flip_pairs=True)
     predictions, labels = predict_split(model, dataset)
