@@ -5,7 +5,7 @@ vectors with second-level attention (the "features"), then a swappable head (`va
       -> stage1 24x24 (width)   : down-sampling residual unit, attention block or its trunk
       -> stage2 12x12 (2*width) : idem
       -> stage3  6x6  (4*width) : idem
-      -> [second_level] each stage: BN-ReLU, 1x1 conv to D, GAP -> 3 level vectors -> LevelAttention -> z
+      -> [second_level] each stage: BN-ReLU, 1x1 conv to D + GAP -> 3 level vectors -> LevelAttention -> z
          [otherwise]    BN-ReLU + GAP of stage3 -> z
       -> head -> {"valence", "arousal", "expression"}
 
@@ -69,17 +69,20 @@ def _post_activation(x, name):
 
 
 def apply_features(stages, cfg: ModelConfig):
-    """Stage outputs -> z. With second-level attention: one level vector per stage (BN-ReLU, 1x1 conv to
-    `level_dim` with ReLU, global average pooling), then `LevelAttention`. Without: GAP of the last stage."""
+    """Stage outputs -> z. With second-level attention: one level vector per stage (BN-ReLU, then the
+    paper's 1x1 conv to `level_dim` and global average pooling), then `LevelAttention`. Without: GAP of
+    the last stage.
+
+    The 1x1 conv is linear (the paper names no activation), so `GAP(conv(x)) = conv(GAP(x))` exactly;
+    the conv is applied to the pooled 1x1 map, which saves a full-resolution D-channel tensor per level."""
     if cfg.second_level:
         levels = []
         for index, stage in enumerate(stages):
             name = f"level{index + 1}"
             x = _post_activation(stage, name)
-            x = keras.layers.Conv2D(
-                cfg.level_dim, 1, activation="relu", kernel_initializer="he_normal", name=f"{name}_conv"
-            )(x)
-            levels.append(keras.layers.GlobalAveragePooling2D(name=f"{name}_gap")(x))
+            x = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_gap")(x)
+            x = keras.layers.Conv2D(cfg.level_dim, 1, kernel_initializer="he_normal", name=f"{name}_conv")(x)
+            levels.append(keras.layers.Flatten(name=f"{name}_vector")(x))
         z = LevelAttention(cfg.gru_units, pooling=cfg.attention_pooling, name="level_attention")(levels)
     else:
         x = _post_activation(stages[-1], "last_stage")
