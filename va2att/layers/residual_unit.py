@@ -82,9 +82,16 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         return ops.cast(y, self.compute_dtype)
 
 
+# Moving-statistics momentum. Keras's 0.99 needs several hundred steps before the moving mean and
+# variance forget their initial values; at the demo set's 23 steps per epoch validation scores then
+# lag training for the whole run. 0.9 (PyTorch's default) settles within tens of steps and is as
+# good on AffectNet's ~1,100 steps per epoch.
+BN_MOMENTUM = 0.9
+
+
 def make_batch_norm(layer, name):
     """Batch normalisation over the channel axis, owned by `layer` and named from its prefix."""
-    return FusedBatchNormalization(momentum=0.99, epsilon=1e-3, dtype=layer.dtype_policy, name=f"{layer.name}_{name}")
+    return FusedBatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-3, dtype=layer.dtype_policy, name=f"{layer.name}_{name}")
 
 
 def check_positive_int(name, value):
