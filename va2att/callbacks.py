@@ -95,20 +95,21 @@ class RunCheckpoint(keras.callbacks.Callback):
         improved = score is not None and (state["best_mean_ccc"] is None or score > state["best_mean_ccc"])
         if improved:
             state["best_mean_ccc"], state["best_epoch"] = score, epoch + 1
-        if not self.chief:
-            return  # only the chief writes; the other workers hold the same weights
-        if improved or score is None:
-            self._save_model(self.run.best)
-        with fileio.atomic_path(self.run.checkpoint(epoch + 1)) as tmp:
-            self.model.save_weights(tmp)
         state.update(epoch=epoch + 1, checkpoint=self.run.checkpoint(epoch + 1).name, lr_control=self.lr_control.state,
                      lr=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)), interrupted=False)
-        fileio.write_text(self.run.history, history_csv(state["history"]))
-        fileio.write_json(self.run.state, state)
+        if self.chief:  # the other workers hold the same weights and write nothing
+            if improved or score is None:
+                self._save_model(self.run.best)
+            with fileio.atomic_path(self.run.checkpoint(epoch + 1)) as tmp:
+                self.model.save_weights(tmp)
+            fileio.write_text(self.run.history, history_csv(state["history"]))
+            fileio.write_json(self.run.state, state)  # the commit point of the epoch
         self.state = state
-        if improved:
+        if improved and self.chief:
             self.log(f"Epoch {epoch + 1}: mean validation CCC {score:.4f} (best so far), saved {self.run.best}")
 
     def _save_model(self, path):
-        with fileio.atomic_path(path) as tmp:
+        from va2att.multiworker import unsynchronized_batch_norm
+
+        with fileio.atomic_path(path) as tmp, unsynchronized_batch_norm(self.model):
             self.model.save(tmp)

@@ -169,11 +169,16 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
 
     with strategy.scope():
         model = build_compiled_model(cfg, adjacency)
+    if strategy.num_replicas_in_sync > 1:
+        from va2att.multiworker import synchronize_batch_norm
+
+        synchronize_batch_norm(model, True)
     initial_epoch = 0
     if state and state.get("checkpoint"):
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(run.checkpoints / state["checkpoint"])
-        model.optimizer.learning_rate.assign(state["lr"])
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(run.checkpoints / state["checkpoint"])
+            model.optimizer.learning_rate.assign(state["lr"])
         initial_epoch = int(state["epoch"])
         log(f"Resuming {run.root} after epoch {initial_epoch} of {total_epochs} (learning rate {state['lr']:.3g}).")
 
@@ -210,6 +215,10 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
     export_dir = None
     if chief:
         export_dir = _export_best(run, checkpoint.state, log)
+    if multiworker:
+        from va2att.multiworker import barrier
+
+        barrier(strategy)  # no worker leaves before the chief has exported
     return TrainResult(run.root, checkpoint.state["epoch"], checkpoint.state.get("best_epoch"),
                        checkpoint.state.get("best_mean_ccc"), last_logs, export_dir)
 
