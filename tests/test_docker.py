@@ -1,6 +1,7 @@
 """docker/Dockerfile and docker/compose.yaml agree with the package: versions, layout, ports, lint."""
 
 import configparser
+import json
 import re
 import shutil
 import subprocess
@@ -130,3 +131,16 @@ def test_export_signature_names_match_the_serving_docs():
     text = (REPO / "docs" / "serving.md").read_text()
     assert export.SERVING_DEFAULT in text and export.IMAGE_INPUT in text and export.BYTES_INPUT in text
     assert "http://127.0.0.1:8501/v1/models/va2att:predict" in text
+
+
+def test_compose_multiworker_services_form_one_cluster(compose):
+    workers = {name: compose["services"][name] for name in ("worker0", "worker1")}
+    configs = [json.loads(w["environment"]["TF_CONFIG"]) for w in workers.values()]
+    assert configs[0]["cluster"] == configs[1]["cluster"]
+    hosts = [addr.split(":")[0] for addr in configs[0]["cluster"]["worker"]]
+    assert hosts == [w["hostname"] for w in workers.values()]
+    assert [c["task"] for c in configs] == [{"type": "worker", "index": 0}, {"type": "worker", "index": 1}]
+    for w in workers.values():
+        assert w["profiles"] == ["multiworker"] and "--strategy" in w["command"]
+        assert w["command"][w["command"].index("--strategy") + 1] == "multiworker"
+        assert w["command"] == workers["worker0"]["command"]  # one shared run folder
