@@ -1,0 +1,201 @@
+"""Training speed of the network on this machine: images/s, FLOPs and the fraction of the matmul peak.
+
+    python benchmarks/bench_train.py [--blocks 0 1 2 3] [--batch-size 256] [--steps 10] [--width 32]
+                                     [--jit] [--mixed-precision] [--no-metrics] [--json bench_train.json]
+    python benchmarks/bench_train.py --quick          # tiny network and batch: checks the script runs
+
+One row per number of attention blocks (head `2mt` unless --head): the model `train.py` builds
+(`va2att.trainer.build_compiled_model`: RMSprop, the config's losses and the streaming metrics;
+--no-metrics drops the metrics, as `va2att.flops.benchmark_training` does), trained with `fit` on one
+cached random batch repeated, so the input pipeline costs nothing here (benchmarks/bench_data.py
+measures it). Each step is timed on its own; images/s is batch / median step time after the
+warm-up steps (the first traces the graph), which a short burst of other load barely moves.
+
+FLOPs: forward FLOPs per image from `va2att.flops.count_flops` (TF profiler, 1 multiply-add = 2
+FLOPs); a training step is counted as 3x the forward pass (forward, plus a backward pass that
+computes gradients for activations and for weights, each about one forward's worth). Achieved
+GFLOP/s = images/s x 3 x forward FLOPs, reported as a fraction of the float32 matmul peak measured
+in the same process with the same threads (benchmarks/common.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # benchmarks/common.py: puts the repository on sys.path, quiets TF logging
+
+TRAIN_FLOPS_FACTOR = 3  # training step ~ forward + backward (2x forward)
+QUICK_MODEL = {"width": 8, "level_dim": 16, "gru_units": 8, "dimensional_units": 16, "categorical_units": 16}
+
+
+def time_training(model_cfg, batch_size: int, steps: int, warmup: int, *, jit: bool = False,
+                  mixed_precision: bool = False, metrics: bool = True, seed: int = 0) -> dict:
+    """Per-step wall and CPU time of `fit` on one cached random batch; the model's forward FLOPs."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from va2att.config import RunConfig, TrainConfig
+    from va2att.flops import count_flops
+    from va2att.losses import compile_args
+    from va2att.trainer import _optimizer, build_compiled_model
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    previous_policy = keras.mixed_precision.global_policy().name
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        cfg = RunConfig(model=model_cfg, train=TrainConfig(jit_compile=jit, mixed_precision=mixed_precision))
+        if metrics:
+            model = build_compiled_model(cfg)
+        else:
+            from va2att.model import build_model
+
+            model = build_model(model_cfg)
+            model.compile(optimizer=_optimizer(cfg), jit_compile=jit, **compile_args(model_cfg))
+        forward_flops = count_flops(model)
+
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(0, 255, (batch_size, 48, 48, 1)).astype("float32")
+        y = {
+            "valence": rng.uniform(-1, 1, (batch_size, 1)).astype("float32"),
+            "arousal": rng.uniform(-1, 1, (batch_size, 1)).astype("float32"),
+            "expression": rng.integers(0, model_cfg.num_classes, batch_size).astype("int32"),
+        }
+        y = {name: y[name] for name in model_cfg.outputs}
+        data = tf.data.Dataset.from_tensors((x, y)).cache().repeat()
+
+        class StepTimer(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.wall, self.cpu = [], []
+
+            def on_train_batch_begin(self, batch, logs=None):
+                self._w, self._c = time.perf_counter(), time.process_time()
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.wall.append(time.perf_counter() - self._w)
+                self.cpu.append(time.process_time() - self._c)
+
+        timer = StepTimer()
+        model.fit(data, steps_per_epoch=warmup + steps, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    wall, cpu = timer.wall[warmup:], timer.cpu[warmup:]
+    parameters = int(model.count_params())
+    keras.backend.clear_session()
+    return {"wall": wall, "cpu": cpu, "first_step_s": timer.wall[0], "forward_flops": forward_flops,
+            "parameters": parameters}
+
+
+def run(args) -> dict:
+    from va2att.config import ModelConfig
+
+    threads = common.configure_threads(args.threads, args.inter_threads)
+    base = dict(QUICK_MODEL) if args.quick else {}
+    if args.width is not None:
+        base["width"] = args.width
+    peak = common.peak_or_none(args, quick=args.quick)
+    rows = []
+    for blocks in args.blocks:
+        cfg = ModelConfig(blocks=blocks, head=args.head, **base)
+        r = time_training(cfg, args.batch_size, args.steps, args.warmup, jit=args.jit,
+                          mixed_precision=args.mixed_precision, metrics=not args.no_metrics)
+        times = common.summarize_times(r["wall"])
+        step = times["median_ms"] / 1000
+        images_per_s = args.batch_size / step
+        train_gflops = images_per_s * TRAIN_FLOPS_FACTOR * r["forward_flops"] / 1e9
+        rows.append({
+            "blocks": blocks,
+            "head": args.head,
+            "width": cfg.width,
+            "parameters": r["parameters"],
+            "forward_mflops_per_image": round(r["forward_flops"] / 1e6, 2),
+            "train_mflops_per_image": round(TRAIN_FLOPS_FACTOR * r["forward_flops"] / 1e6, 2),
+            "images_per_s": round(images_per_s, 1),
+            "images_per_s_mean": round(args.batch_size * len(r["wall"]) / sum(r["wall"]), 1),
+            "step": times,
+            "first_step_s": round(r["first_step_s"], 2),
+            "cpu_ms_per_image": round(1000 * sum(r["cpu"]) / (args.batch_size * len(r["cpu"])), 3),
+            "achieved_gflops": round(train_gflops, 2),
+            "fraction_of_peak": common.fraction_of_peak(train_gflops, peak),
+        })
+        print(f"blocks {blocks}: {images_per_s:.0f} images/s (median step {times['median_ms']:.0f} ms)", flush=True)
+    return {
+        "benchmark": "train",
+        "system": common.system_report(),
+        "threads": threads,
+        "matmul_peak": peak,
+        "settings": {
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "warmup_steps": args.warmup,
+            "jit_compile": args.jit,
+            "mixed_precision": args.mixed_precision,
+            "metrics": not args.no_metrics,
+            "quick": args.quick,
+            "model_overrides": base,
+        },
+        "flops_rule": (f"train FLOPs = {TRAIN_FLOPS_FACTOR} x forward FLOPs (va2att.flops.count_flops, "
+                       "TF profiler, 1 multiply-add = 2 FLOPs); images/s from the median step time"),
+        "rows": rows,
+    }
+
+
+def format_report(report: dict) -> str:
+    header = ["blocks", "head", "width", "fwd MFLOPs/img", "images/s", "median step ms", "p90 step ms",
+              "CPU ms/img", "GFLOP/s (3x fwd)", "of peak"]
+    rows = []
+    for r in report["rows"]:
+        frac = r["fraction_of_peak"]
+        rows.append([r["blocks"], r["head"], r["width"], f"{r['forward_mflops_per_image']:.1f}",
+                     f"{r['images_per_s']:.0f}", f"{r['step']['median_ms']:.0f}", f"{r['step']['p90_ms']:.0f}",
+                     f"{r['cpu_ms_per_image']:.2f}", f"{r['achieved_gflops']:.1f}",
+                     "" if frac is None else f"{100 * frac:.1f}%"])
+    s = report["settings"]
+    lines = [
+        common.format_table(header, rows, align="rlrrrrrrrr"),
+        (f"batch {s['batch_size']}, {s['steps']} timed steps after {s['warmup_steps']} warm-up, "
+         f"XLA {'on' if s['jit_compile'] else 'off'}, mixed precision {'on' if s['mixed_precision'] else 'off'}, "
+         f"metrics {'on' if s['metrics'] else 'off'}"),
+        common.system_line(report["system"], report["matmul_peak"]),
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--blocks", type=int, nargs="+", default=[0, 1, 2, 3], choices=[0, 1, 2, 3])
+    parser.add_argument("--head", default="2mt", help="model head (default 2mt)")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per step (default 256; 16 with --quick)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per model (default 10; 2 with --quick)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2; 1 with --quick)")
+    parser.add_argument("--width", type=int, default=None, help="model.width (default: the config's, 32)")
+    parser.add_argument("--jit", action="store_true", help="compile the train step with XLA (train.jit_compile)")
+    parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 policy (train.mixed_precision)")
+    parser.add_argument("--no-metrics", action="store_true", help="compile without the streaming metrics")
+    parser.add_argument("--quick", action="store_true", help="tiny network, batch 16, 2 steps, small peak (tests)")
+    common.add_common_args(parser)
+    args = parser.parse_args(argv)
+    args.batch_size = args.batch_size or (16 if args.quick else 256)
+    args.steps = args.steps or (2 if args.quick else 10)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    report = run(args)
+    print(format_report(report))
+    common.write_report(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
