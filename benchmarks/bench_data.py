@@ -1,6 +1,7 @@
 """Throughput of the data path on this machine.
 
     python benchmarks/bench_data.py [--data RAW_ROOT] [--json bench_data.json]
+    python benchmarks/bench_data.py --quick     # tiny set, tiny model: checks the script runs
 
 Rows:
   - synthetic generation: `synthetic.generate` (all cores), faces/s;
@@ -11,13 +12,14 @@ Rows:
   - pipeline: `make_dataset(training=True)`, batch 256, cached, from the prepared shards;
   - model: `build_model(ModelConfig())` training steps (batch 256, RMSprop, MSE + cross-entropy),
     images/s, and the pipeline / model ratio (target >= 20).
-Without --data a synthetic set is generated in a temporary folder.
+Without --data a synthetic set is generated in a temporary folder. Like every script here it also
+reports the machine (`system`: CPU, cores, TF threads, oneDNN, GPU, load average) and its float32
+matmul peak (`matmul_peak`, benchmarks/common.py), and the two targets met or missed (`targets`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -27,8 +29,14 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import common  # benchmarks/common.py: machine facts, matmul peak, JSON report
 import numpy as np
+
+LANDMARK_TARGET_PER_CORE = 300
+PIPELINE_OVER_MODEL_TARGET = 20
+QUICK_MODEL = {"width": 8, "level_dim": 16, "gru_units": 8, "dimensional_units": 16, "categorical_units": 16}
 
 
 def _rows(root, n):
@@ -63,11 +71,11 @@ def bench_prepare(root, n_rows, n_mtcnn):
     return out
 
 
-def bench_pipeline(prepared, epochs=3):
+def bench_pipeline(prepared, epochs=3, batch=256):
     from va2att.config import DataConfig
     from va2att.data.pipeline import make_dataset
 
-    ds = make_dataset(prepared, "training", DataConfig(batch_size=256), training=True)
+    ds = make_dataset(prepared, "training", DataConfig(batch_size=batch), training=True)
     for _ in ds:  # fills the cache
         pass
     n = 0
@@ -85,14 +93,14 @@ def bench_pipeline(prepared, epochs=3):
     return r
 
 
-def bench_model(steps=6, batch=256):
+def bench_model(steps=6, batch=256, overrides=None):
     import keras
     import tensorflow as tf
 
     from va2att.config import ModelConfig
     from va2att.model import build_model
 
-    cfg = ModelConfig()
+    cfg = ModelConfig(**(overrides or {}))
     model = build_model(cfg)
     losses = {"valence": "mse", "arousal": "mse", "expression": "sparse_categorical_crossentropy"}
     model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss={k: losses[k] for k in cfg.outputs})
@@ -117,11 +125,20 @@ def main(argv=None) -> int:
     parser.add_argument("--mtcnn-rows", type=int, default=60, help="rows for the MTCNN rate")
     parser.add_argument("--model-steps", type=int, default=6, help="training steps timed (0 = skip the model)")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--quick", action="store_true",
+                        help="64/16 synthetic faces, 32 landmark rows, 2 MTCNN rows, 1 step of a tiny model (tests)")
+    common.add_common_args(parser, json_option=False)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.train, args.val, args.rows, args.mtcnn_rows = 64, 16, 32, 2  # batch 16 below
+        args.model_steps = min(args.model_steps, 1)
+    threads = common.configure_threads(args.threads, args.inter_threads)
+    batch = 16 if args.quick else 256
 
     from va2att.data import prepare, synthetic
 
     results = {"machine": {"cpus": synthetic.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}}
+    results["matmul_peak"] = common.peak_or_none(args, quick=args.quick)
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         root = Path(args.data) if args.data else None
         if root is None:
@@ -135,10 +152,11 @@ def main(argv=None) -> int:
         report = prepare.prepare(root, Path(tmp) / "prepared", progress=False)
         results["prepare_all_cores"] = {"items": report["written"], "wall_s": round(time.perf_counter() - t, 2),
                                         "per_s": round(report["written"] / (time.perf_counter() - t), 1)}
-        results["pipeline"] = bench_pipeline(Path(tmp) / "prepared")
+        results["pipeline"] = bench_pipeline(Path(tmp) / "prepared", batch=batch)
     if args.model_steps:
         try:
-            results["model_train"] = bench_model(args.model_steps)
+            results["model_train"] = bench_model(args.model_steps, batch=batch,
+                                                 overrides=QUICK_MODEL if args.quick else None)
             results["pipeline_over_model"] = round(results["pipeline"]["per_s"] / results["model_train"]["per_s"], 1)
         except ImportError as e:
             results["model_train"] = {"error": str(e)}
@@ -148,11 +166,34 @@ def main(argv=None) -> int:
         if isinstance(r, dict) and "per_s" in r:
             cpu = r.get("per_cpu_s")
             print(f"{key:<22}{r['items']:>8}{r['wall_s']:>9}{r['per_s']:>10}{cpu if cpu is not None else '':>11}")
+    results["targets"] = targets(results)
+    results["system"] = common.system_report()
+    results["threads"] = threads
+    results["quick"] = args.quick
     if "pipeline_over_model" in results:
         print(f"pipeline / model consumption: {results['pipeline_over_model']}x (target >= 20x)")
+    for name, t in results["targets"].items():
+        print(f"target {name} {t['target']}: {t['value']} -> {'met' if t['met'] else 'MISSED'}")
+    print(common.system_line(results["system"], results["matmul_peak"]))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        common.write_report(args.json, results)
     return 0
+
+
+def targets(results: dict) -> dict:
+    """The data path's targets: landmark preparation faces/s per core, pipeline / model consumption."""
+    out = {}
+    landmarks = results.get("prepare_landmarks", {})
+    if "per_s" in landmarks:
+        # prepare_landmarks runs in this one process: its wall-clock rate is a per-core rate.
+        out["prepare_landmarks_faces_per_s_per_core"] = {
+            "target": f">= {LANDMARK_TARGET_PER_CORE}", "value": landmarks["per_s"],
+            "met": landmarks["per_s"] >= LANDMARK_TARGET_PER_CORE}
+    if "pipeline_over_model" in results:
+        out["pipeline_over_model"] = {
+            "target": f">= {PIPELINE_OVER_MODEL_TARGET}", "value": results["pipeline_over_model"],
+            "met": results["pipeline_over_model"] >= PIPELINE_OVER_MODEL_TARGET}
+    return out
 
 
 if __name__ == "__main__":

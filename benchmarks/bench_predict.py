@@ -1,6 +1,7 @@
 """Throughput of the prediction path on this machine: detection + alignment, and the network alone.
 
     python benchmarks/bench_predict.py [--seconds 5] [--json bench_predict.json]
+    python benchmarks/bench_predict.py --quick      # 0.2 s per row, small peak: checks the script runs
 
 Rows (faces per second; higher is better):
   - detect+align: `FaceDetector.detect` (MTCNN) and `align_detection` on a 512×512 photo with one
@@ -10,7 +11,9 @@ Rows (faces per second; higher is better):
     does). `Predictor` feeds each face together with its mirror image, so its network cost per face
     is that of two crops;
   - predict end-to-end: `Predictor.predict` on the same photo (reading the file included).
-Each row runs for about `--seconds` after one warm-up call.
+Each row runs for about `--seconds` after one warm-up call. The report also holds the machine
+(`system`: CPU, cores, TF threads, oneDNN, GPU, load average) and its float32 matmul peak
+(`matmul_peak`), from benchmarks/common.py.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import common  # benchmarks/common.py: puts the repository on sys.path; machine facts, matmul peak
 import numpy as np
 
 
@@ -111,23 +116,29 @@ def format_table(report: dict) -> str:
     m = report["machine"]
     lines.append(f"({m['cpu_count']} CPU cores, GPUs: {m['gpus'] or 'none'}, TF {m['tensorflow']}, "
                  f"model {report['model']['parameters']:,} parameters)")
+    if "system" in report:
+        lines.append(common.system_line(report["system"], report.get("matmul_peak")))
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per row after a warm-up (default 5)")
-    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--quick", action="store_true", help="0.2 s per row and a small matmul peak (tests)")
+    common.add_common_args(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds = min(args.seconds, 0.2)
+    threads = common.configure_threads(args.threads, args.inter_threads)
+    peak = common.peak_or_none(args, quick=args.quick)
     report = run(args.seconds)
+    report["matmul_peak"] = peak
+    report["system"] = common.system_report()
+    report["threads"] = threads
     print(format_table(report))
-    if args.json:
-        from va2att.fileio import write_json
-
-        write_json(args.json, report)
+    common.write_report(args.json, report)
     return 0
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     sys.exit(main())

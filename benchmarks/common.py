@@ -28,9 +28,10 @@ if str(REPO) not in sys.path:
 _THREADS = {"intra_op": 0, "inter_op": 0, "applied": False}
 
 
-def add_common_args(parser, json_help: str = "also write the figures as JSON to this file") -> None:
+def add_common_args(parser, json_option: bool = True) -> None:
     """--json, --threads, --inter-threads, --no-peak: the options every benchmark script shares."""
-    parser.add_argument("--json", type=Path, metavar="FILE", help=json_help)
+    if json_option:
+        parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON to this file")
     parser.add_argument("--threads", type=int, default=0,
                         help="TensorFlow intra-op threads (default 0: TensorFlow's choice, one per core)")
     parser.add_argument("--inter-threads", type=int, default=0,
