@@ -36,7 +36,7 @@ import numpy as np
 
 LANDMARK_TARGET_PER_CORE = 300
 PIPELINE_OVER_MODEL_TARGET = 20
-QUICK_MODEL = {"width": 8, "level_dim": 16, "gru_units": 8, "dimensional_units": 16, "categorical_units": 16}
+QUICK_MODEL = {"blocks": 0, "width": 8, "level_dim": 16, "gru_units": 8, "dimensional_units": 16, "categorical_units": 16}
 
 
 def _rows(root, n):

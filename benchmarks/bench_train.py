@@ -180,7 +180,8 @@ def parse_args(argv=None):
     parser.add_argument("--jit", action="store_true", help="compile the train step with XLA (train.jit_compile)")
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 policy (train.mixed_precision)")
     parser.add_argument("--no-metrics", action="store_true", help="compile without the streaming metrics")
-    parser.add_argument("--quick", action="store_true", help="tiny network, batch 16, 2 steps, small peak (tests)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny widths, batch 16, 2 steps, small peak (tests; add --blocks 0 for the fastest)")
     common.add_common_args(parser)
     args = parser.parse_args(argv)
     args.batch_size = args.batch_size or (16 if args.quick else 256)

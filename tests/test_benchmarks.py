@@ -1,0 +1,76 @@
+"""Smoke tests of the benchmark scripts: each runs with --quick and writes its JSON report.
+
+The scripts run in this process (their `main(argv)`), which saves a TensorFlow start-up per script;
+the figures themselves are meaningless at these sizes and are not checked, only the report's shape.
+"""
+
+import json
+import sys
+
+import pytest
+from conftest import REPO
+
+BENCHMARKS = REPO / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+SYSTEM_KEYS = {"cpu_model", "cpu_count", "usable_cores", "tensorflow", "keras", "onednn", "gpus",
+               "intra_op_threads", "inter_op_threads", "load_average"}
+
+
+def _run(module_name, tmp_path, *argv):
+    import importlib
+
+    module = importlib.import_module(module_name)
+    out = tmp_path / f"{module_name}.json"
+    assert module.main([*argv, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert SYSTEM_KEYS <= set(report["system"])
+    assert report["matmul_peak"]["gflops"] > 0
+    return report
+
+
+def test_common_table_and_times():
+    import common
+
+    table = common.format_table(["a", "b"], [["x", 1.5], ["longer", None]])
+    lines = table.splitlines()
+    assert lines[0].startswith("| a ") and lines[1].endswith(":|") and len({len(line) for line in lines}) == 1
+    summary = common.summarize_times([0.003, 0.001, 0.002])
+    assert summary["calls"] == 3 and summary["median_ms"] == 2.0 and summary["min_ms"] == 1.0
+
+
+def test_bench_train_quick(tmp_path):
+    report = _run("bench_train", tmp_path, "--quick", "--blocks", "0")
+    (row,) = report["rows"]
+    assert row["blocks"] == 0 and row["head"] == "2mt"
+    assert row["images_per_s"] > 0 and row["forward_mflops_per_image"] > 0
+    assert row["train_mflops_per_image"] == pytest.approx(3 * row["forward_mflops_per_image"], rel=1e-2)
+    assert 0 < row["fraction_of_peak"] and row["step"]["calls"] == report["settings"]["steps"]
+    assert "3 x forward" in report["flops_rule"]
+
+
+def test_bench_inference_quick(tmp_path):
+    report = _run("bench_inference", tmp_path, "--quick", "--blocks", "0")
+    paths = {r["path"] for r in report["rows"]}
+    assert {"keras tf.function", "keras predict_on_batch", "SavedModel serving_default"} <= paths
+    for r in report["rows"]:
+        assert r["batch1_ms_per_face"] > 0 and r["batch_n_faces_per_s"] > 0 and r["fraction_of_peak"] > 0
+    assert set(report["targets"]) == {"savedmodel_batch1_ms_per_face", "savedmodel_batch256_faces_per_s"}
+    assert all(isinstance(t["met"], bool) for t in report["targets"].values())
+
+
+def test_bench_data_quick(tmp_path):
+    report = _run("bench_data", tmp_path, "--quick")
+    # The keys the script wrote before the shared reporting was added are still there.
+    for key in ("machine", "synthetic_generate", "prepare_landmarks", "prepare_mtcnn", "prepare_all_cores",
+                "pipeline", "model_train", "pipeline_over_model"):
+        assert key in report, key
+    assert report["pipeline"]["items"] > 0
+    assert set(report["targets"]) == {"prepare_landmarks_faces_per_s_per_core", "pipeline_over_model"}
+
+
+def test_bench_predict_quick(tmp_path):
+    report = _run("bench_predict", tmp_path, "--quick")
+    assert {"machine", "model", "rows", "seconds_per_row"} <= set(report)
+    assert {"detect+align (512x512, 1 face)", "model batch 1", "model batch 256"} <= set(report["rows"])
