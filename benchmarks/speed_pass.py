@@ -16,7 +16,9 @@ Two parts:
               conv, level vectors = 1x1 conv (ReLU) at full resolution then GAP;
    - 89e300a  fused batch norm (`FusedBatchNormalization`) and slice-then-1x1 shortcut;
    - 4ec508c  level vectors: GAP, then the linear 1x1 conv (no ReLU);
-   - HEAD     today's files (b9a8e1c changed only the BN momentum, not the cost).
+   - HEAD     today's files (b9a8e1c changed only the BN momentum, not the cost);
+   - HEAD+pool-shortcut  a proposal, not in the library: today's files with the shortcut's
+              `x[:, ::2, ::2]` replaced by a 1x1 stride-2 average pool (the same elements).
 
 2. Layer micro-benchmarks (forward + backward in training mode, batch 256, on the backbone's
    stage-1 map 24x24x32): Keras `BatchNormalization` vs `FusedBatchNormalization`; strided 1x1
@@ -47,7 +49,19 @@ VERSIONS = (
     ("89e300a", "+ fused batch norm, slice-then-1x1 shortcut"),
     ("4ec508c", "+ level vectors: GAP, then linear 1x1 conv"),
     ("HEAD", "today's working tree"),
+    ("HEAD+pool-shortcut", "proposal: shortcut subsampled by a 1x1 stride-2 average pool instead of a slice"),
 )
+# Proposed changes, measured as text patches of today's files: version -> (file, old text, new text).
+# A 1x1 average pool with stride 2 ("valid") copies exactly the elements x[:, ::2, ::2] (odd sizes
+# included), so the arithmetic is unchanged; its gradient is a cheap pooling gradient instead of
+# StridedSliceGrad, and no strided 1x1 convolution is involved.
+PATCHES = {
+    "HEAD+pool-shortcut": (
+        "va2att/layers/residual_unit.py",
+        "pre[:, :: self.strides, :: self.strides, :] if self.strides > 1 else pre",
+        'keras.ops.average_pool(pre, 1, self.strides, "valid") if self.strides > 1 else pre',
+    ),
+}
 MODEL_FILES = ("va2att/model.py", "va2att/layers")
 
 _CHILD = r"""
@@ -87,6 +101,13 @@ print("RESULT " + json.dumps({
 def overlay_package(commit: str, dest: Path) -> Path:
     """A copy of today's va2att package with `commit`'s model.py and layers/ (HEAD = working tree as is)."""
     shutil.copytree(common.REPO / "va2att", dest / "va2att", ignore=shutil.ignore_patterns("__pycache__"))
+    if commit in PATCHES:
+        path, old, new = PATCHES[commit]
+        text = (dest / path).read_text()
+        if text.count(old) != 1:
+            raise ValueError(f"{commit}: the text to patch is not (once) in {path}")
+        (dest / path).write_text(text.replace(old, new))
+        return dest
     if commit == "HEAD":
         return dest
     shutil.rmtree(dest / "va2att" / "layers")
@@ -170,6 +191,13 @@ def layer_benchmarks(calls: int = 20) -> list[dict]:
     conv_after = keras.layers.Conv2D(128, 1)
     conv_first.build(x.shape)
     conv_after.build((256, 1, 1, 32))
+    pooled = keras.layers.Conv2D(64, 1, padding="same", use_bias=False)
+    pooled.build(x.shape)
+    pair("shortcut subsampling (proposal)",
+         "x[:, ::2, ::2] + 1x1 conv", (lambda t: sliced(t[:, ::2, ::2, :]), sliced.trainable_variables),
+         "1x1 avg pool stride 2 + 1x1 conv", (lambda t: pooled(tf.nn.avg_pool2d(t, 1, 2, "VALID")),
+                                             pooled.trainable_variables))
+
     pair("level vector 24x24x32 -> 128",
          "1x1 conv (ReLU) then GAP", (lambda t: tf.reduce_mean(conv_first(t), axis=[1, 2]), conv_first.trainable_variables),
          "GAP then 1x1 conv", (lambda t: tf.reshape(conv_after(tf.reduce_mean(t, axis=[1, 2], keepdims=True)), [256, 128]),
