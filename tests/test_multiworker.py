@@ -65,14 +65,13 @@ def digests(tmp_path, tag):
 
 def test_two_workers_train_identical_models_and_write_once(tmp_path, cache_dir):
     run = tmp_path / "run"
-    procs = start_workers(run, ["--out", str(run), "--epochs", "2", *ARGS], cache_dir, tmp_path, "a")
+    procs = start_workers(run, ["--out", str(run), "--epochs", "1", *ARGS], cache_dir, tmp_path, "a")
     codes = finish(procs)
     logs = [(tmp_path / f"a-worker{i}.log").read_text() for i in range(2)]
     assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
     d = digests(tmp_path, "a")
     assert d[0] == d[1]
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "epoch-001.weights.h5", "epoch-002.weights.h5", "state.json"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch-001.weights.h5", "state.json"]
     assert [p.name for p in (run / "export" / "va2att").iterdir()] == ["1"]
     assert "Run folder" in logs[0] and "Run folder" not in logs[1]  # only the chief creates and writes
     assert "Exported" in logs[0] and "Exported" not in logs[1]
@@ -81,7 +80,7 @@ def test_two_workers_train_identical_models_and_write_once(tmp_path, cache_dir):
 
 def test_killed_worker_restart_resumes_from_last_checkpoint(tmp_path, cache_dir):
     run = tmp_path / "run"
-    procs = start_workers(run, ["--out", str(run), "--epochs", "6", *ARGS, "--data.demo_train=512"], cache_dir,
+    procs = start_workers(run, ["--out", str(run), "--epochs", "3", *ARGS, "--data.demo_train=512"], cache_dir,
                           tmp_path, "b")
     state = run / "checkpoints" / "state.json"
     deadline = time.time() + 400
@@ -95,15 +94,15 @@ def test_killed_worker_restart_resumes_from_last_checkpoint(tmp_path, cache_dir)
         procs[0][0].kill()
     finish(procs)
     done = json.loads(state.read_text())["epoch"]
-    assert 1 <= done < 6
+    assert 1 <= done < 3
     procs = start_workers(run, ["--resume", str(run), "--quiet"], cache_dir, tmp_path, "c")
     codes = finish(procs)
     logs = [(tmp_path / f"c-worker{i}.log").read_text() for i in range(2)]
     assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
-    assert all(f"after epoch {done} of 6" in log for log in logs)
-    assert json.loads(state.read_text())["epoch"] == 6
+    assert all(f"after epoch {done} of 3" in log for log in logs)
+    assert json.loads(state.read_text())["epoch"] == 3
     d = digests(tmp_path, "c")
     assert d[0] == d[1]
     history = (run / "history.csv").read_text().strip().splitlines()
-    assert [int(line.split(",")[0]) for line in history[1:]] == list(range(1, 7))
+    assert [int(line.split(",")[0]) for line in history[1:]] == list(range(1, 4))
     assert [p.name for p in (run / "export" / "va2att").iterdir()] == ["1"]

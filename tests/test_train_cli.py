@@ -96,12 +96,21 @@ def test_evaluate_writes_metrics_report_and_plots(trained_run, tmp_path, cache_d
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| valence |" in (out / "report.md").read_text() and "CCC" in proc.stdout
 
-    # The exported SavedModel scores the same as the run folder's model.
-    proc = run_cli("evaluate.py", "--model", str(run / "export" / "va2att" / "1"), "--data", "demo",
-                   "--out", str(tmp_path / "eval2"), "--model.unused=1", cache_dir=cache_dir, check=False)
-    assert proc.returncode != 0  # unknown flag rejected
-    env_data = json.loads((run / "config.json").read_text())["config"]["data"]
-    assert env_data["demo_train"] == 192
+    # The exported SavedModel scores what the Keras model scores.
+    scores = {}
+    prepared = next(cache_dir.glob("demo-*-192-64-*/prepared"))
+    for name, model in (("keras", run / "best.keras"), ("saved_model", run / "export" / "va2att" / "1")):
+        run_cli("evaluate.py", "--model", str(model), "--data", str(prepared), "--json",
+                str(tmp_path / f"{name}.json"), "--out", str(tmp_path / name), cache_dir=cache_dir)
+        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    for dim in ("valence", "arousal"):
+        for metric in ("ccc", "rmse"):
+            assert abs(scores["keras"][dim][metric] - scores["saved_model"][dim][metric]) < 1e-4
+
+
+def test_evaluate_rejects_a_missing_model(tmp_path, cache_dir):
+    proc = run_cli("evaluate.py", "--model", str(tmp_path / "nothing"), cache_dir=cache_dir, check=False)
+    assert proc.returncode == 2 and "nothing" in proc.stderr
 
 
 def _wait_for_epoch(run, epoch, proc, timeout=300):
