@@ -13,8 +13,7 @@ import os
 from pathlib import Path
 
 from va2att.config import DataConfig
-
-AFFECTNET_LISTS = "Manually_Annotated_file_lists"
+from va2att.data.affectnet import LISTS_DIR as AFFECTNET_LISTS
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

@@ -28,20 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from va2att.data.affectnet import COLUMNS, IMAGES_DIR, LISTS_DIR
+
 VERSION = 2  # bump when the drawn faces change, so cached demo sets are regenerated
-IMAGES_DIR = "Manually_Annotated_Images"
-LISTS_DIR = "Manually_Annotated_file_lists"
-HEADER = (
-    "subDirectory_filePath",
-    "face_x",
-    "face_y",
-    "face_width",
-    "face_height",
-    "facial_landmarks",
-    "expression",
-    "valence",
-    "arousal",
-)
 SPLITS = {"training": 0, "validation": 1}
 FILES_PER_DIR = 500
 
@@ -178,7 +167,7 @@ def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: in
         rows += _dirt_rows(root, split, rows[-1], rng)
         with open(root / LISTS_DIR / f"{split}.csv", "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(HEADER)
+            writer.writerow(COLUMNS)
             writer.writerows(rows)
     return root
 
