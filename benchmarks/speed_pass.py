@@ -2,6 +2,8 @@
 
     python benchmarks/speed_pass.py [--steps 6] [--json speed_pass.json]
     python benchmarks/speed_pass.py --layers-only      # the layer micro-benchmarks alone
+    python benchmarks/speed_pass.py --in-version HEAD+pool-shortcut bench_inference.py --threads 1
+                                    # any benchmark script, run against one version of the model files
 
 Two parts:
 
@@ -138,6 +140,27 @@ def measure_version(commit: str, steps: int, batch: int, threads: int) -> dict:
     return {"error": f"exit code {proc.returncode}", "stderr_tail": proc.stderr[-1500:], "process_s": wall}
 
 
+_RUN_SCRIPT = r"""
+import runpy, sys
+overlay, script = sys.argv[1], sys.argv[2]
+sys.path.insert(0, overlay)
+import va2att
+assert va2att.__file__.startswith(overlay), va2att.__file__
+print(f"va2att from {overlay}", flush=True)
+sys.argv = [script, *sys.argv[3:]]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def run_in_version(commit: str, script: str, script_args: list[str]) -> int:
+    """Run benchmarks/<script> with `commit`'s model files (see `overlay_package`); its exit code."""
+    path = Path(__file__).resolve().parent / script
+    with tempfile.TemporaryDirectory(prefix=f"speed_pass_{commit}_") as tmp:
+        overlay = overlay_package(commit, Path(tmp))
+        return subprocess.run([sys.executable, "-c", _RUN_SCRIPT, str(overlay), str(path), *script_args],
+                              check=False).returncode
+
+
 def _time_grad(fn, variables, x, calls):
     import tensorflow as tf
 
@@ -211,8 +234,14 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--versions", nargs="+", default=[v for v, _ in VERSIONS], help="commits to measure")
     parser.add_argument("--layers-only", action="store_true", help="only the layer micro-benchmarks")
+    parser.add_argument("--in-version", nargs=argparse.REMAINDER, metavar="VERSION SCRIPT [OPTIONS]",
+                        help="run a benchmark script with its options (all that follows) against one version")
     common.add_common_args(parser)
     args = parser.parse_args(argv)
+    if args.in_version is not None:
+        if len(args.in_version) < 2 or not args.in_version[1].endswith(".py"):
+            parser.error("--in-version needs a version and a script, e.g. --in-version HEAD bench_inference.py")
+        return run_in_version(args.in_version[0], Path(args.in_version[1]).name, args.in_version[2:])
     threads = common.configure_threads(args.threads, args.inter_threads)
     report = {"benchmark": "speed_pass", "threads": threads, "matmul_peak": common.peak_or_none(args)}
     report["layers"] = layer_benchmarks()
