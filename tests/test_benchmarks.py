@@ -74,3 +74,23 @@ def test_bench_predict_quick(tmp_path):
     report = _run("bench_predict", tmp_path, "--quick")
     assert {"machine", "model", "rows", "seconds_per_row"} <= set(report)
     assert {"detect+align (512x512, 1 face)", "model batch 1", "model batch 256"} <= set(report["rows"])
+
+
+def test_speed_pass_overlay(tmp_path):
+    """An old version's model files in a copy of the package; the proposal patch applied to today's."""
+    import subprocess
+
+    import speed_pass
+
+    try:
+        subprocess.run(["git", "cat-file", "-e", "82dda93^{commit}"], cwd=REPO, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("no git history in this checkout")
+    old = speed_pass.overlay_package("82dda93", tmp_path / "old")
+    unit = (old / "va2att" / "layers" / "residual_unit.py").read_text()
+    assert "FusedBatchNormalization" not in unit and (old / "va2att" / "trainer.py").is_file()
+    try:
+        new = speed_pass.overlay_package("HEAD+pool-shortcut", tmp_path / "new")
+    except ValueError:
+        pytest.skip("the proposal's patch no longer applies (the library changed the shortcut)")
+    assert "keras.ops.average_pool(pre, 1" in (new / "va2att" / "layers" / "residual_unit.py").read_text()
