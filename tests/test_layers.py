@@ -172,3 +172,11 @@ def test_fused_batch_norm_matches_keras(training):
         expected = 0.99 * np.linspace(0.5, 1.5, 6) + 0.01 * variance
         np.testing.assert_allclose(fused.moving_variance, expected, rtol=1e-4)
         np.testing.assert_allclose(fused.moving_mean, plain.moving_mean, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [5, 6, 7, 24])
+def test_shortcut_average_pool_selects_the_strided_pixels(size):
+    # ResidualUnit sub-samples its shortcut with a 1x1 stride-2 average pool: it must pick x[:, ::2, ::2].
+    x = np.random.default_rng(size).normal(size=(2, size, size, 3)).astype("float32")
+    pooled = keras.ops.convert_to_numpy(keras.ops.average_pool(x, 1, 2, "valid"))
+    np.testing.assert_array_equal(pooled, x[:, ::2, ::2, :])

@@ -165,7 +165,11 @@ class ResidualUnit(keras.layers.Layer):
         if self.shortcut is None:
             shortcut = x
         else:
-            shortcut = self.shortcut(pre[:, :: self.strides, :: self.strides, :] if self.strides > 1 else pre)
+            # Every `strides`-th pixel, as a strided 1x1 conv would read: a 1x1 average pool selects exactly
+            # those (also on odd sizes) and is faster than a strided slice or a strided 1x1 conv, whose oneDNN
+            # kernel corrupts memory on narrow inputs (BENCHMARKS.md, speed pass).
+            sub = keras.ops.average_pool(pre, 1, self.strides, "valid") if self.strides > 1 else pre
+            shortcut = self.shortcut(sub)
         y = self.conv1(pre)
         y = self.conv2(keras.ops.relu(self.bn2(y, training=training)))
         y = self.conv3(keras.ops.relu(self.bn3(y, training=training)))
