@@ -2,7 +2,7 @@
 
     python benchmarks/speed_pass.py [--steps 6] [--json speed_pass.json]
     python benchmarks/speed_pass.py --layers-only      # the layer micro-benchmarks alone
-    python benchmarks/speed_pass.py --in-version HEAD+pool-shortcut bench_inference.py --threads 1
+    python benchmarks/speed_pass.py --in-version b9a8e1c bench_inference.py --threads 1
                                     # any benchmark script, run against one version of the model files
 
 Two parts:
@@ -18,9 +18,9 @@ Two parts:
               conv, level vectors = 1x1 conv (ReLU) at full resolution then GAP;
    - 89e300a  fused batch norm (`FusedBatchNormalization`) and slice-then-1x1 shortcut;
    - 4ec508c  level vectors: GAP, then the linear 1x1 conv (no ReLU);
-   - HEAD     today's files (b9a8e1c changed only the BN momentum, not the cost);
-   - HEAD+pool-shortcut  a proposal, not in the library: today's files with the shortcut's
-              `x[:, ::2, ::2]` replaced by a 1x1 stride-2 average pool (the same elements).
+   - b9a8e1c  BN momentum 0.9 (not the cost), still the slice shortcut;
+   - HEAD     today's files: since 07ebdc9 the shortcut's `x[:, ::2, ::2]` is a 1x1 stride-2
+              average pool (the same elements).
 
 2. Layer micro-benchmarks (forward + backward in training mode, batch 256, on the backbone's
    stage-1 map 24x24x32): Keras `BatchNormalization` vs `FusedBatchNormalization`; strided 1x1
@@ -50,20 +50,9 @@ VERSIONS = (
     ("82dda93", "model library: Keras BN, strided 1x1 shortcut, level conv+ReLU at full resolution"),
     ("89e300a", "+ fused batch norm, slice-then-1x1 shortcut"),
     ("4ec508c", "+ level vectors: GAP, then linear 1x1 conv"),
-    ("HEAD", "today's working tree"),
-    ("HEAD+pool-shortcut", "proposal: shortcut subsampled by a 1x1 stride-2 average pool instead of a slice"),
+    ("b9a8e1c", "BN momentum 0.9 (same cost); slice shortcut"),
+    ("HEAD", "today's working tree: shortcut subsampled by a 1x1 stride-2 average pool (07ebdc9)"),
 )
-# Proposed changes, measured as text patches of today's files: version -> (file, old text, new text).
-# A 1x1 average pool with stride 2 ("valid") copies exactly the elements x[:, ::2, ::2] (odd sizes
-# included), so the arithmetic is unchanged; its gradient is a cheap pooling gradient instead of
-# StridedSliceGrad, and no strided 1x1 convolution is involved.
-PATCHES = {
-    "HEAD+pool-shortcut": (
-        "va2att/layers/residual_unit.py",
-        "pre[:, :: self.strides, :: self.strides, :] if self.strides > 1 else pre",
-        'keras.ops.average_pool(pre, 1, self.strides, "valid") if self.strides > 1 else pre',
-    ),
-}
 MODEL_FILES = ("va2att/model.py", "va2att/layers")
 
 _CHILD = r"""
@@ -103,13 +92,6 @@ print("RESULT " + json.dumps({
 def overlay_package(commit: str, dest: Path) -> Path:
     """A copy of today's va2att package with `commit`'s model.py and layers/ (HEAD = working tree as is)."""
     shutil.copytree(common.REPO / "va2att", dest / "va2att", ignore=shutil.ignore_patterns("__pycache__"))
-    if commit in PATCHES:
-        path, old, new = PATCHES[commit]
-        text = (dest / path).read_text()
-        if text.count(old) != 1:
-            raise ValueError(f"{commit}: the text to patch is not (once) in {path}")
-        (dest / path).write_text(text.replace(old, new))
-        return dest
     if commit == "HEAD":
         return dest
     shutil.rmtree(dest / "va2att" / "layers")
