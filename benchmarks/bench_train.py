@@ -37,11 +37,10 @@ def time_training(model_cfg, batch_size: int, steps: int, warmup: int, *, jit: b
                   mixed_precision: bool = False, metrics: bool = True, seed: int = 0) -> dict:
     """Per-step wall and CPU time of `fit` on one cached random batch; the model's forward FLOPs."""
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from va2att.config import RunConfig, TrainConfig
-    from va2att.flops import count_flops
+    from va2att.flops import count_flops, random_batch
     from va2att.losses import compile_args
     from va2att.trainer import _optimizer, build_compiled_model
 
@@ -61,15 +60,7 @@ def time_training(model_cfg, batch_size: int, steps: int, warmup: int, *, jit: b
             model.compile(optimizer=_optimizer(cfg), jit_compile=jit, **compile_args(model_cfg))
         forward_flops = count_flops(model)
 
-        rng = np.random.default_rng(seed)
-        x = rng.uniform(0, 255, (batch_size, 48, 48, 1)).astype("float32")
-        y = {
-            "valence": rng.uniform(-1, 1, (batch_size, 1)).astype("float32"),
-            "arousal": rng.uniform(-1, 1, (batch_size, 1)).astype("float32"),
-            "expression": rng.integers(0, model_cfg.num_classes, batch_size).astype("int32"),
-        }
-        y = {name: y[name] for name in model_cfg.outputs}
-        data = tf.data.Dataset.from_tensors((x, y)).cache().repeat()
+        data = tf.data.Dataset.from_tensors(random_batch(model_cfg, batch_size, seed)).cache().repeat()
 
         class StepTimer(keras.callbacks.Callback):
             def __init__(self):

@@ -83,12 +83,25 @@ def markdown_table(rows: list[dict], base: ModelConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+def random_batch(cfg, batch_size: int, seed: int = 0):
+    """A batch of random pixels and labels shaped for `cfg`'s outputs (speed measurements only)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 255, (batch_size, 48, 48, 1)).astype("float32")
+    y = {
+        "valence": rng.uniform(-1, 1, (batch_size, 1)).astype("float32"),
+        "arousal": rng.uniform(-1, 1, (batch_size, 1)).astype("float32"),
+        "expression": rng.integers(0, cfg.num_classes, batch_size).astype("int32"),
+    }
+    return x, {name: y[name] for name in cfg.outputs}
+
+
 def benchmark_training(cfg: ModelConfig, batch_size: int = 256, steps: int = 6, warmup: int = 2) -> dict:
     """Images per second of `fit` steps (forward + backward + RMSprop update, compiled losses) on random data.
 
     Returns wall-clock images/s and process CPU seconds per image (less sensitive to other load)."""
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from va2att.losses import compile_args
@@ -96,15 +109,7 @@ def benchmark_training(cfg: ModelConfig, batch_size: int = 256, steps: int = 6, 
 
     model = build_model(cfg)
     model.compile(optimizer=keras.optimizers.RMSprop(1e-3), **compile_args(cfg))
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (batch_size, 48, 48, 1)).astype("float32")
-    y = {
-        "valence": rng.uniform(-1, 1, (batch_size, 1)).astype("float32"),
-        "arousal": rng.uniform(-1, 1, (batch_size, 1)).astype("float32"),
-        "expression": rng.integers(0, cfg.num_classes, batch_size).astype("int32"),
-    }
-    y = {name: y[name] for name in cfg.outputs}
-    data = tf.data.Dataset.from_tensors((x, y)).cache()
+    data = tf.data.Dataset.from_tensors(random_batch(cfg, batch_size)).cache()
     model.fit(data.repeat(warmup), verbose=0)
     wall, cpu = time.perf_counter(), time.process_time()
     model.fit(data.repeat(steps), verbose=0)
