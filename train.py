@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import sys
 
 from va2att.cli import (
@@ -51,8 +50,7 @@ def main(argv=None) -> int:
         else:
             cfg = config_from_args(args, overrides)
             if cfg.train.strategy == "multiworker":
-                if not os.environ.get("TF_CONFIG"):
-                    raise ValueError("--strategy multiworker needs TF_CONFIG describing the cluster and this task.")
+                distribute.require_cluster()
                 if not args.out:
                     raise ValueError("--strategy multiworker needs --out: a run folder shared by all workers.")
             run_dir = args.out or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}"

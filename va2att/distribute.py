@@ -11,12 +11,17 @@ import json
 import os
 
 
+def require_cluster() -> None:
+    """Multi-worker training needs TF_CONFIG; fail with a clear message before any work starts."""
+    if not os.environ.get("TF_CONFIG"):
+        raise ValueError("--strategy multiworker needs TF_CONFIG describing the cluster and this worker's task.")
+
+
 def make_strategy(name: str):
     import tensorflow as tf
 
     if name == "multiworker":  # must come before anything initialises TensorFlow's runtime
-        if not os.environ.get("TF_CONFIG"):
-            raise ValueError("--strategy multiworker needs TF_CONFIG describing the cluster and this worker's task.")
+        require_cluster()
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
