@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from va2att.config import EXPRESSION_NAMES
+from va2att.face_input import flip_average
 
 
 def predict_split(model, dataset) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -17,13 +18,9 @@ def predict_split(model, dataset) -> tuple[dict[str, np.ndarray], dict[str, np.n
     preds: dict[str, list] = {}
     labels: dict[str, list] = {"valence": [], "arousal": [], "expression": []}
     for images, target in dataset:
-        images = images.numpy()
-        b = images.shape[0]
-        both = images.transpose(1, 0, 2, 3, 4).reshape((2 * b,) + images.shape[2:])  # centre crops, then flips
-        out = model(both)
-        for name, value in out.items():
-            value = np.asarray(value, dtype=np.float64)
-            preds.setdefault(name, []).append((value[:b] + value[b:]) / 2.0)
+        images = images.numpy()  # [B, 2, 48, 48, 1]: centre crops and their mirrors
+        for name, value in flip_average(model, images[:, 0], images[:, 1]).items():
+            preds.setdefault(name, []).append(value)
         for name, values in labels.items():
             values.append(np.asarray(target[name]).reshape(-1))
     if not labels["valence"]:

@@ -15,6 +15,7 @@ Signatures:
   face. Each image is decoded to grayscale; a 48x48 image is used as it is, any other size is resized
   to the 56x56 alignment size and centre-cropped to 48x48. Same outputs. Over REST, binary values are
   sent as `{"b64": "..."}` (the input name ends in `_bytes`, TF Serving's convention for binary data).
+  Decoding and cropping: `va2att.face_input.decode_aligned_faces`.
 
 The exported graph never contains cuDNN-only kernels (`CudnnRNN*`): recurrent layers are traced with
 their portable implementation even when the export runs on a GPU machine, so the same SavedModel is
@@ -36,6 +37,7 @@ import keras
 import tensorflow as tf
 
 from va2att.config import EXPRESSION_NAMES, FACE_SIZE, INPUT_SIZE
+from va2att.face_input import decode_aligned_faces, named_outputs
 
 SERVING_DEFAULT = "serving_default"
 SERVING_BYTES = "serving_bytes"
@@ -73,47 +75,6 @@ def portable_recurrent_layers(model: keras.Model):
             layer.use_cudnn = value
 
 
-def _output_dict(model: keras.Model, outputs) -> dict[str, tf.Tensor]:
-    if not isinstance(outputs, dict):
-        names = list(getattr(model, "output_names", None) or [])
-        flat = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        if len(names) != len(flat):
-            raise ValueError(
-                "The model must return a dict of named outputs (valence, arousal, expression). "
-                f"Received: {type(outputs).__name__} with {len(flat)} tensor(s)."
-            )
-        outputs = dict(zip(names, flat))
-    # Mixed-precision models compute in float16; the served outputs are always float32.
-    return {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
-
-
-def decode_aligned_faces(image_bytes: tf.Tensor) -> tf.Tensor:
-    """Encoded aligned faces, string `[N]` -> float32 `[N, 48, 48, 1]` pixels 0-255 (graph-only ops)."""
-
-    def decode_one(data):
-        image = tf.io.decode_image(data, channels=1, expand_animations=False, dtype=tf.uint8)
-        image = tf.cast(image, tf.float32)
-        shape = tf.shape(image)
-        is_crop = tf.logical_and(tf.equal(shape[0], INPUT_SIZE), tf.equal(shape[1], INPUT_SIZE))
-
-        def as_crop():
-            return tf.reshape(image, [INPUT_SIZE, INPUT_SIZE, 1])
-
-        def from_face():
-            face = tf.image.resize(image, [FACE_SIZE, FACE_SIZE], method="bilinear", antialias=True)
-            offset = (FACE_SIZE - INPUT_SIZE) // 2
-            face = face[offset : offset + INPUT_SIZE, offset : offset + INPUT_SIZE, :]
-            return tf.clip_by_value(face, 0.0, 255.0)
-
-        return tf.cond(is_crop, as_crop, from_face)
-
-    return tf.map_fn(
-        decode_one,
-        image_bytes,
-        fn_output_signature=tf.TensorSpec([INPUT_SIZE, INPUT_SIZE, 1], tf.float32),
-    )
-
-
 def _metadata(model: keras.Model, outputs: dict) -> dict:
     shapes = {name: [None if d is None else int(d) for d in value.shape] for name, value in outputs.items()}
     num_classes = shapes["expression"][-1] if "expression" in shapes else None
@@ -141,10 +102,10 @@ def _build_archive(model: keras.Model) -> tuple[keras.export.ExportArchive, dict
     archive.track(model)
 
     def serve_pixels(image):
-        return _output_dict(model, model(image, training=False))
+        return named_outputs(model, model(image, training=False))
 
     def serve_bytes(image_bytes):
-        return _output_dict(model, model(decode_aligned_faces(image_bytes), training=False))
+        return named_outputs(model, model(decode_aligned_faces(image_bytes), training=False))
 
     pixels_spec = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32, name=IMAGE_INPUT)
     bytes_spec = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)

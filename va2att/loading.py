@@ -153,19 +153,14 @@ def _from_keras(path: Path, batch_size: int) -> InferenceModel:
     import keras
     import tensorflow as tf
 
+    from va2att.face_input import named_outputs
+
     _register_custom_objects()
 
     model = keras.saving.load_model(str(path), compile=False)
 
     def forward(images):
-        outputs = model(images, training=False)
-        if not isinstance(outputs, dict):
-            names = list(getattr(model, "output_names", None) or [])
-            flat = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-            if len(names) != len(flat):
-                raise ValueError(f"Model {path} must return a dict of named outputs; it returns {type(outputs).__name__}.")
-            outputs = dict(zip(names, flat))
-        return {name: tf.cast(value, tf.float32) for name, value in outputs.items()}
+        return named_outputs(model, model(images, training=False))
 
     # One trace for every batch size (a fixed signature), unlike predict_on_batch.
     compiled = tf.function(forward, input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32)])

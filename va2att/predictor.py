@@ -25,9 +25,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from va2att.config import EXPRESSION_NAMES, FACE_SIZE, INPUT_SIZE
+from va2att.config import EXPRESSION_NAMES, FACE_SIZE
 from va2att.data.align import FaceDetector, align_detection
 from va2att.data.images import ImageError, RGBImage, from_array, read_image
+from va2att.face_input import centre_crop, flip_average
 from va2att.loading import load_inference_model
 
 _FLUSH_PENDING_BYTES = 512 * 2**20  # with keep_images, run the network once held pictures reach this size
@@ -113,13 +114,6 @@ def _as_image(item) -> RGBImage:
     if isinstance(item, np.ndarray):
         return from_array(item, order="rgb")
     return read_image(item)
-
-
-def centre_crop(face: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
-    """The centre `size`×`size` crop of an aligned face (56×56 → 48×48, as in evaluation)."""
-    height, width = face.shape[:2]
-    top, left = (height - size) // 2, (width - size) // 2
-    return face[top : top + size, left : left + size]
 
 
 class Predictor:
@@ -217,9 +211,8 @@ class Predictor:
     def align(self, image: RGBImage, detection) -> np.ndarray:
         """The network input for one detection: the aligned 56×56 face, centre-cropped to 48×48, uint8."""
         face = np.asarray(align_detection(image, detection, size=FACE_SIZE))
-        if face.ndim == 3:
-            face = face[..., 0]
-        return centre_crop(face)
+        face = face[..., :1] if face.ndim == 3 else face[..., None]  # one channel, channels last
+        return centre_crop(face)[..., 0]
 
     # === Internals ===
 
@@ -248,12 +241,9 @@ class Predictor:
         outputs: dict[str, list[np.ndarray]] = {name: [] for name in self.outputs}
         for start in range(0, len(crops), self.batch_size):
             chunk = crops[start : start + self.batch_size].astype(np.float32)[..., None]
-            both = np.concatenate([chunk, chunk[:, :, ::-1]], axis=0)
-            predicted = self.model(both)
-            n = len(chunk)
+            averaged = flip_average(self.model, chunk)
             for name in self.outputs:
-                values = np.asarray(predicted[name], dtype=np.float64).reshape(2 * n, -1)
-                outputs[name].append((values[:n] + values[n:]) / 2.0)
+                outputs[name].append(averaged[name].reshape(len(chunk), -1))
         merged = {name: np.concatenate(parts, axis=0) for name, parts in outputs.items()}
         return [{name: values[i] for name, values in merged.items()} for i in range(len(crops))]
 

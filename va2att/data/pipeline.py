@@ -7,7 +7,8 @@ Yields `(image, {"valence", "arousal", "expression"})`:
     arousal     float32 [B, 1]
     expression  int32 [B]
 
-Training: shuffle, random 48 x 48 crop of the 56 x 56 face, random horizontal flip.
+Training: shuffle, random 48 x 48 crop of the 56 x 56 face, random horizontal flip. Evaluation:
+the centre crop, or the crop and its mirror (`va2att.face_input.centre_crop`, `flip_pair`).
 The augmentation is the pure function `augment(faces, keys)`: each element's crop offset and
 flip are read from its own int64 key, so the same keys give the same crops eagerly and in
 tf.data. Keys come from `tf.data.Dataset.random`, seeded in deterministic mode (and then the
@@ -20,9 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from va2att.config import FACE_SIZE, INPUT_SIZE, DataConfig
+from va2att.face_input import centre_crop, flip_pair
 
 MARGIN = FACE_SIZE - INPUT_SIZE  # crop offsets 0..MARGIN on each axis
-CENTRE = MARGIN // 2
 FLIP_PERMUTATION = ()  # targets to permute on a horizontal flip: none (V, A and expression are mirror-invariant)
 SPLIT_ALIASES = {"train": "training", "training": "training", "val": "validation", "valid": "validation", "validation": "validation"}
 PARSE_BATCH = 512  # records parsed together (vectorised parse_example)
@@ -81,19 +82,6 @@ def augment(faces, keys):
     out = tf.gather(faces, rows, axis=1, batch_dims=1)
     out = tf.gather(out, cols, axis=2, batch_dims=1)
     return out[0] if single else out
-
-
-def centre_crop(faces):
-    """[..., FACE_SIZE, FACE_SIZE, C] -> [..., INPUT_SIZE, INPUT_SIZE, C], the central crop."""
-    return faces[..., CENTRE : CENTRE + INPUT_SIZE, CENTRE : CENTRE + INPUT_SIZE, :]
-
-
-def flip_pair(faces):
-    """[B, 56, 56, C] -> [B, 2, 48, 48, C]: centre crop and its horizontal mirror."""
-    import tensorflow as tf
-
-    c = centre_crop(faces)
-    return tf.stack([c, tf.reverse(c, axis=[2])], axis=1)
 
 
 def _targets(p):

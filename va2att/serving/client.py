@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from va2att.config import EXPRESSION_NAMES, FACE_SIZE, INPUT_SIZE
+from va2att.face_input import aligned_face, prepare_faces
 from va2att.serving.request import (
     IMAGE_INPUT,
     SIGNATURE,
@@ -35,7 +36,6 @@ from va2att.serving.request import (
     order_outputs,
     parse_predict_response,
     predict_url,
-    prepare_faces,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8501"
@@ -142,7 +142,7 @@ def find_faces(paths, *, aligned: bool = False, detector=None, log=None) -> tupl
             log(f"{path}: skipped ({error})")
             continue
         if aligned:
-            faces.append(_aligned_input(image.pixels))
+            faces.append(aligned_face(image.pixels))
             where.append(Face(str(path), 0, None))
             continue
         from va2att.data.align import FaceDetector, align_detection
@@ -157,18 +157,6 @@ def find_faces(paths, *, aligned: bool = False, detector=None, log=None) -> tupl
     if not faces:
         return np.zeros((0, INPUT_SIZE, INPUT_SIZE, 1), np.float32), []
     return np.concatenate([prepare_faces(f[None]) for f in faces]), where
-
-
-def _aligned_input(rgb: np.ndarray) -> np.ndarray:
-    import cv2
-
-    gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
-    if gray.shape == (INPUT_SIZE, INPUT_SIZE):
-        return gray
-    if gray.shape != (FACE_SIZE, FACE_SIZE):
-        shrinking = gray.shape[0] > FACE_SIZE or gray.shape[1] > FACE_SIZE
-        gray = cv2.resize(gray, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    return gray
 
 
 def format_face(face: Face, outputs: dict[str, np.ndarray], i: int) -> str:

@@ -25,7 +25,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from va2att.config import FACE_SIZE, INPUT_SIZE
+from va2att.config import INPUT_SIZE
+from va2att.face_input import prepare_faces  # noqa: F401  (part of this module's API: faces -> body input)
 
 SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
@@ -45,26 +46,6 @@ def predict_url(base_url: str, model: str, version: int | None = None) -> str:
         base = "http://" + base
     path = f"/v1/models/{model}" + (f"/versions/{int(version)}" if version is not None else "")
     return f"{base}{path}:predict"
-
-
-def prepare_faces(faces) -> np.ndarray:
-    """Aligned grayscale faces -> float32 `[N, 48, 48, 1]` pixels 0-255 (the model's input).
-
-    Accepts `[N, 56, 56]` faces from alignment (centre-cropped to 48 x 48, as in evaluation),
-    `[N, 48, 48]` crops, or either with a trailing channel axis of 1.
-    """
-    a = np.asarray(faces)
-    if a.ndim == 4 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.ndim != 3 or a.shape[1] != a.shape[2] or a.shape[1] not in (FACE_SIZE, INPUT_SIZE):
-        raise ValueError(
-            f"Expected aligned faces of shape [N, {FACE_SIZE}, {FACE_SIZE}] or [N, {INPUT_SIZE}, {INPUT_SIZE}] "
-            f"(optionally with a channel axis of 1). Received: shape={np.shape(faces)}"
-        )
-    if a.shape[1] == FACE_SIZE:
-        offset = (FACE_SIZE - INPUT_SIZE) // 2
-        a = a[:, offset : offset + INPUT_SIZE, offset : offset + INPUT_SIZE]
-    return a.astype(np.float32)[..., None]
 
 
 def build_predict_body(images, signature_name: str = SIGNATURE) -> dict:
