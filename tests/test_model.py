@@ -181,3 +181,20 @@ def test_overfits_a_small_fixed_set():
     history = model.fit(x, y, batch_size=64, epochs=80, verbose=0)
     losses = history.history["loss"]
     assert losses[-1] < 0.1 * losses[0], losses[::10]
+
+
+def test_a_new_head_is_one_registry_entry(monkeypatch):
+    from va2att.heads import HEADS, Head
+
+    def apply_arousal_probe(z, cfg, **_):
+        return {"arousal": keras.layers.Dense(1, activation="tanh", dtype="float32", name="arousal")(z)}
+
+    with pytest.raises(ValueError, match="model.head"):
+        tiny(head="probe")
+    monkeypatch.setitem(HEADS, "probe", Head(("arousal",), apply_arousal_probe, lambda cfg: {"arousal": 2.0}))
+    cfg = tiny(head="probe")  # the config validates against the registry, and reads the outputs from it
+    assert cfg.outputs == ("arousal",)
+    assert compile_args(cfg)["loss_weights"] == {"arousal": 2.0}
+    model = build_model(cfg)
+    out = model(_images(2))
+    assert list(out) == ["arousal"] and tuple(out["arousal"].shape) == (2, 1)

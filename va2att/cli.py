@@ -8,7 +8,8 @@ import argparse
 import os
 import re
 
-from va2att.config import HEADS, LOSSES, STRATEGIES, RunConfig, apply_overrides
+from va2att.config import LOSSES, STRATEGIES, RunConfig, apply_overrides
+from va2att.heads import HEADS
 
 # flag dest -> config key
 PLAIN_FLAGS = {
@@ -58,7 +59,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data", help="'demo' (built-in synthetic set, default), an AffectNet root, or a prepared folder")
     g.add_argument("--blocks", type=int, choices=range(4), metavar="{0,1,2,3}",
                    help="residual attention blocks in the first N stages (default 2)")
-    g.add_argument("--head", choices=HEADS, help="head (default 2mt, the two-stage multi-task head)")
+    g.add_argument("--head", choices=tuple(HEADS), help="head (default 2mt, the two-stage multi-task head)")
     g.add_argument("--loss", choices=LOSSES, help="regression loss (default tukey)")
     g.add_argument("--width", type=int, help="base channels of the backbone")
     g.add_argument("--classes", type=int, choices=(8, 7), help="expression classes: 8 (AffectNet-8) or 7")

@@ -14,10 +14,11 @@ import json
 import typing
 from dataclasses import dataclass, field
 
+from va2att.heads import HEADS
+
 FACE_SIZE = 56  # side of the aligned grayscale face written by preparation
 INPUT_SIZE = 48  # side of the crop the network sees (random in training, centre in evaluation)
 
-HEADS = ("2mt", "mt", "gcn", "single-valence", "single-arousal")
 LOSSES = ("tukey", "mse", "ccc")
 POOLINGS = ("flatten", "mean")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
@@ -56,7 +57,7 @@ class ModelConfig:
 
     blocks: int = 2  # residual attention blocks in the first N of the 3 stages (0 = no first-level attention)
     second_level: bool = True  # BiGRU + dot-product self-attention over the level vectors; off = GAP of the last stage
-    head: str = "2mt"  # 2mt (two-stage multi-task), mt (V+A only), gcn (Emotion-GCN), single-valence, single-arousal
+    head: str = "2mt"  # a key of va2att.heads.HEADS: 2mt (two-stage multi-task), mt (V+A only), gcn (Emotion-GCN), single-valence, single-arousal
     width: int = 32  # base channels; the three stages use width, 2*width, 4*width
     level_dim: int = 128  # D: channels of the 1x1 conv that turns each stage into a level vector
     gru_units: int = 64  # units per direction of the bidirectional GRU
@@ -76,7 +77,7 @@ class ModelConfig:
     def __post_init__(self):
         _check_int("model.blocks", self.blocks, 0, 3)
         _check_bool("model.second_level", self.second_level)
-        _check_choice("model.head", self.head, HEADS)
+        _check_choice("model.head", self.head, tuple(HEADS))
         for name in ("width", "level_dim", "gru_units", "dimensional_units", "categorical_units", "gcn_hidden"):
             _check_int(f"model.{name}", getattr(self, name), 1)
         _check_choice("model.attention_pooling", self.attention_pooling, POOLINGS)
@@ -91,14 +92,8 @@ class ModelConfig:
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        """Names of the model's outputs for this head."""
-        return {
-            "2mt": ("valence", "arousal", "expression"),
-            "gcn": ("valence", "arousal", "expression"),
-            "mt": ("valence", "arousal"),
-            "single-valence": ("valence",),
-            "single-arousal": ("arousal",),
-        }[self.head]
+        """Names of the model's outputs for this head (from its `va2att.heads.HEADS` entry)."""
+        return HEADS[self.head].outputs
 
 
 @dataclass(frozen=True)

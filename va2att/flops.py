@@ -16,7 +16,8 @@ import os
 import time
 from pathlib import Path
 
-from va2att.config import HEADS, ModelConfig, RunConfig, apply_overrides
+from va2att.config import ModelConfig, RunConfig, apply_overrides
+from va2att.heads import HEADS
 
 DEFAULT_TABLE = Path(__file__).resolve().parent.parent / "docs" / "model_table.md"
 
@@ -37,7 +38,7 @@ def count_flops(model) -> int:
     return int(profile.total_float_ops)
 
 
-def model_rows(base: ModelConfig, blocks=(0, 1, 2, 3), heads=HEADS) -> list[dict]:
+def model_rows(base: ModelConfig, blocks=(0, 1, 2, 3), heads=tuple(HEADS)) -> list[dict]:
     """One row per (blocks, head): trainable parameters, all parameters, forward MFLOPs per image."""
     import keras
 

@@ -1,22 +1,32 @@
 """Prediction heads: from the image feature `z` to the named outputs `valence`, `arousal`, `expression`.
 
-Each head is an `apply_*(z, cfg, ...)` function that adds plain Keras layers (named from the output
-names) to the functional graph and returns a dict of output tensors whose keys are `cfg.outputs`.
-Output layers compute in float32 (safe under a mixed-precision policy).
+A head is one entry of `HEADS`: a `Head` carrying its outputs, its loss weights and its builder.
+`ModelConfig` validates `model.head` against this registry and reads its outputs from it
+(`ModelConfig.outputs`), `losses.compile_args` takes the loss weights from it and `VA2AttModel`
+builds the head with it. Adding a head is adding a builder and one entry.
+
+Each builder is an `apply_*(z, cfg, *, adjacency=None, node_features=None)` function that adds plain
+Keras layers (named from the output names) to the functional graph and returns a dict of output
+tensors keyed by the head's outputs. Output layers compute in float32 (safe under a mixed-precision
+policy). Keras is imported inside the builders, so the registry (and with it the config) loads
+without TensorFlow.
 """
 
 from __future__ import annotations
 
-import keras
-import numpy as np
+import dataclasses
+import typing
+from collections.abc import Callable, Mapping
 
-from va2att.config import ModelConfig
-from va2att.layers import EmotionGCN
+if typing.TYPE_CHECKING:
+    from va2att.config import ModelConfig
 
 GCN_NEGATIVE_SLOPE = 0.2  # LeakyReLU slope between the two graph convolutions (Emotion-GCN)
 
 
 def _dense(units, name, activation=None, dtype=None):
+    import keras
+
     return keras.layers.Dense(units, activation=activation, kernel_initializer="glorot_uniform", dtype=dtype, name=name)
 
 
@@ -29,6 +39,8 @@ def apply_two_stage_head(z, cfg: ModelConfig, **_):
     """2Att-2Mt head. Stage 1: a dimensional and a categorical representation (the latter trained by
     the expression cross-entropy). Stage 2: both concatenated, valence and arousal regressed together
     from the shared concatenation (two tanh units on the same input, i.e. one Dense(2) split in two)."""
+    import keras
+
     dimensional = _dense(cfg.dimensional_units, "dimensional", activation="relu")(z)
     categorical = _dense(cfg.categorical_units, "categorical", activation="relu")(z)
     expression = _dense(cfg.num_classes, "expression", activation="softmax", dtype="float32")(categorical)
@@ -52,6 +64,11 @@ def apply_single_head(z, cfg: ModelConfig, **_):
 def apply_gcn_head(z, cfg: ModelConfig, adjacency=None, node_features=None):
     """Emotion-GCN head (DESIGN.md §3). Without an adjacency the graph is the identity (no edges: every
     node only sees itself); pass `va2att.gcn.build_adjacency(...)` of the training labels for the real one."""
+    import keras
+    import numpy as np
+
+    from va2att.layers import EmotionGCN
+
     nodes = cfg.num_classes + 2
     if adjacency is None:
         adjacency = np.eye(nodes, dtype="float32")
@@ -71,16 +88,47 @@ def apply_gcn_head(z, cfg: ModelConfig, adjacency=None, node_features=None):
     }
 
 
-HEADS = {
-    "2mt": apply_two_stage_head,
-    "mt": apply_multitask_head,
-    "single-valence": apply_single_head,
-    "single-arousal": apply_single_head,
-    "gcn": apply_gcn_head,
+def paper_loss_weights(cfg: ModelConfig) -> dict[str, float]:
+    """The paper's objective `alpha·CE(expression) + beta·rho(valence) + (1 - beta)·rho(arousal)`."""
+    return {"valence": cfg.beta, "arousal": 1.0 - cfg.beta, "expression": cfg.alpha}
+
+
+def unit_loss_weights(cfg: ModelConfig) -> dict[str, float]:
+    """Weight 1 for every output (single-task heads: the one loss, unscaled)."""
+    return {"valence": 1.0, "arousal": 1.0, "expression": 1.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """One head of the network.
+
+    Args:
+        outputs: tuple of str, the model's output names with this head (valence, arousal, expression order).
+        build: callable `(z, cfg, *, adjacency=None, node_features=None) -> {output name: tensor}`.
+        weights: callable `cfg -> {output name: float}`, the loss weights (entries for outputs the head
+            lacks are ignored).
+    """
+
+    outputs: tuple[str, ...]
+    build: Callable
+    weights: Callable[..., Mapping[str, float]] = paper_loss_weights
+
+    def loss_weights(self, cfg: ModelConfig) -> dict[str, float]:
+        """`loss_weights=` of `model.compile`, keyed by this head's outputs."""
+        weights = self.weights(cfg)
+        return {name: weights[name] for name in self.outputs}
+
+
+HEADS: Mapping[str, Head] = {
+    "2mt": Head(("valence", "arousal", "expression"), apply_two_stage_head),
+    "mt": Head(("valence", "arousal"), apply_multitask_head),
+    "gcn": Head(("valence", "arousal", "expression"), apply_gcn_head),
+    "single-valence": Head(("valence",), apply_single_head, unit_loss_weights),
+    "single-arousal": Head(("arousal",), apply_single_head, unit_loss_weights),
 }
 
 
 def apply_head(z, cfg: ModelConfig, adjacency=None, node_features=None) -> dict:
     """The outputs of `cfg.head` on the feature `z`: a dict keyed by `cfg.outputs`."""
-    outputs = HEADS[cfg.head](z, cfg, adjacency=adjacency, node_features=node_features)
+    outputs = HEADS[cfg.head].build(z, cfg, adjacency=adjacency, node_features=node_features)
     return {name: outputs[name] for name in cfg.outputs}

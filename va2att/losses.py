@@ -14,6 +14,7 @@ import keras
 from keras import ops
 
 from va2att.config import ModelConfig
+from va2att.heads import HEADS
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 MIN_SCALE = 1e-6  # below this the batch's MAD is treated as zero and residuals are left unscaled
@@ -119,15 +120,13 @@ def regression_loss(cfg: ModelConfig) -> keras.losses.Loss:
 def compile_args(cfg: ModelConfig) -> dict:
     """`dict(loss={...}, loss_weights={...})` for `model.compile`, keyed by `cfg.outputs`.
 
-    2mt / gcn: alpha·CE + beta·rho(V) + (1 - beta)·rho(A); mt: beta·rho(V) + (1 - beta)·rho(A);
-    single-valence / single-arousal: rho with weight 1. The expression target is an integer class."""
-    weights = {"valence": cfg.beta, "arousal": 1.0 - cfg.beta, "expression": cfg.alpha}
-    if cfg.head.startswith("single"):
-        weights = {name: 1.0 for name in cfg.outputs}
+    The weights are the head's (`va2att.heads.HEADS`): 2mt / gcn: alpha·CE + beta·rho(V) + (1 - beta)·rho(A);
+    mt: beta·rho(V) + (1 - beta)·rho(A); single-valence / single-arousal: rho with weight 1. The expression
+    target is an integer class."""
     loss = {}
     for name in cfg.outputs:
         if name == "expression":
             loss[name] = keras.losses.SparseCategoricalCrossentropy(from_logits=False, name="expression_ce")
         else:
             loss[name] = regression_loss(cfg)
-    return {"loss": loss, "loss_weights": {name: weights[name] for name in cfg.outputs}}
+    return {"loss": loss, "loss_weights": HEADS[cfg.head].loss_weights(cfg)}
