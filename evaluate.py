@@ -36,9 +36,7 @@ def main(argv=None) -> int:
     quiet_tensorflow()
     from va2att import fileio, plots
     from va2att.config import EXPRESSION_NAMES, DataConfig
-    from va2att.data.pipeline import make_dataset
-    from va2att.data.source import resolve_data
-    from va2att.evaluation import markdown_report, predict_split, score
+    from va2att.evaluation import evaluate, markdown_report
     from va2att.loading import load_inference_model
     from va2att.run_dir import RunDir
     from va2att.trainer import load_run_config
@@ -52,20 +50,15 @@ def main(argv=None) -> int:
         print(f"error: cannot load a model from {model_path}: {e}", file=sys.stderr)
         return 2
     data_cfg = run_cfg.data if run_cfg else DataConfig()
-    data_cfg = dataclasses.replace(data_cfg, data=args.data or data_cfg.data, batch_size=args.batch_size, cache=False)
+    data_cfg = dataclasses.replace(data_cfg, data=args.data or data_cfg.data, batch_size=args.batch_size)
     seed = run_cfg.train.seed if run_cfg else 0
     num_classes = args.classes or getattr(model, "num_classes", None) or (run_cfg.model.num_classes if run_cfg else 8)
     try:
-        prepared = resolve_data(data_cfg, cache_dir=args.cache_dir)
-        dataset = make_dataset(prepared, args.split, data_cfg, training=False, num_classes=num_classes, seed=seed,
-                               flip_pairs=True)
-        predictions, labels = predict_split(model, dataset)
+        evaluation = evaluate(model, data_cfg, args.split, num_classes, seed=seed, cache_dir=args.cache_dir)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if "expression" in predictions:
-        predictions["expression"] = predictions["expression"][:, :num_classes]
-    result = score(predictions, labels, num_classes)
+    result, predictions, labels = evaluation.metrics, evaluation.predictions, evaluation.labels
 
     name = model_path.resolve().name
     out = Path(args.out) if args.out else (run.root / f"eval-{args.split}" if run else Path("eval") / f"{name}-{args.split}")

@@ -3,13 +3,18 @@
 Each face is predicted from its centre 48x48 crop and from the mirrored crop, and
 the two predictions are averaged (probabilities too). Metrics are computed once on
 the concatenated split, never averaged over batches.
+
+`evaluate(model, data, split, classes)` is the one evaluation: `evaluate.py` and the
+experiments runner both call it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from va2att.config import EXPRESSION_NAMES
+from va2att.config import EXPRESSION_NAMES, DataConfig
 from va2att.face_input import flip_average
 
 
@@ -32,10 +37,6 @@ def predict_split(model, dataset) -> tuple[dict[str, np.ndarray], dict[str, np.n
     return predictions, {k: np.concatenate(v) for k, v in labels.items()}
 
 
-def confusion(true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    return np.bincount(true * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, -1)
-
-
 def score(predictions: dict[str, np.ndarray], labels: dict[str, np.ndarray], num_classes: int) -> dict:
     """All metrics of the report, as a JSON-ready dict."""
     from va2att import metrics
@@ -43,9 +44,7 @@ def score(predictions: dict[str, np.ndarray], labels: dict[str, np.ndarray], num
     result: dict = {"n": int(labels["valence"].shape[0])}
     for name in ("valence", "arousal"):
         if name in predictions:
-            y, p = labels[name], predictions[name]
-            result[name] = {"ccc": float(metrics.ccc(y, p)), "rmse": float(metrics.rmse(y, p)),
-                            "pcc": float(metrics.pcc(y, p)), "sagr": float(metrics.sagr(y, p))}
+            result[name] = metrics.regression_report(labels[name], predictions[name])
     dims = [result[n] for n in ("valence", "arousal") if n in result]
     if len(dims) == 2:
         result["mean"] = {k: (dims[0][k] + dims[1][k]) / 2 for k in ("ccc", "rmse", "pcc", "sagr")}
@@ -53,7 +52,7 @@ def score(predictions: dict[str, np.ndarray], labels: dict[str, np.ndarray], num
     true_cls = labels["expression"].astype(np.int64)
     if "expression" in predictions:
         pred_cls = predictions["expression"].argmax(axis=-1).astype(np.int64)
-        cm = confusion(true_cls, pred_cls, num_classes)
+        cm = metrics.confusion_matrix(true_cls, pred_cls, num_classes)
         result["expression"] = {
             "accuracy": float(metrics.accuracy(true_cls, pred_cls)),
             "macro_f1": float(metrics.macro_f1(true_cls, pred_cls, num_classes)),
@@ -81,6 +80,36 @@ def score(predictions: dict[str, np.ndarray], labels: dict[str, np.ndarray], num
         per_class.append(row)
     result["per_class"] = per_class
     return result
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What `evaluate` found: `metrics` (the JSON-ready `score`), and the flip-averaged `predictions`
+    and the `labels` of the split, as NumPy arrays keyed by output name."""
+
+    metrics: dict
+    predictions: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+
+
+def evaluate(model, data: DataConfig, split: str, classes: int, *, seed: int = 0, cache_dir=None,
+             log=print) -> Evaluation:
+    """Flip-averaged scores of `model` (an `InferenceModel`) on `split` of the data `data` names.
+
+    Resolves the data (generating or preparing it when needed), streams the split's centre crops and
+    their mirrors in file order, averages the two predictions, keeps the first `classes` expression
+    probabilities (7: AffectNet-7 scored with an 8-class model) and scores the whole split at once.
+    """
+    from va2att.data.pipeline import make_dataset
+    from va2att.data.source import resolve_data
+
+    data = dataclasses.replace(data, cache=False)  # one pass: nothing to cache
+    prepared = resolve_data(data, cache_dir=cache_dir, log=log)
+    dataset = make_dataset(prepared, split, data, training=False, num_classes=classes, seed=seed, flip_pairs=True)
+    predictions, labels = predict_split(model, dataset)
+    if "expression" in predictions:
+        predictions["expression"] = predictions["expression"][:, :classes]
+    return Evaluation(score(predictions, labels, classes), predictions, labels)
 
 
 def _fmt(v) -> str:

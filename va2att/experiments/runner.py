@@ -18,7 +18,6 @@ the one the table asks for is an error, never silently reused.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -83,21 +82,12 @@ def check_config(run_dir: Path, cfg) -> None:
 
 def evaluate_run(run_dir: Path, cfg, classes: int | None, cache_dir=None, log=print) -> dict:
     """Flip-averaged metrics of the run's exported best model on the validation split of its data."""
-    from va2att.data.pipeline import make_dataset
-    from va2att.data.source import resolve_data
-    from va2att.evaluation import predict_split, score
+    from va2att.evaluation import evaluate
     from va2att.loading import load_inference_model
 
-    num_classes = classes or cfg.model.num_classes
-    data_cfg = dataclasses.replace(cfg.data, cache=False)
     model = load_inference_model(run_dir)
-    prepared = resolve_data(data_cfg, cache_dir=cache_dir, log=log)
-    dataset = make_dataset(prepared, "validation", data_cfg, training=False, num_classes=num_classes,
-                           seed=cfg.train.seed, flip_pairs=True)
-    predictions, labels = predict_split(model, dataset)
-    if "expression" in predictions:
-        predictions["expression"] = predictions["expression"][:, :num_classes]
-    return score(predictions, labels, num_classes)
+    return evaluate(model, cfg.data, "validation", classes or cfg.model.num_classes, seed=cfg.train.seed,
+                    cache_dir=cache_dir, log=log).metrics
 
 
 def ensure_run(run_dir: Path, cfg, *, classes: int | None = None, cache_dir=None, argv=(), verbose=2,

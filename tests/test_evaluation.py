@@ -1,0 +1,57 @@
+"""va2att.evaluation.evaluate: flip averaging over the whole split, expression cut to the scored classes."""
+
+import numpy as np
+import pytest
+
+from va2att import metrics
+from va2att.config import DataConfig
+from va2att.data import pipeline, prepare, synthetic
+from va2att.evaluation import evaluate
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    base = tmp_path_factory.mktemp("evaluation")
+    root = synthetic.generate(base / "raw", train=16, val=24, seed=7, workers=1)
+    prepare.prepare(root, base / "prepared", workers=1, shard_size=16, progress=False)
+    return base / "prepared"
+
+
+class Probe:
+    """A stand-in for an InferenceModel whose answers differ between a crop and its mirror."""
+
+    outputs = ("valence", "arousal", "expression")
+    num_classes = 8
+
+    def __call__(self, images):
+        left = images[:, :, :24].mean(axis=(1, 2, 3)) / 127.5 - 1.0
+        top = images[:, :24].mean(axis=(1, 2, 3)) / 127.5 - 1.0
+        logits = np.stack([images[:, 6 * k, 5 * k, 0] for k in range(8)], axis=1) / 64.0
+        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        return {"valence": left[:, None], "arousal": top[:, None], "expression": probabilities}
+
+
+@pytest.mark.parametrize("classes", [8, 7])
+def test_evaluate_scores_flip_averaged_predictions_of_the_whole_split(prepared, classes):
+    data = DataConfig(data=str(prepared), batch_size=5)
+    found = evaluate(Probe(), data, "validation", classes)
+
+    batches = list(pipeline.make_dataset(prepared, "validation", data, training=False, num_classes=classes))
+    crops = np.concatenate([x.numpy() for x, _ in batches])
+    truth = {name: np.concatenate([y[name].numpy().reshape(-1) for _, y in batches]) for name in Probe.outputs}
+    probe = Probe()
+    plain, mirrored = probe(crops), probe(crops[:, :, ::-1])
+    averaged = {name: (plain[name] + mirrored[name]) / 2.0 for name in Probe.outputs}
+
+    assert found.metrics["n"] == len(crops) == pipeline.count_examples(prepared, "validation", classes)
+    np.testing.assert_allclose(found.predictions["valence"], averaged["valence"][:, 0], atol=1e-6)
+    assert found.predictions["expression"].shape == (len(crops), classes)
+    np.testing.assert_array_equal(found.labels["expression"], truth["expression"])
+    for name in ("valence", "arousal"):
+        assert found.metrics[name]["ccc"] == pytest.approx(metrics.ccc(truth[name], averaged[name]), abs=1e-6)
+        assert found.metrics[name]["sagr"] == pytest.approx(metrics.sagr(truth[name], averaged[name]), abs=1e-6)
+    predicted = averaged["expression"][:, :classes].argmax(axis=1)
+    expression = found.metrics["expression"]
+    assert expression["accuracy"] == pytest.approx(metrics.accuracy(truth["expression"], predicted))
+    assert np.array_equal(expression["confusion"], metrics.confusion_matrix(truth["expression"], predicted, classes))
+    assert len(expression["class_names"]) == classes == len(found.metrics["per_class"])
