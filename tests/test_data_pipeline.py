@@ -5,15 +5,7 @@ import pytest
 import tensorflow as tf
 
 from va2att.config import DataConfig
-from va2att.data import pipeline, prepare, synthetic
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    base = tmp_path_factory.mktemp("pipe")
-    root = synthetic.generate(base / "raw", train=40, val=12, seed=5, workers=1)
-    prepare.prepare(root, base / "prepared", workers=1, shard_size=16, progress=False)
-    return base / "prepared"
+from va2att.data import pipeline
 
 
 def _faces(n=6):

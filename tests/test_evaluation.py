@@ -5,16 +5,8 @@ import pytest
 
 from va2att import metrics
 from va2att.config import DataConfig
-from va2att.data import pipeline, prepare, synthetic
+from va2att.data import pipeline
 from va2att.evaluation import evaluate
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    base = tmp_path_factory.mktemp("evaluation")
-    root = synthetic.generate(base / "raw", train=16, val=24, seed=7, workers=1)
-    prepare.prepare(root, base / "prepared", workers=1, shard_size=16, progress=False)
-    return base / "prepared"
 
 
 class Probe:
