@@ -27,7 +27,7 @@ from va2att.layers import (
     ResidualAttentionBlock,
     ResidualUnit,
 )
-from va2att.layers.residual_unit import BN_MOMENTUM
+from va2att.layers.fused_batch_normalization import BN_MOMENTUM
 
 STAGES = 3  # stages after the stem, at 24x24, 12x12, 6x6
 MASK_DEPTHS = (2, 1, 1)  # max-poolings in the attention mask of each stage: 24->12->6, 12->6, 6->3 (as ResAttNet on 32x32)

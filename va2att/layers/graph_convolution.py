@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from va2att.layers.residual_unit import check_positive_int, clone_initializer
+from va2att.layers.utils import check_positive_int, clone_initializer
 
 
 @keras.saving.register_keras_serializable(package="va2att")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from va2att.layers.residual_unit import (
-    ResidualUnit,
+from va2att.layers.residual_unit import ResidualUnit
+from va2att.layers.utils import (
     check_positive_int,
     clone_initializer,
     make_batch_norm,

@@ -3,100 +3,8 @@
 from __future__ import annotations
 
 import keras
-from keras import ops
 
-
-def clone_initializer(initializer):
-    """A fresh copy, so that unseeded initializers shared by several layers draw different values."""
-    initializer = keras.initializers.get(initializer)
-    return initializer.__class__.from_config(initializer.get_config())
-
-
-def make_conv(layer, filters, kernel_size, name, strides=1, use_bias=False, activation=None):
-    """An NHWC convolution owned by `layer`, named from its prefix, with the layer's initializer and dtype."""
-    return keras.layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding="same",
-        use_bias=use_bias,
-        activation=activation,
-        kernel_initializer=clone_initializer(layer.kernel_initializer),
-        dtype=layer.dtype_policy,
-        name=f"{layer.name}_{name}",
-    )
-
-
-@keras.saving.register_keras_serializable(package="va2att")
-class FusedBatchNormalization(keras.layers.BatchNormalization):
-    """`keras.layers.BatchNormalization` that runs TensorFlow's fused kernel on NHWC feature maps.
-
-    Keras 3 normalises with separate moment, subtract, scale ops; on a CPU the fused kernel
-    (`FusedBatchNormV3`, forward and gradient) is about three times faster on the backbone's maps.
-    Same weights, same config, same moving-average rule (the moving variance uses the kernel's
-    unbiased batch variance). Falls back to the parent layer for other backends, ranks or axes.
-    Computes in float32 and casts back, like the parent, under a mixed-precision policy.
-
-    Args: those of `keras.layers.BatchNormalization`.
-
-    Call: `bn(x, training=None)`; no masking (a mask is passed to the parent's path only).
-    """
-
-    def _fused_applicable(self, inputs, mask):
-        return (
-            keras.backend.backend() == "tensorflow"
-            and mask is None
-            and len(inputs.shape) == 4
-            and self.axis in (-1, 3)
-            and self.center
-            and self.scale
-            and not self.synchronized
-            and not self.renorm
-        )
-
-    def call(self, inputs, training=None, mask=None):
-        if not self._fused_applicable(inputs, mask):
-            return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
-
-        x = ops.cast(inputs, "float32")
-        gamma = ops.cast(self.gamma, "float32")
-        beta = ops.cast(self.beta, "float32")
-        if training and self.trainable:
-            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon, is_training=True)
-            momentum = ops.cast(self.momentum, "float32")
-            self.moving_mean.assign(self.moving_mean * momentum + ops.stop_gradient(mean) * (1.0 - momentum))
-            self.moving_variance.assign(
-                self.moving_variance * momentum + ops.stop_gradient(variance) * (1.0 - momentum)
-            )
-        else:
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                x,
-                gamma,
-                beta,
-                mean=ops.cast(self.moving_mean, "float32"),
-                variance=ops.cast(self.moving_variance, "float32"),
-                epsilon=self.epsilon,
-                is_training=False,
-            )
-        return ops.cast(y, self.compute_dtype)
-
-
-# Moving-statistics momentum. Keras's 0.99 needs several hundred steps before the moving mean and
-# variance forget their initial values; at the demo set's 23 steps per epoch validation scores then
-# lag training for the whole run. 0.9 (PyTorch's default) settles within tens of steps and is as
-# good on AffectNet's ~1,100 steps per epoch.
-BN_MOMENTUM = 0.9
-
-
-def make_batch_norm(layer, name):
-    """Batch normalisation over the channel axis, owned by `layer` and named from its prefix."""
-    return FusedBatchNormalization(momentum=BN_MOMENTUM, epsilon=1e-3, dtype=layer.dtype_policy, name=f"{layer.name}_{name}")
-
-
-def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+from va2att.layers.utils import check_positive_int, make_batch_norm, make_conv
 
 
 @keras.saving.register_keras_serializable(package="va2att")
@@ -148,8 +56,8 @@ class ResidualUnit(keras.layers.Layer):
         channels = input_shape[-1]
         self.bn1.build(input_shape)
         if channels != self.filters or self.strides != 1:
-            # Stride applied by slicing, then a stride-1 1x1 conv: the same arithmetic as a strided 1x1
-            # conv, without oneDNN's strided 1x1 kernel (it corrupts memory on some small shapes).
+            # Stride applied by a 1x1 average pool in `call`, then this stride-1 1x1 conv: the same arithmetic
+            # as a strided 1x1 conv, without oneDNN's strided 1x1 kernel (it corrupts memory on some small shapes).
             self.shortcut = make_conv(self, self.filters, 1, "shortcut")
             self.shortcut.build(input_shape)
         self.conv1.build(input_shape)
@@ -167,7 +75,7 @@ class ResidualUnit(keras.layers.Layer):
         else:
             # Every `strides`-th pixel, as a strided 1x1 conv would read: a 1x1 average pool selects exactly
             # those (also on odd sizes) and is faster than a strided slice or a strided 1x1 conv, whose oneDNN
-            # kernel corrupts memory on narrow inputs (BENCHMARKS.md, speed pass).
+            # kernel corrupts memory on narrow inputs (BENCHMARKS.md, "Speed changes of the model library").
             sub = keras.ops.average_pool(pre, 1, self.strides, "valid") if self.strides > 1 else pre
             shortcut = self.shortcut(sub)
         y = self.conv1(pre)
