@@ -109,7 +109,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.log(f"Epoch {epoch + 1}: mean validation CCC {score:.4f} (best so far), saved {self.run.best}")
 
     def _save_model(self, path):
-        from va2att.multiworker import unsynchronized_batch_norm
+        from va2att.distribute import unsynchronized_batch_norm
 
         with fileio.atomic_path(path) as tmp, unsynchronized_batch_norm(self.model):
             self.model.save(tmp)

@@ -1,12 +1,16 @@
-"""Choose a tf.distribute strategy and tell the chief worker from the others.
+"""Choose a tf.distribute strategy, tell the chief worker from the others, synchronise batch norm.
 
 `auto` mirrors over all local GPUs when there are several and otherwise uses the
 default strategy; `multiworker` reads the cluster from `TF_CONFIG`. The global
-batch size stays the configured one: each replica gets batch / replicas.
+batch size stays the configured one: each replica gets batch / replicas. With more
+than one replica (mirrored or multi-worker) every BatchNormalization uses the
+global batch's statistics (`synchronize_batch_norm`), switched off while a model
+is saved (`unsynchronized_batch_norm`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -51,3 +55,34 @@ def is_chief() -> bool:
     if "chief" in (config.get("cluster") or {}):
         return kind == "chief"
     return kind == "worker" and index == 0
+
+
+def batch_norm_layers(model):
+    """Every BatchNormalization inside `model` (`FusedBatchNormalization` and those within custom layers)."""
+    import keras
+
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def synchronize_batch_norm(model, synchronized: bool) -> None:
+    """Use the global batch's statistics in every BatchNormalization (all-reduced across replicas).
+
+    Without this each replica keeps moving statistics from its own share of the batch, and workers
+    end with different models. Switched off while saving, so a saved model keeps the fused kernel.
+    """
+    for layer in batch_norm_layers(model):
+        layer.synchronized = synchronized
+
+
+@contextlib.contextmanager
+def unsynchronized_batch_norm(model):
+    """Within the block the model's synchronised batch norms are plain ones (a model is saved this way)."""
+    layers = [layer for layer in batch_norm_layers(model) if layer.synchronized]
+    for layer in layers:
+        layer.synchronized = False
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.synchronized = True

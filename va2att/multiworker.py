@@ -15,7 +15,6 @@ steps and no collective waits for a worker that ran out of data.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 
 import numpy as np
@@ -27,35 +26,6 @@ def distribute(strategy, dataset):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return strategy.experimental_distribute_dataset(dataset.with_options(options))
-
-
-def batch_norm_layers(model):
-    import keras
-
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-            if isinstance(layer, keras.layers.BatchNormalization)]
-
-
-def synchronize_batch_norm(model, synchronized: bool) -> None:
-    """Use the global batch's statistics in every BatchNormalization (all-reduced across replicas).
-
-    Without this each replica keeps moving statistics from its own share of the batch, and workers
-    end with different models. Switched off while saving, so a saved model keeps the fused kernel.
-    """
-    for layer in batch_norm_layers(model):
-        layer.synchronized = synchronized
-
-
-@contextlib.contextmanager
-def unsynchronized_batch_norm(model):
-    layers = [layer for layer in batch_norm_layers(model) if layer.synchronized]
-    for layer in layers:
-        layer.synchronized = False
-    try:
-        yield model
-    finally:
-        for layer in layers:
-            layer.synchronized = True
 
 
 def weights_digest(model) -> str:

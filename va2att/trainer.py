@@ -170,9 +170,7 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
     with strategy.scope():
         model = build_compiled_model(cfg, adjacency)
     if strategy.num_replicas_in_sync > 1:
-        from va2att.multiworker import synchronize_batch_norm
-
-        synchronize_batch_norm(model, True)
+        distribute.synchronize_batch_norm(model, True)
     initial_epoch = 0
     if state and state.get("checkpoint"):
         with strategy.scope():
