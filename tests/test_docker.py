@@ -13,7 +13,8 @@ import tensorflow as tf
 import yaml
 from conftest import REPO
 
-from va2att import export, loading
+from va2att import signature
+from va2att.run_dir import RunDir
 
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 COMPOSE = REPO / "docker" / "compose.yaml"
@@ -111,8 +112,9 @@ def test_compose_serving_matches_the_export_layout_and_tensorflow(compose, name,
     source, target, mode = default(volume).split(":")
     assert target == f"/models/{model_name}" and mode == "ro"
     # The host side is RUN_DIR/export/va2att: the export root train.py writes and loading reads.
-    assert source == f"../runs/2att-2mt/{loading.EXPORT_SUBDIR.as_posix()}"
-    assert loading.EXPORT_SUBDIR.as_posix() == "export/va2att"
+    export_subdir = RunDir("RUN_DIR").export_root.relative_to("RUN_DIR").as_posix()
+    assert source == f"../runs/2att-2mt/{export_subdir}"
+    assert export_subdir == "export/va2att"
     published = sorted(serving["ports"])
     assert published == ["127.0.0.1:8500:8500", "127.0.0.1:8501:8501"]
     test = serving["healthcheck"]["test"]
@@ -129,7 +131,7 @@ def test_every_published_port_is_loopback_only(compose):
 
 def test_export_signature_names_match_the_serving_docs():
     text = (REPO / "docs" / "serving.md").read_text()
-    assert export.SERVING_DEFAULT in text and export.IMAGE_INPUT in text and export.BYTES_INPUT in text
+    assert signature.SERVING_DEFAULT in text and signature.IMAGE_INPUT in text and signature.BYTES_INPUT in text
     assert "http://127.0.0.1:8501/v1/models/va2att:predict" in text
 
 

@@ -38,11 +38,8 @@ import tensorflow as tf
 
 from va2att.config import EXPRESSION_NAMES, FACE_SIZE, INPUT_SIZE
 from va2att.face_input import decode_aligned_faces, named_outputs
+from va2att.signature import BYTES_INPUT, IMAGE_INPUT, SERVING_BYTES, SERVING_DEFAULT
 
-SERVING_DEFAULT = "serving_default"
-SERVING_BYTES = "serving_bytes"
-IMAGE_INPUT = "image"
-BYTES_INPUT = "image_bytes"
 METADATA_FILE = "assets.extra/va2att.json"
 # Ops that exist only in GPU (cuDNN) builds of TensorFlow; a graph containing one cannot run on a CPU server.
 CUDNN_OP_PATTERN = re.compile(r"^Cudnn", re.IGNORECASE)

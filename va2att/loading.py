@@ -22,17 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from va2att.config import INPUT_SIZE
+from va2att.run_dir import RunDir
+from va2att.signature import SERVING_DEFAULT, ordered_names
 
 DEFAULT_BATCH_SIZE = 256
-EXPORT_SUBDIR = Path("export") / "va2att"
-BEST_MODEL = "best.keras"
-OUTPUT_ORDER = ("valence", "arousal", "expression")
-
-
-def _ordered(names) -> tuple[str, ...]:
-    names = list(names)
-    known = [n for n in OUTPUT_ORDER if n in names]
-    return tuple(known + sorted(n for n in names if n not in known))
 
 
 def _is_saved_model(path: Path) -> bool:
@@ -58,16 +51,16 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     newest = _newest_version(path)
     if newest is not None:
         return newest
-    export_root = path / EXPORT_SUBDIR
-    if export_root.is_dir():
-        newest = _newest_version(export_root)
+    run = RunDir(path)
+    if run.export_root.is_dir():
+        newest = _newest_version(run.export_root)
         if newest is not None:
             return newest
-    if (path / BEST_MODEL).is_file():
-        return path / BEST_MODEL
+    if run.best.is_file():
+        return run.best
     raise FileNotFoundError(
         f"No model found in {path}: expected saved_model.pb, numbered SavedModel versions, "
-        f"{EXPORT_SUBDIR}/<version>/ or {BEST_MODEL}."
+        f"{run.export_root.relative_to(run.root)}/<version>/ or {run.best.name}."
     )
 
 
@@ -120,15 +113,15 @@ def _from_saved_model(path: Path, batch_size: int) -> InferenceModel:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
-    if "serving_default" not in loaded.signatures:
-        raise ValueError(f"SavedModel {path} has no serving_default signature (found: {list(loaded.signatures)}).")
-    signature = loaded.signatures["serving_default"]
+    if SERVING_DEFAULT not in loaded.signatures:
+        raise ValueError(f"SavedModel {path} has no {SERVING_DEFAULT} signature (found: {list(loaded.signatures)}).")
+    signature = loaded.signatures[SERVING_DEFAULT]
     inputs = signature.structured_input_signature[1]
     if len(inputs) != 1:
-        raise ValueError(f"SavedModel {path}: serving_default must take one input; it takes {sorted(inputs)}.")
+        raise ValueError(f"SavedModel {path}: {SERVING_DEFAULT} must take one input; it takes {sorted(inputs)}.")
     input_name = next(iter(inputs))
     specs = signature.structured_outputs
-    names = _ordered(specs)
+    names = ordered_names(specs)
     num_classes = int(specs["expression"].shape[-1]) if "expression" in specs else None
 
     def predict(batch):
@@ -170,7 +163,7 @@ def _from_keras(path: Path, batch_size: int) -> InferenceModel:
     def predict(batch):
         return {k: v.numpy() for k, v in compiled(tf.constant(batch)).items()}
 
-    inference = InferenceModel(predict, _ordered(specs), num_classes, path, "keras", batch_size)
+    inference = InferenceModel(predict, ordered_names(specs), num_classes, path, "keras", batch_size)
     inference.keras_model = model
     return inference
 

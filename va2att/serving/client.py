@@ -27,16 +27,14 @@ import numpy as np
 from va2att.config import EXPRESSION_NAMES, FACE_SIZE, INPUT_SIZE
 from va2att.face_input import aligned_face, prepare_faces
 from va2att.serving.request import (
-    IMAGE_INPUT,
-    SIGNATURE,
     ServingError,
     build_predict_body,
     encode_body,
     error_message,
-    order_outputs,
     parse_predict_response,
     predict_url,
 )
+from va2att.signature import IMAGE_INPUT, SERVING_DEFAULT, order_outputs
 
 DEFAULT_URL = "http://127.0.0.1:8501"
 DEFAULT_MODEL = "va2att"
@@ -94,7 +92,7 @@ def _connection_message(url: str, reason, timeout: float) -> str:
 
 
 def predict_grpc(
-    target: str, model: str, images: np.ndarray, timeout: float, signature: str = SIGNATURE
+    target: str, model: str, images: np.ndarray, timeout: float, signature: str = SERVING_DEFAULT
 ) -> dict[str, np.ndarray]:
     """One gRPC Predict call (`tensorflow-serving-api`, the optional extra `va2att[grpc]`)."""
     try:

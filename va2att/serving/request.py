@@ -27,12 +27,13 @@ import numpy as np
 
 from va2att.config import INPUT_SIZE
 from va2att.face_input import prepare_faces  # noqa: F401  (part of this module's API: faces -> body input)
-
-SIGNATURE = "serving_default"
-BYTES_SIGNATURE = "serving_bytes"
-IMAGE_INPUT = "image"
-BYTES_INPUT = "image_bytes"
-OUTPUT_ORDER = ("valence", "arousal", "expression")
+from va2att.signature import (
+    BYTES_INPUT,
+    IMAGE_INPUT,
+    SERVING_BYTES,
+    SERVING_DEFAULT,
+    order_outputs,
+)
 
 
 class ServingError(RuntimeError):
@@ -48,7 +49,7 @@ def predict_url(base_url: str, model: str, version: int | None = None) -> str:
     return f"{base}{path}:predict"
 
 
-def build_predict_body(images, signature_name: str = SIGNATURE) -> dict:
+def build_predict_body(images, signature_name: str = SERVING_DEFAULT) -> dict:
     """Row-format predict body for float32 `[N, 48, 48, 1]` pixel images (see `prepare_faces`)."""
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or images.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 1):
@@ -62,7 +63,7 @@ def build_predict_body(images, signature_name: str = SIGNATURE) -> dict:
     return {"signature_name": signature_name, "instances": [{IMAGE_INPUT: image.tolist()} for image in values]}
 
 
-def build_bytes_body(encoded_images: Iterable[bytes], signature_name: str = BYTES_SIGNATURE) -> dict:
+def build_bytes_body(encoded_images: Iterable[bytes], signature_name: str = SERVING_BYTES) -> dict:
     """Row-format body for the `serving_bytes` signature: encoded JPEG/PNG faces as `{"b64": ...}`."""
     return {
         "signature_name": signature_name,
@@ -129,12 +130,6 @@ def parse_predict_response(payload, output_names: Iterable[str] | None = None) -
     except (TypeError, ValueError) as error:
         raise ServingError(f"Unexpected predict response: outputs are not numeric arrays ({error}).") from None
     return order_outputs(result)
-
-
-def order_outputs(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """valence, arousal, expression first, then any other output by name."""
-    known = [n for n in OUTPUT_ORDER if n in outputs]
-    return {name: outputs[name] for name in known + sorted(set(outputs) - set(known))}
 
 
 def instances_to_inputs(body) -> dict[str, np.ndarray]:
