@@ -88,12 +88,14 @@ def test_interrupted_run_resumes_to_identical_records(root, reference, tmp_path)
     assert not prep.is_prepared(out)
     done = sorted(p.name for p in (out / prep.PROGRESS_DIR).glob("*.json"))
     assert len(done) == 2
-    # What a kill leaves behind: a temporary file, and a shard renamed but not yet marked done.
+    # What a kill leaves behind: a temporary file (named as this and earlier versions name them), and a
+    # shard renamed but not yet marked done.
+    (out / ".training-00001-k1ll3d00.tmp.tfrecord").write_bytes(b"half")
     (out / ".training-00001.tfrecord.tmp-999").write_bytes(b"half")
     (out / "validation-00000.tfrecord").write_bytes(b"garbage, not marked done")
     report = prep.prepare(root, out, workers=1, shard_size=SHARD, progress=False)
     assert prep.is_prepared(out)
-    assert not list(out.glob(".*.tmp-*"))
+    assert not list(out.glob(".*.tmp*"))
     for name in (n for s in ref_report["splits"].values() for n in s["shards"]):
         assert (out / name).read_bytes() == (ref_out / name).read_bytes(), name
     strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "root")}

@@ -60,7 +60,7 @@ def test_export_writes_the_next_version_atomically(exported):
     assert path == root / "4"
     assert (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
     assert export.list_versions(root) == [3, 4]
-    assert not [p for p in root.iterdir() if p.name.startswith(".tmp-") and p.name != ".tmp-9-deadbeef"]
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == [".tmp-9-deadbeef"]  # no temporary left
     meta = json.loads((path / export.METADATA_FILE).read_text())
     assert meta["num_classes"] == 8 and meta["tensorflow_version"] == tf.__version__
     assert meta["outputs"]["expression"] == [None, 8] and meta["outputs"]["valence"] == [None, 1]

@@ -29,13 +29,12 @@ import contextlib
 import json
 import os
 import re
-import shutil
-import uuid
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from va2att import fileio
 from va2att.config import EXPRESSION_NAMES, FACE_SIZE, INPUT_SIZE
 from va2att.face_input import decode_aligned_faces, named_outputs
 from va2att.signature import BYTES_INPUT, IMAGE_INPUT, SERVING_BYTES, SERVING_DEFAULT
@@ -133,8 +132,7 @@ def export_saved_model(model: keras.Model, export_root: str | os.PathLike, versi
     if final.exists():
         raise FileExistsError(f"Export version {final} already exists; pass another version or none.")
 
-    tmp = root / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
-    try:
+    with fileio.atomic_path(final, overwrite=False) as tmp:
         # Saving traces the endpoints again (in TensorFlow's save context), so the whole export,
         # not only the first trace, runs with the portable recurrent implementation.
         with portable_recurrent_layers(model):
@@ -143,12 +141,6 @@ def export_saved_model(model: keras.Model, export_root: str | os.PathLike, versi
         meta = tmp / METADATA_FILE
         meta.parent.mkdir(parents=True, exist_ok=True)
         meta.write_text(json.dumps(_metadata(model, outputs), indent=2) + "\n")
-        if final.exists():
-            raise FileExistsError(f"Export version {final} appeared while exporting; not overwriting it.")
-        os.rename(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from va2att import fileio
 from va2att.config import FACE_SIZE
 from va2att.data import affectnet
 
@@ -138,9 +139,7 @@ def _fingerprint(path: Path) -> str:
 
 
 def _write_json(path: Path, value) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    fileio.write_text(path, json.dumps(value, indent=1, sort_keys=True))
 
 
 def _write_shard(out: Path, split: str, index: int, result: dict) -> None:
@@ -149,11 +148,9 @@ def _write_shard(out: Path, split: str, index: int, result: dict) -> None:
     from va2att.data.records import serialize
 
     name = shard_name(split, index)
-    tmp = out / f".{name}.tmp-{os.getpid()}"
-    with tf.io.TFRecordWriter(str(tmp)) as w:
+    with fileio.atomic_path(out / name) as tmp, tf.io.TFRecordWriter(str(tmp)) as w:
         for rec in result["records"]:
             w.write(serialize(*rec))
-    os.replace(tmp, out / name)
     per_expr = Counter(str(r[3]) for r in result["records"])
     marker = {
         "written": len(result["records"]),
@@ -242,8 +239,7 @@ def prepare(
         for f in list(out.glob("*.tfrecord")) + list((out / PROGRESS_DIR).glob("*.json")) + [out / "report.json"]:
             f.unlink(missing_ok=True)
     _write_json(mpath, manifest)
-    for stale in out.glob(".*.tmp-*"):
-        stale.unlink(missing_ok=True)
+    fileio.remove_temporaries(out)
 
     units, counts = [], {}
     for split, t in tables.items():
