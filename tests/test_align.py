@@ -15,7 +15,7 @@ from va2att.data.align import (
     five_points_from_68,
     similarity_transform,
 )
-from va2att.data.images import RGBImage, from_array
+from va2att.data.images import ImageError, RGBImage, from_array
 
 
 def _blob_image(points, shape, sigma):
@@ -101,8 +101,9 @@ def test_align_any_order_of_fallbacks():
     assert align_any(image, landmarks68=lm, box=(50, 50, 100, 100))[1] == "landmarks"
     assert align_any(image, landmarks68=np.zeros((68, 2)), box=(50, 50, 100, 100))[1] == "box"
     assert align_any(image, box=(50, 50, 100, 100))[1] == "box"
-    with pytest.raises(align.AlignError):
+    with pytest.raises(ImageError) as error:
         align_any(image, box=(np.nan, 0, 5, 5))
+    assert error.value.reason == "no_face"
 
     class Fake:
         def detect(self, img):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from va2att.config import FACE_SIZE
-from va2att.data.images import RGBImage
+from va2att.data.images import ImageError, RGBImage
 
 # (x, y) on the FACE_SIZE x FACE_SIZE canvas: image-left eye, image-right eye, nose tip,
 # image-left mouth corner, image-right mouth corner. Eye distance 18 px; the 48 x 48
@@ -36,17 +36,6 @@ RIGHT_EYE_68 = tuple(range(42, 48))
 NOSE_TIP_68 = 30
 MOUTH_LEFT_68 = 48
 MOUTH_RIGHT_68 = 54
-
-
-class AlignError(Exception):
-    """No usable face; `reason` names why (e.g. "no_face", "bad_box")."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-    def __reduce__(self):
-        return (AlignError, (self.reason, str(self)))
 
 
 @dataclass(frozen=True)
@@ -274,7 +263,7 @@ def align_any(
 
     method is "landmarks", "box" or "mtcnn". Landmarks are used when they are a usable
     (68, 2) array; else a usable box; else the detector (the face nearest the box, if one
-    was given, else the most confident). Raises AlignError("no_face") when all fail.
+    was given, else the most confident). Raises ImageError("no_face") when all fail.
     """
     _check_image(image)
     if landmarks68 is not None:
@@ -284,10 +273,10 @@ def align_any(
     if box is not None and usable_box(box, image):
         return align_box(image, box, size), "box"
     if detector is None:
-        raise AlignError("no_face", "no usable landmarks or box and no detector")
+        raise ImageError("no_face", "no usable landmarks or box and no detector")
     found = detector.detect(image)
     if not found:
-        raise AlignError("no_face", "MTCNN found no face")
+        raise ImageError("no_face", "MTCNN found no face")
     best = found[0]
     if box is not None and np.all(np.isfinite(np.asarray(box, np.float64))):
         best = max(found, key=lambda d: (_box_iou(d.box, box), d.confidence))

@@ -22,7 +22,10 @@ REASONS = ("missing", "unreadable", "empty", "truncated", "not_an_image", "too_l
 
 
 class ImageError(Exception):
-    """An image that cannot be used; `reason` is one of `REASONS`."""
+    """An image, or a face in it, that cannot be used; `reason` names why, as preparation's report counts it.
+
+    Reading raises it with one of `REASONS`; alignment (`va2att.data.align.align_any`) with "no_face".
+    """
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)

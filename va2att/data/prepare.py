@@ -69,7 +69,6 @@ def process_rows(root: str, rows: list[tuple], use_mtcnn: bool = True) -> dict:
     "skipped", "fallbacks", "methods": Counter, "examples": {reason: [paths]}}.
     """
     from va2att.data.align import (
-        AlignError,
         align_any,
         default_detector,
         five_points_from_68,
@@ -107,7 +106,7 @@ def process_rows(root: str, rows: list[tuple], use_mtcnn: bool = True) -> dict:
             face, method = align_any(
                 image, landmarks68=lm, box=box, detector=default_detector() if use_mtcnn else None
             )
-        except AlignError as e:
+        except ImageError as e:  # no usable face
             note("skipped", e.reason, path)
             continue
         except Exception:  # noqa: BLE001
