@@ -49,34 +49,34 @@ def test_train_writes_a_complete_run_folder(trained_run):
     assert [p.name for p in exports] == ["1"] and (exports[0] / "saved_model.pb").is_file()
 
 
-def test_export_reloads_in_a_process_that_cannot_import_va2att(trained_run, tmp_path):
+def test_best_model_loads_in_a_fresh_process_through_the_public_api(trained_run, tmp_path):
+    """A process that imports only `va2att` loads the compiled best.keras (no import-order dependence),
+    and it computes what the run's export serves."""
     run, _ = trained_run
-    import keras
     import numpy as np
+    import tensorflow as tf
 
     images = np.random.default_rng(0).uniform(0, 255, (5, 48, 48, 1)).astype("float32")
     np.save(tmp_path / "images.npy", images)
-    expected = keras.saving.load_model(run / "best.keras", compile=False).predict(images, verbose=0)
+    served = tf.saved_model.load(str(run / "export" / "va2att" / "1")).signatures["serving_default"]
+    expected = {k: v.numpy() for k, v in served(image=tf.constant(images)).items()}
     script = textwrap.dedent(f"""
-        import sys, json
-        sys.modules["va2att"] = None  # any import of the package now fails
-        import numpy as np, tensorflow as tf
-        try:
-            import va2att
-            raise SystemExit("va2att was importable")
-        except ImportError:
-            pass
-        loaded = tf.saved_model.load({str(run / 'export' / 'va2att' / '1')!r})
-        out = loaded.signatures["serving_default"](image=tf.constant(np.load({str(tmp_path / 'images.npy')!r})))
-        print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}}))
+        import json, sys
+        import numpy as np
+        import va2att
+        model = va2att.load_keras_model({str(run / 'best.keras')!r}, compile=True)
+        assert type(model).__name__ == "VA2AttModel", type(model)
+        assert type(model.loss["valence"]).__name__ == "TukeyBiweight", model.loss
+        out = model.predict(np.load({str(tmp_path / 'images.npy')!r}), verbose=0)
+        print(json.dumps({{k: v.tolist() for k, v in out.items()}}))
     """)
     proc = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=tmp_path,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    served = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(served) == {"valence", "arousal", "expression"}
-    for name in served:
-        np.testing.assert_allclose(np.array(served[name]), expected[name], atol=1e-5)
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(loaded) == {"valence", "arousal", "expression"}
+    for name in loaded:
+        np.testing.assert_allclose(np.array(loaded[name]), expected[name], atol=1e-5)
 
 
 def test_evaluate_writes_metrics_report_and_plots(trained_run, tmp_path, cache_dir):

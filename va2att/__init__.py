@@ -1,6 +1,6 @@
 """va2att: facial valence/arousal and expression estimation with the 2Att-2Mt network.
 
-    from va2att import ModelConfig, build_model, Predictor
+    from va2att import ModelConfig, build_model, Predictor, load_keras_model
 
 The model and prediction classes are imported on first use, so `import va2att`
 (and the command-line tools' `--help`) does not pay for importing TensorFlow.
@@ -16,6 +16,7 @@ _LAZY = {
     "Predictor": "va2att.predictor",
     "FaceResult": "va2att.predictor",
     "load_inference_model": "va2att.loading",
+    "load_keras_model": "va2att.loading",
 }
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "__version__",
     "build_model",
     "load_inference_model",
+    "load_keras_model",
 ]
 
 

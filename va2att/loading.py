@@ -6,7 +6,7 @@
   when there is one, otherwise `RUN_DIR/best.keras`;
 - an export root holding numbered SavedModel versions (`.../export/va2att`): the newest version;
 - a SavedModel folder (holding `saved_model.pb`): its `serving_default` signature;
-- a `.keras` file: the Keras model (va2att's custom layers are registered on demand).
+- a `.keras` file: the Keras model (`load_keras_model`, which imports va2att's Keras classes itself).
 
 Whatever the source, `InferenceModel(images)` takes float32 `[N, 48, 48, 1]` pixels 0-255 (aligned,
 centre-cropped faces; `[N, 48, 48]` is accepted too), runs them in batches and returns a dict of NumPy
@@ -132,25 +132,27 @@ def _from_saved_model(path: Path, batch_size: int) -> InferenceModel:
     return model
 
 
-def _register_custom_objects() -> None:
-    """Import va2att.model, which registers the custom layers and model class a `.keras` file refers to."""
-    try:
-        import va2att.model  # noqa: F401
-    except ModuleNotFoundError as error:
-        # Only a checkout without the model library gets here; plain Keras models still load.
-        if error.name != "va2att.model":
-            raise
+def load_keras_model(path: str | os.PathLike, compile: bool = False):
+    """A `.keras` file written by va2att (or plain Keras) as its Keras model; a va2att network comes
+    back as a `VA2AttModel`.
+
+    The modules that define va2att's Keras classes (the model and its layers; the losses and metrics
+    that a compiled model's file names) are imported here, so loading works in a fresh process
+    whatever it imported before.
+    """
+    import keras
+
+    from va2att import losses, metrics, model  # noqa: F401  (their classes are the ones a .keras file names)
+
+    return keras.saving.load_model(str(path), compile=compile)
 
 
 def _from_keras(path: Path, batch_size: int) -> InferenceModel:
-    import keras
     import tensorflow as tf
 
     from va2att.face_input import named_outputs
 
-    _register_custom_objects()
-
-    model = keras.saving.load_model(str(path), compile=False)
+    model = load_keras_model(path)
 
     def forward(images):
         return named_outputs(model, model(images, training=False))

@@ -223,13 +223,12 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
 
 def _export_best(run: RunDir, state: dict, log) -> Path:
     """Export the best model once per run; a resumed, already exported run keeps its export."""
-    import keras
-
     from va2att.export import export_saved_model
+    from va2att.loading import load_keras_model
 
     if state.get("export") and (run.root / state["export"]).is_dir():
         return run.root / state["export"]
-    best = keras.saving.load_model(run.best, compile=False)
+    best = load_keras_model(run.best)
     export_dir = export_saved_model(best, run.export_root)
     state = dict(state, export=str(Path(export_dir).relative_to(run.root)))
     fileio.write_json(run.state, state)
