@@ -20,6 +20,7 @@ from va2att.config import EXPRESSION_NAMES, ModelConfig
 from va2att.data.align import Detection
 from va2att.model import build_model
 from va2att.serving import client, request
+from va2att.signature import IMAGE_INPUT
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,23 @@ def expected(model, faces):
     return model.predict(faces[:, 4:52, 4:52, None].astype("float32"), verbose=0)
 
 
+def instances_to_inputs(data: dict) -> dict[str, np.ndarray]:
+    """What TF Serving makes of a parsed row-format body: `{input name: batched array}` (pixel inputs only)."""
+    instances = data["instances"]
+    if instances and all(isinstance(i, dict) for i in instances):
+        return {name: np.asarray([i[name] for i in instances], dtype=np.float32) for name in instances[0]}
+    return {IMAGE_INPUT: np.asarray(instances, dtype=np.float32)}
+
+
+def outputs_to_response(outputs: dict) -> dict:
+    """What TF Serving answers to a row-format request, given the signature's outputs."""
+    arrays = {name: np.asarray(value) for name, value in outputs.items()}
+    if len(arrays) == 1:
+        return {"predictions": next(iter(arrays.values())).tolist()}
+    count = len(next(iter(arrays.values())))
+    return {"predictions": [{name: value[i].tolist() for name, value in arrays.items()} for i in range(count)]}
+
+
 def serve_body(signatures, body: bytes) -> dict:
     """What TF Serving does with a row-format body: parse, batch, run the named signature, answer."""
     data = json.loads(body)
@@ -54,8 +72,8 @@ def serve_body(signatures, body: bytes) -> dict:
         blobs = [base64.b64decode(i["image_bytes"]["b64"]) for i in data["instances"]]
         outputs = fn(image_bytes=tf.constant(blobs))
     else:
-        outputs = fn(**{k: tf.constant(v) for k, v in request.instances_to_inputs(data).items()})
-    return request.outputs_to_response({k: v.numpy() for k, v in outputs.items()})
+        outputs = fn(**{k: tf.constant(v) for k, v in instances_to_inputs(data).items()})
+    return outputs_to_response({k: v.numpy() for k, v in outputs.items()})
 
 
 @contextlib.contextmanager
@@ -116,7 +134,7 @@ def test_client_body_through_the_saved_model_matches_keras(signatures, faces, ex
     assert list(body["instances"][0]) == ["image"] and len(first) == 48 and len(first[0]) == 48
     assert first[0][0] == [int(faces[0, 4, 4])]  # whole-number pixels travel as JSON integers
     parsed = json.loads(request.encode_body(body))  # exactly what the server receives
-    outputs = sigs["serving_default"](**{k: tf.constant(v) for k, v in request.instances_to_inputs(parsed).items()})
+    outputs = sigs["serving_default"](**{k: tf.constant(v) for k, v in instances_to_inputs(parsed).items()})
     for name in expected:
         np.testing.assert_allclose(outputs[name].numpy(), expected[name], atol=1e-5)
     answer = request.parse_predict_response(json.dumps(serve_body(sigs, request.encode_body(body))))

@@ -248,8 +248,3 @@ def apply_overrides(cfg: RunConfig, overrides: typing.Iterable[str]) -> RunConfi
             raise ValueError(f"Unknown config key {key!r}: allowed keys are {allowed}.")
         values[section][name] = raw.strip()
     return from_dict(values)
-
-
-def replace(cfg, **changes):
-    """dataclasses.replace, re-running validation."""
-    return dataclasses.replace(cfg, **changes)

@@ -13,7 +13,8 @@ The augmentation is the pure function `augment(faces, keys)`: each element's cro
 flip are read from its own int64 key, so the same keys give the same crops eagerly and in
 tf.data. Keys come from `tf.data.Dataset.random`, seeded in deterministic mode (and then the
 whole pipeline is deterministic: same seed, same batches, epoch after epoch) and unseeded
-otherwise. Faces carry no landmark targets, so a flip permutes nothing (`FLIP_PERMUTATION`).
+otherwise. Faces carry no landmark targets, so a flip permutes nothing (valence, arousal and
+expression are mirror-invariant).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from va2att.config import FACE_SIZE, INPUT_SIZE, DataConfig
 from va2att.face_input import centre_crop, flip_pair
 
 MARGIN = FACE_SIZE - INPUT_SIZE  # crop offsets 0..MARGIN on each axis
-FLIP_PERMUTATION = ()  # targets to permute on a horizontal flip: none (V, A and expression are mirror-invariant)
 SPLIT_ALIASES = {"train": "training", "training": "training", "val": "validation", "valid": "validation", "validation": "validation"}
 PARSE_BATCH = 512  # records parsed together (vectorised parse_example)
 
@@ -46,12 +46,6 @@ def count_examples(prepared_dir, split: str, num_classes: int = 8) -> int:
     s = _report(prepared_dir)["splits"][_split(split)]
     per = s.get("per_expression", {})
     return sum(n for code, n in per.items() if int(code) < num_classes)
-
-
-def steps_per_epoch(prepared_dir, split: str, batch_size: int, *, training: bool, num_classes: int = 8) -> int:
-    """Batches per pass: full batches only in training (the remainder is dropped), all in evaluation."""
-    n = count_examples(prepared_dir, split, num_classes)
-    return n // batch_size if training else -(-n // batch_size)
 
 
 def augment(faces, keys):

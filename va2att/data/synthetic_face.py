@@ -48,11 +48,6 @@ def sample_labels(rng: np.random.Generator) -> tuple[float, float, int]:
     return round(v, 6), round(a, 6), expression_for(v, a)
 
 
-def _arc(x0, x1, y_of_t, n):
-    t = np.linspace(-1, 1, n)
-    return np.stack([x0 + (x1 - x0) * (t + 1) / 2, y_of_t(t)], 1)
-
-
 def face_landmarks(valence: float, arousal: float, rng: np.random.Generator) -> np.ndarray:
     """68 x 2 landmarks in face units for the (noisy) labels and a random identity."""
     v = float(np.clip(valence + rng.normal(0, 0.08), -1, 1))

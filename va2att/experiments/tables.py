@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from va2att.config import DataConfig, ModelConfig, RunConfig, TrainConfig, replace
+from va2att.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
 CCC = ("valence.ccc", "arousal.ccc", "mean.ccc")
 RMSE = ("valence.rmse", "arousal.rmse", "mean.rmse")
@@ -273,6 +273,7 @@ def run_config(variant: Variant, part: Part, *, data: str, seed: int, smoke: boo
         data_changes.update(SMOKE_DATA)
         train_changes.update(SMOKE_TRAIN)
     model.update(part.model)
-    cfg = RunConfig(model=replace(ModelConfig(), **model), data=replace(DataConfig(), **data_changes),
-                    train=replace(TrainConfig(), **train_changes))
+    cfg = RunConfig(model=dataclasses.replace(ModelConfig(), **model),
+                    data=dataclasses.replace(DataConfig(), **data_changes),
+                    train=dataclasses.replace(TrainConfig(), **train_changes))
     return apply_overrides(cfg, overrides)

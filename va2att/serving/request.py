@@ -12,9 +12,6 @@ signature each instance is `{"image_bytes": {"b64": "<base64 of a JPEG/PNG>"}}`.
 Response: `{"predictions": [{"valence": [v], "arousal": [a], "expression": [p0, ..., pK-1]}, ...]}`, one
 object per instance (TF Serving drops the names when a model has a single output: then each prediction
 is the bare value). Errors come back as `{"error": "<message>"}` with an HTTP error status.
-
-`instances_to_inputs` and `outputs_to_response` reproduce what TF Serving does with these bodies, so
-tests and a stand-in server can run a body through a SavedModel signature without a TF Serving binary.
 """
 
 from __future__ import annotations
@@ -130,22 +127,3 @@ def parse_predict_response(payload, output_names: Iterable[str] | None = None) -
     except (TypeError, ValueError) as error:
         raise ServingError(f"Unexpected predict response: outputs are not numeric arrays ({error}).") from None
     return order_outputs(result)
-
-
-def instances_to_inputs(body) -> dict[str, np.ndarray]:
-    """What TF Serving makes of a row-format body: `{input name: batched array}` (pixel inputs only)."""
-    data = _decode_json(body)
-    instances = data["instances"]
-    if instances and all(isinstance(i, dict) for i in instances):
-        names = list(instances[0])
-        return {name: np.asarray([i[name] for i in instances], dtype=np.float32) for name in names}
-    return {IMAGE_INPUT: np.asarray(instances, dtype=np.float32)}
-
-
-def outputs_to_response(outputs: Mapping[str, np.ndarray]) -> dict:
-    """What TF Serving answers to a row-format request, given the signature's outputs."""
-    arrays = {name: np.asarray(value) for name, value in outputs.items()}
-    if len(arrays) == 1:
-        return {"predictions": next(iter(arrays.values())).tolist()}
-    count = len(next(iter(arrays.values())))
-    return {"predictions": [{name: value[i].tolist() for name, value in arrays.items()} for i in range(count)]}
