@@ -1,8 +1,10 @@
-"""Custom layers: shapes, config round-trip, .keras save/load, odd sizes, numerical references."""
+"""Custom layers: every layer through the layer harness (config, shapes, weights, training step, .keras
+save/load, mixed precision), plus odd sizes and numerical references."""
 
 import keras
 import numpy as np
 import pytest
+from layer_testing import run_layer_test
 
 from va2att.layers import (
     EmotionGCN,
@@ -18,42 +20,16 @@ def _rand(*shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
 
 
-def _roundtrip(layer, inputs, tmp_path):
-    """Config round-trip, then a .keras save/load of a model wrapping the layer: identical outputs."""
-    config = layer.get_config()
-    clone = type(layer).from_config(config)
-    assert clone.get_config() == config
-
-    if isinstance(inputs, list):
-        model_inputs = [keras.Input(x.shape[1:]) for x in inputs]
-        outputs = layer(model_inputs)
-        data = inputs
-    else:
-        model_inputs = keras.Input(inputs.shape[1:])
-        outputs = layer(model_inputs)
-        data = inputs
-    model = keras.Model(model_inputs, outputs)
-    expected = model.predict(data, verbose=0)
-    path = tmp_path / "layer.keras"
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    got = restored.predict(data, verbose=0)
-    for e, g in zip(keras.tree.flatten(expected), keras.tree.flatten(got)):
-        np.testing.assert_array_equal(e, g)
-    return expected
-
-
 @pytest.mark.parametrize("filters,strides,in_channels", [(8, 1, 8), (8, 2, 4), (16, 1, 8)])
 def test_residual_unit(filters, strides, in_channels, tmp_path):
-    x = _rand(2, 12, 12, in_channels)
-    layer = ResidualUnit(filters, strides=strides, name="unit")
-    y = layer(x, training=True)
-    assert tuple(y.shape) == (2, 12 // strides, 12 // strides, filters)
     has_projection = strides != 1 or in_channels != filters
+    layer, _ = run_layer_test(
+        ResidualUnit, {"filters": filters, "strides": strides, "name": "unit"}, _rand(2, 12, 12, in_channels),
+        (2, 12 // strides, 12 // strides, filters), call_kwargs={"training": True},
+        # 3 BN (gamma, beta) + 3 convs, + projection conv; each BN's moving mean and variance.
+        expected_num_trainable_weights=9 + int(has_projection), expected_num_non_trainable_weights=6,
+        tmp_path=tmp_path)
     assert (layer.shortcut is not None) == has_projection
-    # 3 BN (gamma, beta) + 3 convs, + projection conv.
-    assert len(layer.trainable_weights) == 9 + int(has_projection)
-    _roundtrip(ResidualUnit(filters, strides=strides, name="unit2"), x, tmp_path)
 
 
 def test_residual_unit_downsamples_odd_sizes():
@@ -85,8 +61,12 @@ def test_attention_block_output_is_one_plus_mask_times_trunk():
     assert np.all((ratio > 1.0 - 1e-4) & (ratio < 2.0 + 1e-4))
 
 
-def test_attention_block_roundtrip(tmp_path):
-    _roundtrip(ResidualAttentionBlock(8, mask_depth=2, name="att"), _rand(2, 12, 12, 8), tmp_path)
+def test_attention_block_layer_checks(tmp_path):
+    # Units: trunk 2, mask down 2, skip 1, bottom 1, up 1 = 7 x (9 trainable, 6 moving statistics); the
+    # mask head: 2 BN (2 + 2 each) and 2 convs (the second with a bias).
+    run_layer_test(ResidualAttentionBlock, {"filters": 8, "mask_depth": 2, "name": "att"}, _rand(2, 12, 12, 8),
+                   (2, 12, 12, 8), expected_num_trainable_weights=7 * 9 + 4 + 3,
+                   expected_num_non_trainable_weights=7 * 6 + 4, tmp_path=tmp_path)
 
 
 def test_attention_block_rejects_bad_arguments():
@@ -99,9 +79,10 @@ def test_attention_block_rejects_bad_arguments():
 @pytest.mark.parametrize("pooling,width", [("flatten", 3 * 16), ("mean", 16)])
 def test_level_attention_matches_reference(pooling, width, tmp_path):
     levels = [_rand(4, 12, seed=i) for i in range(3)]
-    layer = LevelAttention(8, pooling=pooling, name="levels")
-    z = keras.ops.convert_to_numpy(layer(levels))
-    assert z.shape == (4, width)
+    # Bidirectional GRU: per direction kernel, recurrent kernel, bias.
+    layer, z = run_layer_test(LevelAttention, {"gru_units": 8, "pooling": pooling, "name": "levels"}, levels,
+                              (4, width), expected_num_trainable_weights=6, tmp_path=tmp_path)
+    z = keras.ops.convert_to_numpy(z)
     # Reference: softmax(H Hᵀ / sqrt(d)) H on the BiGRU outputs, then pooled.
     h = keras.ops.convert_to_numpy(layer.bigru(np.stack(levels, axis=1)))
     scores = h @ h.transpose(0, 2, 1) / np.sqrt(h.shape[-1])
@@ -113,7 +94,6 @@ def test_level_attention_matches_reference(pooling, width, tmp_path):
     # The GRU must not need cuDNN (an export traced on a GPU must run on a CPU server).
     # (GRU.get_config does not record use_cudnn; LevelAttention re-creates its GRU with it on load.)
     assert layer.bigru.forward_layer.use_cudnn is False and layer.bigru.backward_layer.use_cudnn is False
-    _roundtrip(LevelAttention(8, pooling=pooling, name="levels2"), levels, tmp_path)
 
 
 def test_level_attention_accepts_a_stacked_sequence():
@@ -122,22 +102,25 @@ def test_level_attention_accepts_a_stacked_sequence():
         LevelAttention(4, pooling="max")
 
 
-def test_graph_convolution_is_a_x_w():
-    layer = GraphConvolution(3)
+def test_graph_convolution_is_a_x_w(tmp_path):
     features, adjacency = _rand(4, 5), _rand(4, 4, seed=1)
-    y = keras.ops.convert_to_numpy(layer(features, adjacency))
+    # One weight, the kernel: no bias. Nodes, not a batch, on the first axis.
+    layer, y = run_layer_test(GraphConvolution, {"units": 3, "name": "gc"}, (features, adjacency), (4, 3),
+                              expected_num_trainable_weights=1, fixed_batch=True, tmp_path=tmp_path)
     kernel = keras.ops.convert_to_numpy(layer.kernel)
-    np.testing.assert_allclose(y, adjacency @ (features @ kernel), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(y), adjacency @ (features @ kernel), rtol=1e-5, atol=1e-5)
     assert len(layer.weights) == 1  # no bias
-    assert GraphConvolution.from_config(layer.get_config()).get_config() == layer.get_config()
 
 
 def test_emotion_gcn_head(tmp_path):
     adjacency = np.full((10, 10), 0.1, dtype="float32")
-    layer = EmotionGCN(8, adjacency=adjacency, hidden_units=16, name="gcn")
     z = _rand(3, 12)
-    expression, valence, arousal = (keras.ops.convert_to_numpy(t) for t in layer(z))
-    assert expression.shape == (3, 8) and valence.shape == (3, 1) and arousal.shape == (3, 1)
+    # Two graph convolutions, one kernel each; the outputs are float32 whatever the policy.
+    layer, outputs = run_layer_test(
+        EmotionGCN, {"num_classes": 8, "adjacency": adjacency, "hidden_units": 16, "name": "gcn"}, z,
+        [(3, 8), (3, 1), (3, 1)], expected_num_trainable_weights=2, expected_mixed_precision_dtype="float32",
+        tmp_path=tmp_path)
+    expression, valence, arousal = (keras.ops.convert_to_numpy(t) for t in outputs)
     np.testing.assert_allclose(expression.sum(axis=1), 1.0, rtol=1e-5)
     # logits = z · Wᵀ with W = A·(LeakyReLU(A·(X·W1))·W2), X one-hot.
     w1, w2 = (keras.ops.convert_to_numpy(v) for v in (layer.gc1.kernel, layer.gc2.kernel))
@@ -148,9 +131,16 @@ def test_emotion_gcn_head(tmp_path):
     np.testing.assert_allclose(arousal[:, 0], np.tanh(logits[:, 9]), rtol=1e-4, atol=1e-5)
     config = layer.get_config()
     assert np.array_equal(np.asarray(config["adjacency"], "float32"), adjacency)
-    _roundtrip(EmotionGCN(8, adjacency=adjacency, hidden_units=16, name="gcn2"), z, tmp_path)
     with pytest.raises(ValueError, match="adjacency"):
         EmotionGCN(8, adjacency=np.eye(9))
+
+
+def test_fused_batch_norm_layer_checks(tmp_path):
+    layer, _ = run_layer_test(FusedBatchNormalization, {"momentum": 0.9, "epsilon": 1e-3, "name": "bn"},
+                              _rand(4, 5, 5, 6), (4, 5, 5, 6), call_kwargs={"training": True},
+                              expected_num_trainable_weights=2, expected_num_non_trainable_weights=2,
+                              tmp_path=tmp_path)
+    assert layer.momentum == 0.9
 
 
 @pytest.mark.parametrize("training", [True, False])
