@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 
@@ -13,19 +15,20 @@ from va2att.experiments import runner
 from va2att.experiments.__main__ import parse
 from va2att.experiments.tables import TABLES, run_config
 
-PAPER_MEAN_CCC = {
-    "table1": [0.506, 0.518, 0.539],
-    "table2": [0.594, 0.635, 0.614],
-    "table3": [0.277, 0.470, 0.487, 0.539, 0.635],
-    "table4": [0.622, 0.635, 0.630],
-    "table5": [0.625, 0.635],
-}
+
+def _doc_field(table, field: str) -> str:
+    (line,) = [line.strip() for line in table.doc.splitlines() if line.strip().startswith(field)]
+    return line[len(field):].strip()
 
 
 @pytest.mark.parametrize("name", sorted(TABLES))
 def test_every_variant_builds_a_valid_config_and_a_documented_table(name):
     table = TABLES[name]
-    assert "Command:" in table.doc and "Runtime:" in table.doc and "Expected" in table.doc
+    # The documented command is one the experiments CLI accepts, for this very table.
+    command = shlex.split(_doc_field(table, "Command:"))
+    assert command[:3] == ["python", "-m", "va2att.experiments"]
+    assert parse(command[3:]).table == name
+    assert _doc_field(table, "Runtime:")
     slugs = set()
     for variant in table.variants:
         assert set(variant.paper) <= set(table.metrics), variant.name
@@ -41,14 +44,23 @@ def test_every_variant_builds_a_valid_config_and_a_documented_table(name):
     assert len(slugs) == sum(len(v.runs()) for v in table.trained())  # one folder per run
 
 
-def test_paper_figures():
-    for name, means in PAPER_MEAN_CCC.items():
-        assert [v.paper["mean.ccc"] for v in TABLES[name].variants] == means
-    t1 = {v.name: v for v in TABLES["table1"].variants}
-    assert [t1["MultitaskCNN"].paper[k] for k in ("valence.rmse", "arousal.rmse", "mean.rmse")] == [0.373, 0.408, 0.391]
-    assert [v.paper["expression.accuracy"] for v in TABLES["table6"].variants] == [0.50, 0.47, 0.58, 0.48]
-    assert [v.name for v in TABLES["table3"].variants if not v.trained] == [
-        "SVR (Mollahosseini et al. 2017)", "CNN (Mahoor 2017)"]
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_the_documented_expected_figures_are_the_rows_paper_figures(name):
+    """A table's docstring (what users read) and its rows (what the report prints beside ours) must agree."""
+    table = TABLES[name]
+    expected = _doc_field(table, "Expected")
+    rows = {v.name: v for v in table.variants}
+    if expected.startswith("CCC (paper"):  # "Name 0.506, Name 0.518, ..."
+        figures = re.findall(r"([^,:]+?) (\d\.\d+)(?:,|\.$)", expected.partition(":")[2])
+        assert figures, expected
+        for row, figure in figures:
+            assert rows[row.strip()].paper["mean.ccc"] == float(figure), (row, figure)
+    elif expected.startswith("accuracy (paper)"):  # the trained row's figure
+        (trained,) = table.trained()
+        assert trained.paper["expression.accuracy"] == float(expected.rpartition(" ")[2].rstrip("."))
+    else:  # a table without published figures for every row says which one it compares with
+        assert all("mean.ccc" not in v.paper or v.paper["mean.ccc"] == 0.635 for v in table.variants), expected
+        assert "0.635" in expected
 
 
 def test_variants_change_what_the_paper_changes():
