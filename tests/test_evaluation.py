@@ -47,3 +47,8 @@ def test_evaluate_scores_flip_averaged_predictions_of_the_whole_split(prepared, 
     assert expression["accuracy"] == pytest.approx(metrics.accuracy(truth["expression"], predicted))
     assert np.array_equal(expression["confusion"], metrics.confusion_matrix(truth["expression"], predicted, classes))
     assert len(expression["class_names"]) == classes == len(found.metrics["per_class"])
+    for k, row in enumerate(found.metrics["per_class"]):
+        true_k, predicted_k = truth["expression"] == k, predicted == k
+        assert row["n"] == true_k.sum()
+        if predicted_k.any():
+            assert row["precision"] == pytest.approx((true_k & predicted_k).sum() / predicted_k.sum())

@@ -60,14 +60,14 @@ def score(predictions: dict[str, np.ndarray], labels: dict[str, np.ndarray], num
             "class_names": names,
         }
     else:
-        pred_cls = None
+        cm = None
     per_class = []
     for k, name in enumerate(names):
         sel = true_cls == k
         row: dict = {"class": name, "n": int(sel.sum())}
-        if pred_cls is not None:
-            tp = int(((pred_cls == k) & sel).sum())
-            predicted = int((pred_cls == k).sum())
+        if cm is not None:
+            tp = int(cm[k, k])
+            predicted = int(cm[:, k].sum())
             precision = tp / predicted if predicted else 0.0
             recall = tp / row["n"] if row["n"] else 0.0
             row.update(precision=precision, recall=recall,
