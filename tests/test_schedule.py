@@ -74,14 +74,17 @@ class _Recorder:
         self.lines.append(line)
 
 
-def run_callback(train_cfg: TrainConfig, values: list[float], state=None):
+def run_callback(train_cfg: TrainConfig, values: list[float], state=None, steps_per_epoch=2000, start_step=0):
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=train_cfg.lr), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(start_step)  # a resumed run restores the optimizer's step count
     log = _Recorder()
     control = LearningRateControl(train_cfg, state=state, log=log)
     control.set_model(model)
     rates, all_logs = [], []
     for epoch, v in enumerate(values):
+        model.optimizer.iterations.assign_add(steps_per_epoch)
         logs = {"val_valence_ccc": 1 - v, "val_arousal_ccc": 1 - v, "val_loss": 1.0}
         control.on_epoch_end(epoch, logs)
         rates.append(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
@@ -92,18 +95,31 @@ def run_callback(train_cfg: TrainConfig, values: list[float], state=None):
 def test_the_learning_rate_floor_holds_and_every_cut_is_logged_with_its_values():
     rates, logs, lines, _ = run_callback(TrainConfig(), [0.5] * 10)
     assert min(rates) == pytest.approx(1e-5, rel=1e-4)  # two cuts from 1e-3, never below the floor
-    assert len(lines) == 2 and all("1 - mean validation CCC 0.5000" in line and "->" in line for line in lines)
+    cuts = [line for line in lines if "->" in line]
+    assert len(cuts) == 2 and all("1 - mean validation CCC 0.5000" in line for line in cuts)
+    assert all("kept at 1e-05: the learning rate is at its floor" in line for line in lines if line not in cuts)
     assert [x["lr"] for x in logs][:3] == pytest.approx([1e-3, 1e-3, 1e-4], rel=1e-4)  # the rate each epoch used
     assert all(x["schedule_signal"] == pytest.approx(0.5) for x in logs)
     rates, _, _, _ = run_callback(TrainConfig(min_lr=0.0), [0.5] * 10)
     assert min(rates) < 1e-6
 
 
+def test_no_cut_before_min_steps_since_the_start_or_the_last_cut():
+    values = [0.5, 0.4, 0.45, 0.45, 0.45, 0.45, 0.45, 0.45]
+    # 300 steps an epoch, 1,000 needed: the first cut can come at epoch 4 (1,200 steps), the next at epoch 8.
+    rates, _, lines, _ = run_callback(TrainConfig(), values, steps_per_epoch=300)
+    assert rates == pytest.approx([1e-3] * 3 + [1e-4] * 4 + [1e-5], rel=1e-4)
+    assert "kept at 0.001: 900 steps since the start, fewer than 1000" in lines[0]
+    rates, _, _, _ = run_callback(TrainConfig(), values, steps_per_epoch=10)  # a small data set: no cut in 10 epochs
+    assert rates == pytest.approx([1e-3] * len(values))
+
+
 def test_the_rule_resumes_from_its_saved_state():
     values = [0.5, 0.4, 0.41, 0.3, 0.29, 0.35, 0.2]
     whole, _, _, _ = run_callback(TrainConfig(), values)
     first, _, _, control = run_callback(TrainConfig(), values[:4])
-    rest, _, _, _ = run_callback(TrainConfig(lr=first[-1]), values[4:], state=dict(control.state))
+    rest, _, _, _ = run_callback(TrainConfig(lr=first[-1]), values[4:], state=dict(control.state), start_step=4 * 2000)
+    assert min(whole) < 1e-3
     # The second half starts at epoch 1 again but compares with the saved best and cooldown.
     assert first + rest == pytest.approx(whole)
     # A state written by an older version (best_val_loss) starts the rule afresh instead of failing.

@@ -31,7 +31,8 @@ class LearningRateControl(keras.callbacks.Callback):
         super().__init__()
         self.cfg = cfg
         self.log = log
-        self.rule = PlateauRule(cfg.plateau_patience, cfg.plateau_min_delta, cfg.plateau_cooldown, state)
+        self.rule = PlateauRule(cfg.plateau_patience, cfg.plateau_min_delta, cfg.plateau_cooldown,
+                                cfg.plateau_min_steps, state)
 
     @property
     def state(self) -> dict:
@@ -48,13 +49,18 @@ class LearningRateControl(keras.callbacks.Callback):
             if value is not None:
                 logs["schedule_signal"] = value
             floor = max(self.cfg.min_lr, 0.0)
-            decision = self.rule.update(epoch + 1, value, can_cut=lr * self.cfg.lr_factor >= floor * (1 - 1e-3))
-            if decision.cut:
-                new_lr = max(lr * self.cfg.lr_factor, floor)
+            step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+            decision = self.rule.update(epoch + 1, value, can_cut=lr * self.cfg.lr_factor >= floor * (1 - 1e-3),
+                                        step=step)
+            if decision.cut or decision.held:
                 name = "1 - mean validation CCC" if self.cfg.plateau_monitor == "ccc" else "validation loss"
-                self.log(f"Epoch {epoch + 1}: {name} {decision.value:.4f} did not drop by "
-                         f"{self.cfg.plateau_min_delta:.0%} below {decision.best:.4f} (epoch {decision.best_epoch}): "
-                         f"learning rate {lr:.3g} -> {new_lr:.3g}")
+                why = (f"Epoch {epoch + 1}: {name} {decision.value:.4f} did not drop by {self.cfg.plateau_min_delta:.0%} "
+                       f"below {decision.best:.4f} (epoch {decision.best_epoch})")
+                if decision.cut:
+                    new_lr = max(lr * self.cfg.lr_factor, floor)
+                    self.log(f"{why}: learning rate {lr:.3g} -> {new_lr:.3g}")
+                else:
+                    self.log(f"{why}; learning rate kept at {lr:.3g}: {decision.reason}")
         elif self.cfg.schedule == "step" and (epoch + 1) in self.cfg.step_epochs:
             new_lr = lr * self.cfg.lr_factor
             self.log(f"Epoch {epoch + 1}: learning rate {lr:.3g} -> {new_lr:.3g} (step schedule)")

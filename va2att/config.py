@@ -150,6 +150,7 @@ class TrainConfig:
     plateau_patience: int = 1  # epochs without a fall of the monitored loss before the lr is divided
     plateau_min_delta: float = 0.01  # a fall counts when the loss is below best * (1 - min_delta)
     plateau_cooldown: int = 1  # epochs after a cut in which no new cut is counted
+    plateau_min_steps: int = 1000  # optimizer steps since the start or the last cut before a cut (~1 AffectNet epoch)
     min_lr: float = 1e-5  # floor of the learning rate for the plateau schedule (two cuts from 1e-3)
     lr_factor: float = 0.1  # factor applied at each plateau or step
     step_epochs: tuple[int, ...] = (6, 9)  # epochs (1-based) after which the step schedule divides the lr
@@ -167,6 +168,7 @@ class TrainConfig:
         _check_int("train.plateau_patience", self.plateau_patience, 0)
         _check_float("train.plateau_min_delta", self.plateau_min_delta, 0.0, 0.99)
         _check_int("train.plateau_cooldown", self.plateau_cooldown, 0)
+        _check_int("train.plateau_min_steps", self.plateau_min_steps, 0)
         _check_float("train.min_lr", self.min_lr, 0.0, 10.0)
         _check_float("train.lr_factor", self.lr_factor, 1e-6, 1.0)
         if not isinstance(self.step_epochs, tuple) or not all(

@@ -11,6 +11,10 @@ Guards against cutting on noise, each a field of `TrainConfig`:
 - `min_delta`: a value counts as a drop only when it is below `best * (1 - min_delta)`;
 - `patience`: epochs without a drop before a cut;
 - `cooldown`: epochs after a cut in which nothing is counted (the new rate gets time to act);
+- `min_steps`: optimizer steps that must have run since the start or the last cut. The paper's
+  patience of one epoch was one AffectNet epoch, about 1,100 steps at batch 256; on a small data
+  set an epoch is a dozen steps, and validation figures after so few steps are mostly noise, so
+  the default keeps the paper's horizon in steps (1,000) instead of in passes over the data;
 - `min_lr`: the rate is never cut below this floor.
 After a cut the reference is the value of the epoch that caused it, so one noisy epoch (too
 good or too bad) causes at most one cut.
@@ -50,6 +54,7 @@ class Decision:
     best: float | None
     best_epoch: int | None
     reason: str
+    held: bool = False  # a cut was due but the floor or `min_steps` held it back
 
 
 def _dropped(value: float, best: float | None, min_delta: float) -> bool:
@@ -69,18 +74,22 @@ class PlateauRule:
         patience: int. Epochs without a drop before a cut (0 is treated as 1).
         min_delta: float. Relative improvement that counts as a drop.
         cooldown: int. Epochs after a cut that are not counted.
+        min_steps: int. Optimizer steps since the start or the last cut before a cut is allowed.
         state: dict or None. A previous `state` to resume from.
     """
 
-    def __init__(self, patience: int = 1, min_delta: float = 0.01, cooldown: int = 1, state: dict | None = None):
+    def __init__(self, patience: int = 1, min_delta: float = 0.01, cooldown: int = 1, min_steps: int = 0,
+                 state: dict | None = None):
         self.patience = max(int(patience), 1)
         self.min_delta = float(min_delta)
         self.cooldown = int(cooldown)
-        fresh = {"best": None, "best_epoch": None, "wait": 0, "cooldown_left": 0}
+        self.min_steps = int(min_steps)
+        fresh = {"best": None, "best_epoch": None, "wait": 0, "cooldown_left": 0, "last_cut_step": 0}
         self.state = {**fresh, **{k: v for k, v in (state or {}).items() if k in fresh}}
 
-    def update(self, epoch: int, value: float | None, can_cut: bool = True) -> Decision:
-        """Record `value` of (1-based) `epoch`; `can_cut` is False when the rate is at its floor."""
+    def update(self, epoch: int, value: float | None, can_cut: bool = True, step: int | None = None) -> Decision:
+        """Record `value` of (1-based) `epoch`; `can_cut` is False when the rate is at its floor; `step` is
+        the optimizer's step count at the end of the epoch (None: `min_steps` is not applied)."""
         s = self.state
         if value is None:
             return Decision(False, None, s["best"], s["best_epoch"], "no value to monitor")
@@ -96,9 +105,14 @@ class PlateauRule:
             return Decision(False, value, s["best"], s["best_epoch"], f"waiting ({s['wait']}/{self.patience})")
         s["wait"] = 0
         if not can_cut:
-            return Decision(False, value, s["best"], s["best_epoch"], "at the learning-rate floor")
+            return Decision(False, value, s["best"], s["best_epoch"], "the learning rate is at its floor", held=True)
+        if step is not None and step - s["last_cut_step"] < self.min_steps:
+            since = "the last cut" if s["last_cut_step"] else "the start"
+            return Decision(False, value, s["best"], s["best_epoch"],
+                            f"{step - s['last_cut_step']} steps since {since}, fewer than {self.min_steps}", held=True)
         decision = Decision(True, value, s["best"], s["best_epoch"], "did not drop")
         # The new rate starts from this epoch's level: later epochs are compared with it, so one
         # lucky epoch before the cut cannot cause a second cut.
-        s.update(best=float(value), best_epoch=int(epoch), cooldown_left=self.cooldown)
+        s.update(best=float(value), best_epoch=int(epoch), cooldown_left=self.cooldown,
+                 last_cut_step=int(step if step is not None else s["last_cut_step"]))
         return decision
