@@ -66,7 +66,7 @@ def portrait_landmarks(valence: float, arousal: float, rng: np.random.Generator)
         eyes[side] = (cx, ew, opening, lift)
     # Brows 17-26: straight-ish strokes, height from arousal, inner ends down for negative valence.
     brow_y = eye_y - 0.09 - 0.06 * a
-    inner_drop = 0.05 * max(-v, 0.0)
+    inner_drop = 0.07 * max(-v, 0.0)
     for side, idx in ((-1, range(17, 22)), (1, range(26, 21, -1))):
         t = np.linspace(0, 1, 5)
         p[list(idx), 0] = side * (eye_x + 0.11 - 0.2 * t)
@@ -78,7 +78,7 @@ def portrait_landmarks(valence: float, arousal: float, rng: np.random.Generator)
     p[31:36, 1] = nose_y + 0.02 - np.array([0, 0.008, 0.012, 0.008, 0])
     # Mouth: a curved stroke; corners up for positive valence; opening from arousal.
     mw = 0.15 + 0.05 * v + rng.normal(0, 0.01)
-    curv = 0.09 * v
+    curv = 0.12 * v
     gap = max(0.0, 0.1 * (a + 0.6) / 1.6)
 
     def base(t):
@@ -174,9 +174,9 @@ def draw_portrait(
     inner = lm_face[60:68]
     if prm["gap"] > 0.01:
         cv2.fillPoly(img, [pts(inner)], col(dark * 0.7), cv2.LINE_AA, sh)
-    lip = col(skin * np.array([0.6, 0.55, 0.85]))
-    cv2.polylines(img, [pts(lm_face[48:55])], False, lip, th + 1, cv2.LINE_AA, sh)
-    cv2.polylines(img, [pts(np.vstack([lm_face[54:60], lm_face[[48]]]))], False, lip, th + 1, cv2.LINE_AA, sh)
+    lip = col(dark * np.array([1.6, 1.4, 2.4]) + 20)
+    cv2.polylines(img, [pts(lm_face[48:55])], False, lip, th + 2, cv2.LINE_AA, sh)
+    cv2.polylines(img, [pts(np.vstack([lm_face[54:60], lm_face[[48]]]))], False, lip, th + 2, cv2.LINE_AA, sh)
     if prm["valence"] > 0.3:
         for side in (-1, 1):
             x0 = side * (prm["mouth_w"] + 0.04)
