@@ -57,6 +57,7 @@ class ModelConfig:
     """The network: backbone, both attention levels, head, loss. Defaults are the paper's 2Att-2Mt."""
 
     blocks: int = 2  # residual attention blocks in the first N of the 3 stages (0 = no first-level attention)
+    blocks_add_depth: bool = True  # a stage without a block has no trunk units (the paper's Table 2); false: trunk kept
     second_level: bool = True  # BiGRU + dot-product self-attention over the level vectors; off = GAP of the last stage
     head: str = "2mt"  # 2mt (two-stage multi-task), mt (V+A only), gcn (Emotion-GCN), single-valence, single-arousal
     width: int = 32  # base channels; the three stages use width, 2*width, 4*width
@@ -79,6 +80,7 @@ class ModelConfig:
 
     def __post_init__(self):
         _check_int("model.blocks", self.blocks, 0, 3)
+        _check_bool("model.blocks_add_depth", self.blocks_add_depth)
         _check_bool("model.second_level", self.second_level)
         _check_choice("model.head", self.head, HEADS)
         for name in ("width", "level_dim", "gru_units", "dimensional_units", "categorical_units", "gcn_hidden"):
