@@ -56,6 +56,9 @@ def test_defaults_are_the_papers_recipe():
     assert (m.dimensional_units, m.categorical_units) == (256, 128)
     assert (t.optimizer, t.lr, t.epochs, t.schedule, t.lr_factor, d.batch_size) == ("rmsprop", 1e-3, 10, "plateau",
                                                                                       0.1, 256)
+    # The knobs added around the paper's recipe (docs/architecture.md explains each default).
+    assert (m.tukey_form, m.tukey_min_scale) == ("residual", 0.0)
+    assert (t.plateau_monitor, t.plateau_patience, t.plateau_cooldown, t.min_lr) == ("ccc", 1, 1, 1e-5)
 
 
 def test_dotted_flags_become_overrides():

@@ -63,3 +63,33 @@ def test_mouth_curvature_follows_valence_and_opening_follows_arousal():
     calm, excited = stats(0.0, -0.9), stats(0.0, 0.9)
     assert happy[0] > 0.05 > -0.05 > sad[0]  # corners above / below the mouth centre
     assert excited[1] > 2 * calm[1] and excited[2] > calm[2] + 0.05
+
+
+def test_the_portrait_drawing_writes_the_same_layout_with_its_own_faces(tmp_path):
+    cartoon = synthetic.generate(tmp_path / "c", train=40, val=6, seed=1, workers=1)
+    portrait = synthetic.generate(tmp_path / "p", train=40, val=6, seed=1, workers=1, style="portrait")
+    rows = _rows(portrait, "training")
+    assert tuple(rows[0]) == COLUMNS and len(rows) == 1 + 40 + len(synthetic.DIRT)
+    usable = rows[1:41]
+    for r in usable:
+        v, ar, code = float(r[7]), float(r[8]), int(r[6])
+        assert -1 <= v <= 1 and -1 <= ar <= 1 and code == expression_for(v, ar)
+        assert (portrait / IMAGES_DIR / r[0]).is_file()
+    assert _rows(cartoon, "training")[1][7:] != rows[1][7:]  # other labels, other faces
+    assert (cartoon / IMAGES_DIR / rows[6][0]).read_bytes() != (portrait / IMAGES_DIR / rows[6][0]).read_bytes()
+
+
+def test_portrait_labels_have_outliers_and_features_follow_the_shown_labels():
+    from va2att.data.synthetic_portrait import OUTLIER_SHARE, portrait_landmarks, sample_labels
+
+    rng = np.random.default_rng(0)
+    draws = [sample_labels(rng) for _ in range(2000)]
+    outliers = np.mean([max(abs(v - lv), abs(a - la)) > 1e-5 for v, a, _, lv, la in draws])
+    assert abs(outliers - OUTLIER_SHARE) < 0.015
+
+    def stats(v, a):
+        lm, _ = portrait_landmarks(v, a, np.random.default_rng(0))
+        return lm[[51, 57], 1].mean() - lm[[48, 54], 1].mean(), lm[[40, 41], 1].mean() - lm[[37, 38], 1].mean()
+
+    assert stats(0.9, 0.0)[0] > 0.05 > -0.05 > stats(-0.9, 0.0)[0]  # mouth corners up / down
+    assert stats(0.0, 0.9)[1] > 2 * stats(0.0, -0.9)[1]  # eyes open with arousal

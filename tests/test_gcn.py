@@ -1,4 +1,8 @@
-"""Emotion-GCN adjacency from labels, checked against a computation written out by hand."""
+"""Emotion-GCN adjacency from labels, checked against the public code's formulas written out by hand.
+
+The reference (`utils.py`): `gen_A` re-weights rows (neighbours share p, self 0.5), then
+`gen_adj(A) = (A·D)ᵀ·D = D·Aᵀ·D` with `D = diag(rowsum(A))^-½`: the propagation matrix is the
+normalised transpose of A."""
 
 import numpy as np
 import pytest
@@ -40,12 +44,12 @@ def test_adjacency_tau_0_45_by_hand():
     #   e0 [1,0,1,0]  e1 [0,1,1,0]  V [1,1,1,0]  A [0,0,0,1]
     # Re-weight, p = 0.5 shared by the neighbours, self 0.5:
     #   e0 [.5,0,.5,0]  e1 [0,.5,.5,0]  V [.25,.25,.5,0]  A [0,0,0,.5] (no neighbours)
-    # Row sums 1, 1, 1, 0.5 -> D^-1/2 = [1, 1, 1, sqrt2]; D^-1/2 A D^-1/2 changes only A's row: 0.5*2 = 1.
+    # Row sums 1, 1, 1, 0.5 -> D^-1/2 = [1, 1, 1, sqrt2]; D Aᵀ D: the transpose, A's diagonal 0.5*2 = 1.
     expected = np.array(
         [
-            [0.5, 0.0, 0.5, 0.0],
-            [0.0, 0.5, 0.5, 0.0],
-            [0.25, 0.25, 0.5, 0.0],
+            [0.5, 0.0, 0.25, 0.0],
+            [0.0, 0.5, 0.25, 0.0],
+            [0.5, 0.5, 0.5, 0.0],
             [0.0, 0.0, 0.0, 1.0],
         ]
     )
@@ -57,12 +61,12 @@ def test_adjacency_tau_0_45_by_hand():
 def test_adjacency_tau_0_45_p_0_3_by_hand():
     # Same graph, neighbours share p = 0.3, self 0.5:
     #   e0 [.5,0,.3,0]  e1 [0,.5,.3,0]  V [.15,.15,.5,0]  A [0,0,0,.5]; row sums .8, .8, .8, .5
-    # D^-1/2 A D^-1/2: among e0, e1, V every entry / 0.8; A's diagonal .5 / .5 = 1.
+    # D Aᵀ D: the transpose, among e0, e1, V every entry / 0.8; A's diagonal .5 / .5 = 1.
     expected = np.array(
         [
-            [0.5 / 0.8, 0.0, 0.3 / 0.8, 0.0],
-            [0.0, 0.5 / 0.8, 0.3 / 0.8, 0.0],
-            [0.15 / 0.8, 0.15 / 0.8, 0.5 / 0.8, 0.0],
+            [0.5 / 0.8, 0.0, 0.15 / 0.8, 0.0],
+            [0.0, 0.5 / 0.8, 0.15 / 0.8, 0.0],
+            [0.3 / 0.8, 0.3 / 0.8, 0.5 / 0.8, 0.0],
             [0.0, 0.0, 0.0, 1.0],
         ]
     )
@@ -72,17 +76,20 @@ def test_adjacency_tau_0_45_p_0_3_by_hand():
 def test_adjacency_tau_0_1_by_hand():
     # |rho| >= 0.1 everywhere except e0-e1 (zeroed). Neighbours: e0 {V, A}, e1 {V, A}, V {e0, e1, A}, A {e0, e1, V}.
     #   e0 [.5, 0, .25, .25]  e1 [0, .5, .25, .25]  V [1/6, 1/6, .5, 1/6]  A [1/6, 1/6, 1/6, .5]
-    # Every row sums to 1, so the normalisation leaves it unchanged.
+    # Every row sums to 1, so D = I and the reference propagates with Aᵀ. A is not symmetric
+    # (e0 gives V 0.25, V gives e0 1/6): V gathers 0.25 from each class node, e0 1/6 from V.
     sixth = 1 / 6
     expected = np.array(
         [
-            [0.5, 0.0, 0.25, 0.25],
-            [0.0, 0.5, 0.25, 0.25],
-            [sixth, sixth, 0.5, sixth],
-            [sixth, sixth, sixth, 0.5],
+            [0.5, 0.0, sixth, sixth],
+            [0.0, 0.5, sixth, sixth],
+            [0.25, 0.25, 0.5, sixth],
+            [0.25, 0.25, sixth, 0.5],
         ]
     )
-    np.testing.assert_allclose(build_adjacency(EXPRESSION, VALENCE, AROUSAL, 2), expected, atol=1e-6)
+    got = build_adjacency(EXPRESSION, VALENCE, AROUSAL, 2)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert not np.allclose(got, got.T)
 
 
 def test_absent_class_and_bad_input():
@@ -90,6 +97,7 @@ def test_absent_class_and_bad_input():
     adjacency = build_adjacency(EXPRESSION, VALENCE, AROUSAL, num_classes=3)
     assert np.all(np.isfinite(adjacency))
     np.testing.assert_allclose(adjacency[2], [0, 0, 1, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(adjacency[:, 2], [0, 0, 1, 0, 0], atol=1e-6)
     with pytest.raises(ValueError, match="0..1"):
         build_adjacency([0, 2], [0.1, 0.2], [0.1, 0.2], num_classes=2)
     with pytest.raises(ValueError, match="same length"):

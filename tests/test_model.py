@@ -83,11 +83,32 @@ def test_outputs_and_every_weight_gets_a_gradient(changes):
     assert len(mask_weights) > 0 if cfg.blocks > 0 else not mask_weights
 
 
-def test_blocks_change_only_the_mask():
+def _variable_names(cfg):
+    return {"/".join(v.path.split("/")[-2:]) for v in build_model(cfg).trainable_variables}
+
+
+def test_with_blocks_adding_only_masks_the_trunk_stays():
     # Variables named by (layer, variable): the trunk units keep their names inside or outside a block.
-    names = {b: {"/".join(v.path.split("/")[-2:]) for v in build_model(tiny(blocks=b)).trainable_variables} for b in (0, 3)}
+    names = {b: _variable_names(tiny(blocks=b, blocks_add_depth=False)) for b in (0, 3)}
     assert names[0] <= names[3]
     assert all("_mask_" in n for n in names[3] - names[0])
+
+
+@pytest.mark.parametrize("blocks", [0, 1, 2, 3])
+def test_each_block_adds_its_trunk_and_its_mask_by_default(blocks):
+    import re
+
+    names = _variable_names(tiny(blocks=blocks))
+    trunk_units = {m.groups() for n in names if "_mask_" not in n and (m := re.match(r"(stage\d)_attention_trunk(\d)_", n))}
+    mask_stages = {n.split("_")[0] for n in names if "_mask_" in n}
+    # Two trunk units in each of the first `blocks` stages and none elsewhere; one mask per block.
+    assert trunk_units == {(f"stage{i + 1}", u) for i in range(blocks) for u in "12"}
+    assert mask_stages == {f"stage{i + 1}" for i in range(blocks)}
+    # Three level vectors whatever the depth; deeper means more parameters.
+    model = build_model(tiny(blocks=blocks))
+    assert [model.get_layer(f"level{i}_vector") is not None for i in (1, 2, 3)] == [True] * 3
+    if blocks:
+        assert model.count_params() > build_model(tiny(blocks=blocks - 1)).count_params()
 
 
 def test_save_load_identical_outputs(tmp_path):
@@ -136,9 +157,13 @@ def test_config_and_json():
     assert tuple(model.features_model().output.shape) == (None, 3 * 2 * cfg.gru_units)
 
 
+PINNED_DEFAULT = 9610
+
+
 def test_parameter_count_is_pinned():
     # Changes when the architecture changes; update deliberately (and docs/model_table.md).
-    assert build_model(tiny()).count_params() == 12170
+    assert build_model(tiny(blocks_add_depth=False)).count_params() == 12170
+    assert build_model(tiny()).count_params() == PINNED_DEFAULT
 
 
 def test_pixels_are_rescaled_inside_the_graph():

@@ -1,7 +1,7 @@
 """Training callbacks whose state survives an interrupted run.
 
-`LearningRateControl` divides the learning rate when the validation loss stops
-falling (the paper's recipe) or at fixed epochs. `RunCheckpoint` commits each
+`LearningRateControl` divides the learning rate when the monitored validation signal
+stops falling (the paper's recipe, see `va2att.schedule`) or at fixed epochs. `RunCheckpoint` commits each
 finished epoch: model and optimizer weights, the best model by mean validation
 CCC, `history.csv`, and last `state.json`, the record a resumed run starts from.
 Every file is written to a temporary name and renamed, so a killed process
@@ -12,50 +12,60 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 
 import keras
 
 from va2att import fileio
 from va2att.config import TrainConfig
 from va2att.run_dir import RunDir
-
-
-def mean_validation_ccc(logs: dict) -> float | None:
-    """Mean of the validation CCCs in Keras logs (`val_valence_ccc`, `val_arousal_ccc`)."""
-    values = [float(v) for k, v in logs.items() if k.startswith("val_") and k.endswith("_ccc")]
-    return sum(values) / len(values) if values else None
+from va2att.schedule import PlateauRule, mean_validation_ccc, schedule_signal
 
 
 class LearningRateControl(keras.callbacks.Callback):
-    """Plateau (lr x factor when val_loss has not fallen for `patience` epochs) or step schedule."""
+    """The plateau rule of `va2att.schedule` on the monitored signal, or a step schedule.
+
+    Adds to each epoch's logs `lr` (the rate the epoch was trained with) and, for the plateau
+    schedule, `schedule_signal` (the monitored value); logs every cut with the values behind it."""
 
     def __init__(self, cfg: TrainConfig, state: dict | None = None, log=print):
         super().__init__()
         self.cfg = cfg
         self.log = log
-        self.state = dict(state or {"best_val_loss": math.inf, "wait": 0})
+        self.rule = PlateauRule(cfg.plateau_patience, cfg.plateau_min_delta, cfg.plateau_cooldown,
+                                cfg.plateau_min_steps, state)
+
+    @property
+    def state(self) -> dict:
+        return self.rule.state
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         optimizer = self.model.optimizer
         lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
         logs["lr"] = lr  # the rate this epoch was trained with
-        reduce = False
-        if self.cfg.schedule == "plateau" and "val_loss" in logs:
-            val_loss = float(logs["val_loss"])
-            if val_loss < self.state["best_val_loss"] - 1e-6:
-                self.state = {"best_val_loss": val_loss, "wait": 0}
-            else:
-                self.state["wait"] += 1
-                if self.state["wait"] >= max(self.cfg.plateau_patience, 1):
-                    reduce = True
-                    self.state["wait"] = 0
-        elif self.cfg.schedule == "step":
-            reduce = (epoch + 1) in self.cfg.step_epochs
-        if reduce:
-            optimizer.learning_rate.assign(lr * self.cfg.lr_factor)
-            self.log(f"Epoch {epoch + 1}: learning rate {lr:.3g} -> {lr * self.cfg.lr_factor:.3g}")
+        new_lr = None
+        if self.cfg.schedule == "plateau":
+            value = schedule_signal(logs, self.cfg.plateau_monitor)
+            if value is not None:
+                logs["schedule_signal"] = value
+            floor = max(self.cfg.min_lr, 0.0)
+            step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+            decision = self.rule.update(epoch + 1, value, can_cut=lr * self.cfg.lr_factor >= floor * (1 - 1e-3),
+                                        step=step)
+            if decision.cut or decision.held:
+                name = "1 - mean validation CCC" if self.cfg.plateau_monitor == "ccc" else "validation loss"
+                why = (f"Epoch {epoch + 1}: {name} {decision.value:.4f} did not drop by {self.cfg.plateau_min_delta:.0%} "
+                       f"below {decision.best:.4f} (epoch {decision.best_epoch})")
+                if decision.cut:
+                    new_lr = max(lr * self.cfg.lr_factor, floor)
+                    self.log(f"{why}: learning rate {lr:.3g} -> {new_lr:.3g}")
+                else:
+                    self.log(f"{why}; learning rate kept at {lr:.3g}: {decision.reason}")
+        elif self.cfg.schedule == "step" and (epoch + 1) in self.cfg.step_epochs:
+            new_lr = lr * self.cfg.lr_factor
+            self.log(f"Epoch {epoch + 1}: learning rate {lr:.3g} -> {new_lr:.3g} (step schedule)")
+        if new_lr is not None:
+            optimizer.learning_rate.assign(new_lr)
 
 
 def history_csv(history: list[dict]) -> str:

@@ -8,7 +8,7 @@ import argparse
 import os
 import re
 
-from va2att.config import LOSSES, STRATEGIES, RunConfig, apply_overrides
+from va2att.config import LOSSES, SCHEDULES, STRATEGIES, RunConfig, apply_overrides
 from va2att.heads import HEADS
 
 # flag dest -> config key
@@ -67,8 +67,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, help="global batch size (default 256)")
     g.add_argument("--lr", type=float, help="initial learning rate (default 1e-3)")
     g.add_argument("--seed", type=int, help="random seed (default 0)")
-    g.add_argument("--schedule", choices=("plateau", "step", "constant"),
-                   help="lr / 10 on a validation-loss plateau (default) or at train.step_epochs")
+    g.add_argument("--schedule", choices=SCHEDULES,
+                   help="plateau (default): lr / 10 when 1 - mean validation CCC stops dropping (train.plateau_*); "
+                        "step: at train.step_epochs; constant")
     g.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy (default auto)")
     g.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="any other config field, e.g. --set model.gru_units=128 (repeatable); "

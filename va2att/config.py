@@ -20,6 +20,8 @@ FACE_SIZE = 56  # side of the aligned grayscale face written by preparation
 INPUT_SIZE = 48  # side of the crop the network sees (random in training, centre in evaluation)
 
 LOSSES = ("tukey", "mse", "ccc")
+TUKEY_FORMS = ("residual", "scaled")
+PLATEAU_MONITORS = ("ccc", "val_loss")
 POOLINGS = ("flatten", "mean")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("plateau", "step", "constant")
@@ -56,6 +58,7 @@ class ModelConfig:
     """The network: backbone, both attention levels, head, loss. Defaults are the paper's 2Att-2Mt."""
 
     blocks: int = 2  # residual attention blocks in the first N of the 3 stages (0 = no first-level attention)
+    blocks_add_depth: bool = True  # a stage without a block has no trunk units (the paper's Table 2); false: trunk kept
     second_level: bool = True  # BiGRU + dot-product self-attention over the level vectors; off = GAP of the last stage
     head: str = "2mt"  # a key of va2att.heads.HEADS: 2mt (two-stage multi-task), mt (V+A only), gcn (Emotion-GCN), single-valence, single-arousal
     width: int = 32  # base channels; the three stages use width, 2*width, 4*width
@@ -69,6 +72,8 @@ class ModelConfig:
     alpha: float = 0.5  # weight of the expression cross-entropy
     beta: float = 0.3  # valence weight; arousal gets 1 - beta
     tukey_c: float = 4.685  # Tukey's biweight tuning constant
+    tukey_form: str = "residual"  # residual: s^2 * rho(r/s), value in label units; scaled: rho(r/s) (see losses.py)
+    tukey_min_scale: float = 0.0  # floor on Tukey's residual scale s = 1.4826 * MAD of the batch (0 = none)
     gcn_hidden: int = 512  # hidden width of the Emotion-GCN's first graph convolution
     gcn_tau: float = 0.1  # binarisation threshold of the label correlation matrix
     gcn_p: float = 0.5  # share of a node's weight given to its neighbours
@@ -76,6 +81,7 @@ class ModelConfig:
 
     def __post_init__(self):
         _check_int("model.blocks", self.blocks, 0, 3)
+        _check_bool("model.blocks_add_depth", self.blocks_add_depth)
         _check_bool("model.second_level", self.second_level)
         _check_choice("model.head", self.head, tuple(HEADS))
         for name in ("width", "level_dim", "gru_units", "dimensional_units", "categorical_units", "gcn_hidden"):
@@ -86,6 +92,8 @@ class ModelConfig:
         _check_float("model.alpha", self.alpha, 0.0, 1e6)
         _check_float("model.beta", self.beta, 0.0, 1.0)
         _check_float("model.tukey_c", self.tukey_c, 1e-6, 1e6)
+        _check_choice("model.tukey_form", self.tukey_form, TUKEY_FORMS)
+        _check_float("model.tukey_min_scale", self.tukey_min_scale, 0.0, 10.0)
         _check_float("model.gcn_tau", self.gcn_tau, 0.0, 1.0)
         _check_float("model.gcn_p", self.gcn_p, 0.0, 1.0)
         _check_float("model.dropout", self.dropout, 0.0, 0.99)
@@ -134,8 +142,13 @@ class TrainConfig:
     epochs: int = 10
     optimizer: str = "rmsprop"
     lr: float = 1e-3
-    schedule: str = "plateau"  # plateau: lr / 10 when the validation loss stops falling; step: at step_epochs
-    plateau_patience: int = 1  # epochs without a fall of the validation loss before the lr is divided
+    schedule: str = "plateau"  # plateau: lr / 10 when the monitored loss stops falling; step: at step_epochs
+    plateau_monitor: str = "ccc"  # ccc: 1 - mean validation CCC; val_loss: the validation objective
+    plateau_patience: int = 1  # epochs without a fall of the monitored loss before the lr is divided
+    plateau_min_delta: float = 0.01  # a fall counts when the loss is below best * (1 - min_delta)
+    plateau_cooldown: int = 1  # epochs after a cut in which no new cut is counted
+    plateau_min_steps: int = 1000  # optimizer steps since the start or the last cut before a cut (~1 AffectNet epoch)
+    min_lr: float = 1e-5  # floor of the learning rate for the plateau schedule (two cuts from 1e-3)
     lr_factor: float = 0.1  # factor applied at each plateau or step
     step_epochs: tuple[int, ...] = (6, 9)  # epochs (1-based) after which the step schedule divides the lr
     seed: int = 0
@@ -148,7 +161,12 @@ class TrainConfig:
         _check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _check_float("train.lr", self.lr, 1e-12, 10.0)
         _check_choice("train.schedule", self.schedule, SCHEDULES)
+        _check_choice("train.plateau_monitor", self.plateau_monitor, PLATEAU_MONITORS)
         _check_int("train.plateau_patience", self.plateau_patience, 0)
+        _check_float("train.plateau_min_delta", self.plateau_min_delta, 0.0, 0.99)
+        _check_int("train.plateau_cooldown", self.plateau_cooldown, 0)
+        _check_int("train.plateau_min_steps", self.plateau_min_steps, 0)
+        _check_float("train.min_lr", self.min_lr, 0.0, 10.0)
         _check_float("train.lr_factor", self.lr_factor, 1e-6, 1.0)
         if not isinstance(self.step_epochs, tuple) or not all(
             isinstance(e, int) and not isinstance(e, bool) and e >= 1 for e in self.step_epochs

@@ -3,49 +3,44 @@
 Nodes: the K expression classes, then valence, then arousal. Steps:
 
 1. label matrix `L` (n × (K + 2)): one-hot expression indicators, valence, arousal;
-2. Spearman correlation between its columns (Pearson correlation of average ranks; a constant
-   column, e.g. a class absent from the labels, correlates 0 with everything but itself);
+2. Spearman correlation between its columns (`scipy.stats.spearmanr`; a constant column, e.g. a
+   class absent from the labels, correlates 0 with everything but itself);
 3. absolute value; expression–expression off-diagonals set to 0 (one-hot indicators are negatively
    correlated by construction, which says nothing about the emotions);
 4. binarise: `B = 1` where the value is `>= tau`, else 0 (the diagonal is 1);
 5. re-weight each row: a node's neighbours share `p` equally, the node itself keeps 0.5
    (`A_ij = p · B_ij / Σ_{k≠i} B_ik` for `j ≠ i`, `A_ii = 0.5`; no neighbours: only `A_ii`);
-6. symmetric normalisation `D^-½ A D^-½` with `D = diag(row sums of A)`.
+6. normalisation as the public code's `gen_adj` does it: `(A·D)ᵀ·D = D·Aᵀ·D` with
+   `D = diag(row sums of A)^-½`. Rows of the re-weighted A sum to 1 (0.5 for a node without
+   neighbours), so D is nearly the identity and the graph convolutions (`A_used · X · W`)
+   propagate with **Aᵀ**: node i gathers from the nodes that list i as a neighbour. A is not
+   symmetric (a class with few neighbours gives each a large share), so this is not A.
 
-This follows the public Emotion-GCN code (`utils.py: gen_A, gen_adj`) with two readings of ours:
-`p` is a parameter (their code fixes 0.5 for both shares), and step 6 is `D^-½ A D^-½` as DESIGN.md
-writes it (their `gen_adj` returns `D^-½ Aᵀ D^-½`; the two agree when A is symmetric).
+This follows the public Emotion-GCN code (`utils.py: gen_A, gen_adj`, PanosAntoniadis/emotion-gcn)
+step for step; the one reading of ours is that `p` is a parameter (their code fixes 0.5 for both
+shares), and a node without neighbours keeps only its self weight (their code divides by zero).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
 SELF_WEIGHT = 0.5  # weight a node keeps for itself after re-weighting (Emotion-GCN)
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based) of a 1-D array, ties sharing the mean of their positions."""
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    ranks = np.empty(len(values), dtype="float64")
-    boundaries = np.flatnonzero(np.diff(ordered) != 0) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [len(values)]])
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = (start + end + 1) / 2.0  # mean of positions start+1 .. end
-    return ranks
-
-
 def spearman_matrix(columns: np.ndarray) -> np.ndarray:
     """Spearman correlation between the columns of an (n, m) array; constant columns give 0 off the diagonal."""
-    ranks = np.stack([_ranks(columns[:, j]) for j in range(columns.shape[1])], axis=1)
-    centred = ranks - ranks.mean(axis=0)
-    norms = np.sqrt((centred**2).sum(axis=0))
-    safe = np.where(norms > 0, norms, 1.0)
-    corr = (centred.T @ centred) / np.outer(safe, safe)
-    corr[norms == 0, :] = 0.0
-    corr[:, norms == 0] = 0.0
+    from scipy import stats
+
+    columns = np.asarray(columns, dtype="float64")
+    constant = np.ptp(columns, axis=0) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        corr = np.atleast_2d(stats.spearmanr(columns).statistic).astype("float64")
+    corr[constant, :] = 0.0
+    corr[:, constant] = 0.0
     np.fill_diagonal(corr, 1.0)
     return corr
 
@@ -83,6 +78,5 @@ def build_adjacency(expression, valence, arousal, num_classes: int, tau: float =
     weighted = binary * p / np.where(neighbours > 0, neighbours, 1.0)
     np.fill_diagonal(weighted, SELF_WEIGHT)
 
-    degree = weighted.sum(axis=1)
-    d_inv_sqrt = 1.0 / np.sqrt(degree)
-    return (d_inv_sqrt[:, None] * weighted * d_inv_sqrt[None, :]).astype("float32")
+    d_inv_sqrt = 1.0 / np.sqrt(weighted.sum(axis=1))
+    return (d_inv_sqrt[:, None] * weighted.T * d_inv_sqrt[None, :]).astype("float32")  # D·Aᵀ·D

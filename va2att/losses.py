@@ -1,4 +1,4 @@
-"""Training losses: Tukey's biweight on MAD-scaled residuals, MSE, 1 - CCC; and `compile_args(cfg)`.
+"""Training losses: Tukey's biweight with a MAD residual scale, MSE, 1 - CCC; and `compile_args(cfg)`.
 
 The regression losses are computed per output (valence and arousal each get their own instance,
 hence their own residual scale) on `(batch, 1)` tensors. `compile_args` gives the paper's objective
@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from va2att.config import ModelConfig
+from va2att.config import TUKEY_FORMS, ModelConfig
 from va2att.heads import HEADS
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
@@ -26,15 +26,17 @@ def _residuals(y_true, y_pred):
     return y_true - y_pred
 
 
-def robust_scale(residuals):
+def robust_scale(residuals, min_scale: float = 0.0):
     """`1.4826 · MAD` of the batch residuals per column (axis 0), held constant in the gradient.
 
     When it is below `MIN_SCALE` (e.g. a batch of one, or more than half the residuals identical)
-    the scale is 1, i.e. raw residuals are used, instead of dividing by (nearly) zero."""
+    the scale is 1, i.e. raw residuals are used, instead of dividing by (nearly) zero. A positive
+    `min_scale` is a floor: the scale never goes below it."""
     median = ops.median(residuals, axis=0, keepdims=True)
     mad = ops.median(ops.abs(residuals - median), axis=0, keepdims=True)
     scale = ops.stop_gradient(MAD_TO_SIGMA * mad)
-    return ops.where(scale > MIN_SCALE, scale, ops.ones_like(scale))
+    scale = ops.where(scale > MIN_SCALE, scale, ops.ones_like(scale))
+    return ops.maximum(scale, min_scale) if min_scale > 0 else scale
 
 
 def tukey_rho(r, c):
@@ -46,28 +48,51 @@ def tukey_rho(r, c):
 
 @keras.saving.register_keras_serializable(package="va2att")
 class TukeyBiweight(keras.losses.Loss):
-    """Tukey's biweight loss on residuals divided by `1.4826 · MAD` of the batch (Belagiannis et al. 2015).
+    """Tukey's biweight loss with the residual scale `s = 1.4826 · MAD` of the batch (Belagiannis et al. 2015).
 
     Reference: Belagiannis et al., "Robust Optimization for Deep Regression", ICCV 2015.
-    Unscaled residuals of targets in [-1, 1] never reach c = 4.685, so without the scale the loss would
-    be MSE in disguise; the MAD scale makes "outlier" relative to the current batch's spread.
+    A residual counts as an outlier (zero gradient) beyond `c` robust standard deviations of the
+    current batch, `|r| > c·s`; unscaled residuals of targets in [-1, 1] would never reach
+    c = 4.685, so without the scale the loss would be MSE in disguise.
+
+    Two forms with the same outlier rule (`s` held constant in the gradient):
+    - `"residual"` (default): `s² · rho(r / s)`, i.e. the biweight of the raw residual with threshold
+      `c·s`. Near zero it is `r²/2`, so its value is in squared label units and falls as predictions
+      improve (comparable across epochs), and its gradient is `r`-sized like MSE's.
+    - `"scaled"`: `rho(r / s)`, as the equation is usually written. Its value does not change when every
+      residual is scaled by the same factor, and its gradient grows as `1/s` as the fit improves, so
+      the weight of this term against the cross-entropy drifts by `1/s²` during training.
+    For one batch both forms have the same minimiser; they differ by the factor `s²`.
 
     Args:
         c: float. Tuning constant (4.685 gives 95% efficiency under Gaussian noise).
+        form: str. `"residual"` or `"scaled"` (see above).
+        min_scale: float. Floor on `s` (0 = none).
     """
 
-    def __init__(self, c=4.685, name="tukey", reduction="sum_over_batch_size", dtype=None):
+    def __init__(self, c=4.685, form="residual", min_scale=0.0, name="tukey", reduction="sum_over_batch_size",
+                 dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if not c > 0:
             raise ValueError(f"c must be positive. Received: c={c!r}")
+        if form not in TUKEY_FORMS:
+            raise ValueError(f"form must be one of {TUKEY_FORMS}. Received: form={form!r}")
+        if not min_scale >= 0:
+            raise ValueError(f"min_scale must be >= 0. Received: min_scale={min_scale!r}")
         self.c = float(c)
+        self.form = form
+        self.min_scale = float(min_scale)
 
     def call(self, y_true, y_pred):
         r = _residuals(y_true, y_pred)
-        return ops.mean(tukey_rho(r / robust_scale(r), self.c), axis=-1)
+        scale = robust_scale(r, self.min_scale)
+        rho = tukey_rho(r / scale, self.c)
+        if self.form == "residual":
+            rho = rho * ops.square(scale)
+        return ops.mean(rho, axis=-1)
 
     def get_config(self):
-        return {**super().get_config(), "c": self.c}
+        return {**super().get_config(), "c": self.c, "form": self.form, "min_scale": self.min_scale}
 
 
 @keras.saving.register_keras_serializable(package="va2att")
@@ -109,7 +134,7 @@ class ConcordanceLoss(keras.losses.Loss):
 def regression_loss(cfg: ModelConfig) -> keras.losses.Loss:
     """A fresh instance of the regression loss named by `cfg.loss`."""
     if cfg.loss == "tukey":
-        return TukeyBiweight(c=cfg.tukey_c)
+        return TukeyBiweight(c=cfg.tukey_c, form=cfg.tukey_form, min_scale=cfg.tukey_min_scale)
     if cfg.loss == "mse":
         return MeanSquaredError()
     if cfg.loss == "ccc":

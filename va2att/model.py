@@ -2,9 +2,11 @@
 vectors with second-level attention (the "features"), then a swappable head (`va2att.heads`).
 
     image 48x48x1 (0-255) -> /255 -> stem 3x3 conv (48x48, width)
-      -> stage1 24x24 (width)   : down-sampling residual unit, attention block or its trunk
+      -> stage1 24x24 (width)   : down-sampling residual unit, then an attention block (stage < blocks)
       -> stage2 12x12 (2*width) : idem
       -> stage3  6x6  (4*width) : idem
+         a stage without a block ends after its down-sampling unit (blocks add depth, the paper's
+         Table 2 reading) or keeps the block's trunk (`blocks_add_depth=False`: blocks add only masks)
       -> [second_level] each stage: BN-ReLU, 1x1 conv to D + GAP -> 3 level vectors -> LevelAttention -> z
          [otherwise]    BN-ReLU + GAP of stage3 -> z
       -> head -> {"valence", "arousal", "expression"}
@@ -36,8 +38,9 @@ FEATURES = "features"  # name of the layer whose output is z, the input of every
 
 
 def apply_stage(x, cfg: ModelConfig, index: int):
-    """Stage `index` (0-based): a down-sampling unit, then an attention block when `index < cfg.blocks`,
-    otherwise the block's trunk alone (two residual units), so `blocks` changes only the mask."""
+    """Stage `index` (0-based): a down-sampling unit, then an attention block when `index < cfg.blocks`.
+    Otherwise nothing more (`cfg.blocks_add_depth`, default: each block adds its trunk and its mask), or
+    the block's trunk alone, two residual units (so `blocks` changes only the mask)."""
     filters = cfg.width * 2**index
     prefix = f"stage{index + 1}"
     x = ResidualUnit(filters, strides=2, bottleneck_ratio=BOTTLENECK_RATIO, name=f"{prefix}_down")(x)
@@ -45,6 +48,8 @@ def apply_stage(x, cfg: ModelConfig, index: int):
         return ResidualAttentionBlock(
             filters, mask_depth=MASK_DEPTHS[index], bottleneck_ratio=BOTTLENECK_RATIO, name=f"{prefix}_attention"
         )(x)
+    if cfg.blocks_add_depth:
+        return x
     for unit in range(1, 3):
         x = ResidualUnit(filters, bottleneck_ratio=BOTTLENECK_RATIO, name=f"{prefix}_attention_trunk{unit}")(x)
     return x

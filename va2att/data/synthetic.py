@@ -1,14 +1,16 @@
 """A synthetic data set in the exact AffectNet layout, for demos, tests and CI.
 
-    python -m va2att.data.synthetic OUT --train 6000 --val 1000 [--seed 0]
+    python -m va2att.data.synthetic OUT --train 6000 --val 1000 [--seed 0] [--style cartoon|portrait]
 
 writes
     OUT/Manually_Annotated_Images/<sub>/<name>.jpg
     OUT/Manually_Annotated_file_lists/training.csv, validation.csv   (real header)
 
-Each image holds one procedurally drawn face (see `synthetic_face`) whose mouth, eyes and
-brows encode valence and arousal; the expression code is the nearest circumplex
-prototype. `train` and `val` count the usable faces (codes 0-7). On top of them each split
+Each image holds one procedurally drawn face whose mouth, eyes and brows encode valence and
+arousal; the expression code is the nearest circumplex prototype. Two drawings: `cartoon`
+(`synthetic_face`, the demo set) and `portrait` (`synthetic_portrait`: other geometry, label
+distribution, clutter and noise, and 4% random labels), to check that a recipe is not tuned to
+one drawing. `train` and `val` count the usable faces (codes 0-7). On top of them each split
 carries the dirt real copies have (`DIRT`): codes 8-10, -2 and out-of-range labels, a
 missing file, garbage bytes, a truncated JPEG, an empty file; and among the usable rows a
 grayscale JPEG, an RGBA PNG, a 16-bit grayscale PNG and rows with bad landmark strings (these
@@ -32,6 +34,7 @@ from va2att.data.affectnet import COLUMNS, IMAGES_DIR, LISTS_DIR
 
 VERSION = 2  # bump when the drawn faces change, so cached demo sets are regenerated
 SPLITS = {"training": 0, "validation": 1}
+STYLES = ("cartoon", "portrait")
 FILES_PER_DIR = 500
 
 # Extra rows per split, each with the reason preparation must count it under.
@@ -79,12 +82,18 @@ def _render(job) -> list[str]:
     """Draw and write one usable face; returns its CSV row."""
     import cv2
 
-    from va2att.data.synthetic_face import draw_face, sample_labels
-
-    root, split, index, seed = job
+    root, split, index, seed, style = job
     rng = np.random.default_rng([seed, SPLITS[split], index])
-    v, a, code = sample_labels(rng)
-    img, lm, box = draw_face(v, a, rng)
+    if style == "portrait":
+        from va2att.data.synthetic_portrait import draw_portrait, sample_labels
+
+        v_shown, a_shown, code, v, a = sample_labels(rng)
+        img, lm, box = draw_portrait(v_shown, a_shown, rng)
+    else:
+        from va2att.data.synthetic_face import draw_face, sample_labels
+
+        v, a, code = sample_labels(rng)
+        img, lm, box = draw_face(v, a, rng)
     special = SPECIAL.get(index)
     rel = _relpath(split, index, "png" if special in ("rgba_png", "gray16_png") else "jpg")
     path = Path(root) / IMAGES_DIR / rel
@@ -142,7 +151,7 @@ def _dirt_rows(root: Path, split: str, template: list[str], rng: np.random.Gener
     return rows
 
 
-def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: int = 0) -> Path:
+def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: int = 0, style: str = "cartoon") -> Path:
     """Write the synthetic set under `out` (created); returns the root Path.
 
     Args:
@@ -150,14 +159,17 @@ def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: in
         train, val: usable faces per split (>= 1; dirt rows come on top).
         seed: int; the same seed gives the same files.
         workers: processes; 0 = one per core.
+        style: "cartoon" (the demo set's drawing) or "portrait" (another drawing).
     """
     if train < 1 or val < 1:
         raise ValueError(f"train and val must be >= 1. Received: train={train}, val={val}")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}. Received: style={style!r}")
     root = Path(out)
     (root / LISTS_DIR).mkdir(parents=True, exist_ok=True)
     workers = workers or cpu_count()
     for split, n in (("training", train), ("validation", val)):
-        jobs = [(str(root), split, i, seed) for i in range(n)]
+        jobs = [(str(root), split, i, seed, style) for i in range(n)]
         if workers > 1 and n >= 64:
             with mp.get_context("spawn").Pool(workers, initializer=_single_threaded) as pool:
                 rows = pool.map(_render, jobs, chunksize=max(1, n // (workers * 8)))
@@ -179,9 +191,12 @@ def main(argv=None) -> int:
     parser.add_argument("--val", type=int, default=1000, help="usable validation faces (default 1000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")
+    parser.add_argument("--style", choices=STYLES, default="cartoon",
+                        help="cartoon: the demo set's drawing (default); portrait: another drawing, with clutter "
+                             "and 4%% random labels")
     args = parser.parse_args(argv)
     t = time.perf_counter()
-    root = generate(args.out, args.train, args.val, args.seed, args.workers)
+    root = generate(args.out, args.train, args.val, args.seed, args.workers, args.style)
     print(f"wrote {args.train} + {args.val} faces (plus {len(DIRT)} dirt rows per split) to {root} "
           f"in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     return 0
