@@ -80,7 +80,11 @@ def test_the_portrait_drawing_writes_the_same_layout_with_its_own_faces(tmp_path
 
 
 def test_portrait_labels_have_outliers_and_features_follow_the_shown_labels():
-    from va2att.data.synthetic_portrait import OUTLIER_SHARE, portrait_landmarks, sample_labels
+    from va2att.data.synthetic_portrait import (
+        OUTLIER_SHARE,
+        portrait_landmarks,
+        sample_labels,
+    )
 
     rng = np.random.default_rng(0)
     draws = [sample_labels(rng) for _ in range(2000)]

@@ -38,6 +38,7 @@ def spearman_matrix(columns: np.ndarray) -> np.ndarray:
     constant = np.ptp(columns, axis=0) == 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)  # 0/0 of a constant column, replaced below
         corr = np.atleast_2d(stats.spearmanr(columns).statistic).astype("float64")
     corr[constant, :] = 0.0
     corr[:, constant] = 0.0

@@ -156,7 +156,7 @@ def draw_portrait(
     for side, idx in ((-1, slice(36, 42)), (1, slice(42, 48))):
         eye = lm_face[idx]
         cv2.fillPoly(img, [pts(eye)], col(np.full(3, rng.uniform(190, 250))), cv2.LINE_AA, sh)
-        cx, ew, opening, lift = prm["eyes"][side]
+        cx, ew, opening, _ = prm["eyes"][side]
         ctr = to_img([[cx, eye[:, 1].mean()]])[0]
         r = max(1.0, min(opening, ew) * 0.8 * face_px)
         cv2.circle(img, (int(ctr[0] * 16), int(ctr[1] * 16)), int(r * 16), col(dark), -1, cv2.LINE_AA, sh)
