@@ -54,12 +54,12 @@ def test_filters_and_counts(tmp_path):
     ]
     _write(tmp_path, lines)
     rows = read_split(tmp_path, "training")
-    assert rows.paths == ["a/1.jpg", "a/2.jpg", "a/1.jpg"]
-    assert rows.expression.tolist() == [1, 7, 1]
-    assert np.allclose(rows.valence, [0.5, 0.1, -1]) and np.allclose(rows.arousal, [-0.25, 0.2, 1])
+    assert rows.paths == ["a/1.jpg", "a/2.jpg", "a/1.jpg", "a/1.jpg"]
+    assert rows.expression.tolist() == [1, 7, 8, 1]  # code 8 ("None") is kept for its valence and arousal
+    assert np.allclose(rows.valence, [0.5, 0.1, 0.5, -1]) and np.allclose(rows.arousal, [-0.25, 0.2, -0.25, 1])
     assert np.allclose(rows.boxes[0], [10, 20, 100, 110])
     assert dict(rows.dropped) == {
-        "expression_excluded": 2,
+        "expression_excluded": 1,
         "no_value": 1,
         "label_out_of_range": 1,
         "label_non_numeric": 2,
@@ -69,7 +69,7 @@ def test_filters_and_counts(tmp_path):
     }
     assert rows.total == len(lines) - 1
     seven = read_split(tmp_path, "training", num_classes=7)
-    assert seven.expression.tolist() == [1, 1] and seven.dropped["expression_excluded"] == 3
+    assert seven.expression.tolist() == [1, 8, 1] and seven.dropped["expression_excluded"] == 2
 
 
 def test_no_header_and_header_variants(tmp_path):

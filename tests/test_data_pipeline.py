@@ -81,3 +81,62 @@ def test_evaluation_centre_crop_flip_pairs_and_seven_classes(prepared):
 def test_unprepared_folder_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="prepare"):
         pipeline.make_dataset(tmp_path, "training", DataConfig(), training=True)
+
+
+def _all(ds):
+    """Every element of a finite dataset, concatenated per key (labels, then sample weights if any)."""
+    parts = list(ds.as_numpy_iterator())
+    return [{k: np.concatenate([p[i][k] for p in parts]) for k in parts[0][i]} for i in range(1, len(parts[0]))]
+
+
+def test_none_faces_reach_valence_and_arousal_with_the_expression_masked(prepared):
+    from va2att.data.pipeline import count_examples
+
+    cfg = DataConfig(batch_size=1, deterministic=True, shuffle_buffer=100)
+    n, n8 = count_examples(prepared, "training"), count_examples(prepared, "training", none_faces=True)
+    assert n8 == n + 1  # the synthetic set plants one code-8 face per split
+    plain = pipeline.make_dataset(prepared, "training", cfg, training=True)
+    (labels,) = _all(plain)
+    assert len(labels["expression"]) == n and set(labels["expression"]) <= set(range(8))
+    labels, weights = _all(pipeline.make_dataset(prepared, "training", cfg, training=True, none_faces=True))
+    assert len(labels["expression"]) == n + 1
+    masked = weights["expression"] == 0
+    assert masked.sum() == 1 and labels["expression"][masked] == [0]  # a placeholder the zero weight hides
+    assert np.all(weights["valence"] == 1) and np.all(weights["arousal"] == 1)
+    with pytest.raises(ValueError, match="training"):
+        pipeline.make_dataset(prepared, "validation", cfg, training=False, none_faces=True)
+
+
+def test_none_faces_train_valence_and_arousal_but_not_the_cross_entropy(prepared):
+    from conftest import TINY_MODEL
+
+    from va2att.config import ModelConfig, RunConfig
+    from va2att.trainer import build_compiled_model
+
+    cfg = DataConfig(batch_size=1, deterministic=True)  # every face, none left in a partial batch
+    ds = pipeline.make_dataset(prepared, "training", cfg, training=True, none_faces=True)
+    only_none = ds.unbatch().filter(lambda x, y, w: w["expression"] == 0).batch(4)
+    model = build_compiled_model(RunConfig(model=ModelConfig(**TINY_MODEL)))
+    logs = model.evaluate(only_none, verbose=0, return_dict=True)
+    assert logs["expression_loss"] == 0.0 and logs["valence_loss"] > 0 and logs["arousal_loss"] > 0
+
+
+def test_the_holdout_split_is_disjoint_stable_and_of_the_asked_share(prepared):
+    import tensorflow as tf
+
+    from va2att.data.pipeline import count_holdout, holdout_mask
+
+    cfg = DataConfig(batch_size=4, holdout_share=0.25, holdout_seed=3)
+
+    def paths(holdout):
+        ds = pipeline.make_dataset(prepared, "training", cfg, training=False, holdout=holdout)
+        return ds.cardinality().numpy(), sum(len(y["expression"]) for _, y in ds.as_numpy_iterator())
+
+    (_, kept), (_, held), (_, whole) = paths("exclude"), paths("only"), paths(None)
+    assert kept + held == whole and 0 < held < whole
+    assert count_holdout(prepared, "training", 0.25, 3) == (kept, held)
+    # The mask is a function of the path alone: the same in another run, disjoint by construction.
+    names = tf.constant([f"train{i:03d}/t{i:06d}.jpg" for i in range(4000)])
+    first, again = holdout_mask(names, 0.25, 3).numpy(), holdout_mask(names, 0.25, 3).numpy()
+    assert np.array_equal(first, again) and abs(first.mean() - 0.25) < 0.03
+    assert not np.array_equal(first, holdout_mask(names, 0.25, 4).numpy())  # another seed, another share

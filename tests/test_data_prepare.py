@@ -50,7 +50,7 @@ def _valid_csv_rows(root, split):
             code, v, a = int(r[6]), float(r[7]), float(r[8])
         except ValueError:
             continue
-        if 0 <= code <= 7 and abs(v) <= 1 and abs(a) <= 1 and "_dirt/" not in r[0]:  # dirt files are broken
+        if 0 <= code <= 8 and abs(v) <= 1 and abs(a) <= 1 and "_dirt/" not in r[0]:  # dirt files are broken
             ok.append((r[0], code, v, a))
     return ok
 
@@ -62,7 +62,8 @@ def test_round_trip_keeps_labels_and_counts_reasons(root, reference):
     for split, n in (("training", TRAIN), ("validation", VAL)):
         s = report["splits"][split]
         recs = _records(out, split)
-        assert s["written"] == len(recs) == n
+        # The code-8 ("None") dirt row is kept, with its code, apart from the n usable faces.
+        assert s["written"] == len(recs) == n + 1 and s["none_faces"] == 1
         expected = {r[0]: r[1:] for r in _valid_csv_rows(root, split)}
         got = {r["path"]: (int(r["expression"]), float(r["valence"]), float(r["arousal"])) for r in recs}
         assert set(got) == set(expected)
@@ -70,13 +71,13 @@ def test_round_trip_keeps_labels_and_counts_reasons(root, reference):
             assert got[path][0] == code and np.isclose(got[path][1], v, atol=1e-6) and np.isclose(got[path][2], a, atol=1e-6)
         assert all(len(r["image"]) == 56 * 56 for r in recs)
         # Every dirt row is counted under the reason synthetic.DIRT declares for it.
-        assert s["skipped"] == dict(Counter(synthetic.DIRT.values()))
+        assert s["skipped"] == dict(Counter(r for r in synthetic.DIRT.values() if r))
         # Gray, RGBA and 16-bit images are kept; bad landmark strings fall back to the face box.
         assert s["fallbacks"] == {"landmarks_non_numeric": 1, "landmarks_wrong_length": 1}
-        assert s["methods"] == {"box": 2, "landmarks": n - 2}
-        assert sum(s["per_expression"].values()) == n
+        assert s["methods"] == {"box": 2, "landmarks": n - 1}
+        assert sum(s["per_expression"].values()) == n + 1 and s["per_expression"]["8"] == 1
         assert s["shards"] == sorted(p.name for p in out.glob(f"{split}-*.tfrecord"))
-    assert report["written"] == TRAIN + VAL
+    assert report["written"] == TRAIN + VAL + 2
     assert report["skipped"]["missing"] == 2
 
 

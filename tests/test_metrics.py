@@ -12,8 +12,8 @@ from va2att.metrics import (
     accuracy,
     ccc,
     confusion_matrix,
-    keras_metrics,
     macro_f1,
+    metric_args,
     pcc,
     rmse,
     sagr,
@@ -79,12 +79,14 @@ def test_streaming_equals_numpy_on_the_concatenation(metric_cls, fn):
 
 
 def test_keras_metrics_names():
-    metrics = keras_metrics(ModelConfig())
+    args = metric_args(ModelConfig())
+    metrics = args["metrics"]
     assert [m.name for m in metrics["valence"]] == ["ccc", "rmse", "pcc", "sagr"]
-    assert [m.name for m in metrics["expression"]] == ["accuracy"]
-    single = keras_metrics(ModelConfig(head="single-valence"))
-    assert list(single) == ["valence"] and single["valence"][0].name == "valence_ccc"
-    assert metrics["valence"][0] is not keras_metrics(ModelConfig())["valence"][0]
+    assert [m.name for m in args["weighted_metrics"]["expression"]] == ["accuracy"]
+    single = metric_args(ModelConfig(head="single-valence"))
+    assert list(single["metrics"]) == ["valence"] and single["metrics"]["valence"][0].name == "valence_ccc"
+    assert single["weighted_metrics"] == {}
+    assert metrics["valence"][0] is not metric_args(ModelConfig())["metrics"]["valence"][0]
 
 
 @pytest.mark.large
@@ -95,7 +97,7 @@ def test_logged_metric_names_from_fit():
     for head in ("2mt", "single-arousal"):
         cfg = ModelConfig(width=4, level_dim=8, gru_units=4, dimensional_units=8, categorical_units=8, head=head)
         model = build_model(cfg)
-        model.compile(optimizer="rmsprop", metrics=keras_metrics(cfg), **compile_args(cfg))
+        model.compile(optimizer="rmsprop", **metric_args(cfg), **compile_args(cfg))
         rng = np.random.default_rng(0)
         x = rng.uniform(0, 255, (16, 48, 48, 1)).astype("float32")
         y = {"valence": rng.uniform(-1, 1, (16, 1)), "arousal": rng.uniform(-1, 1, (16, 1)), "expression": rng.integers(0, 8, 16)}

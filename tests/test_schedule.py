@@ -7,7 +7,7 @@ import pytest
 from va2att.callbacks import LearningRateControl
 from va2att.config import ModelConfig, TrainConfig
 from va2att.losses import compile_args
-from va2att.metrics import keras_metrics
+from va2att.metrics import metric_args
 from va2att.schedule import PlateauRule, schedule_signal
 
 RNG = np.random.default_rng(0)
@@ -25,7 +25,7 @@ def validation_logs(model_cfg: ModelConfig, k: float) -> dict:
     names = ("valence", "arousal", "expression")
     inputs = [keras.Input((d,), name=f"{name}_in") for name, d in zip(names, (1, 1, 8))]
     model = keras.Model(inputs, {name: keras.layers.Identity(name=name)(x) for name, x in zip(names, inputs)})
-    model.compile(metrics=keras_metrics(model_cfg), **compile_args(model_cfg))
+    model.compile(**metric_args(model_cfg), **compile_args(model_cfg))
     preds = [(TRUE_V - (TRUE_V - PRED_V) / k)[:, None], (TRUE_A - (TRUE_A - PRED_A) / k)[:, None], PROBS]
     labels = {"valence": TRUE_V, "arousal": TRUE_A, "expression": EXPR}
     logs = model.evaluate(preds, labels, batch_size=128, verbose=0, return_dict=True)

@@ -22,6 +22,7 @@ INPUT_SIZE = 48  # side of the crop the network sees (random in training, centre
 LOSSES = ("tukey", "mse", "ccc")
 TUKEY_FORMS = ("residual", "scaled")
 PLATEAU_MONITORS = ("ccc", "val_loss")
+SELECTIONS = ("validation", "holdout")
 POOLINGS = ("flatten", "mean")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("plateau", "step", "constant")
@@ -118,6 +119,10 @@ class DataConfig:
     demo_val: int = 1000  # size of the generated demo validation split
     demo_seed: int = 0  # seed of the generated demo set (the same faces whatever train.seed is)
     prepare_workers: int = 0  # processes for preparation; 0 = one per core
+    none_faces: bool = False  # also train V/A on AffectNet's code-8 "None" faces (expression loss masked for them)
+    selection: str = "validation"  # split for model selection and the schedule: validation (the paper's) or holdout
+    holdout_share: float = 0.05  # with selection=holdout: share of the training split held out (by path hash)
+    holdout_seed: int = 0  # with selection=holdout: key of the path hash (the same held-out faces in every run)
 
     def __post_init__(self):
         if not isinstance(self.data, str) or not self.data:
@@ -133,6 +138,10 @@ class DataConfig:
         _check_int("data.demo_val", self.demo_val, 1)
         _check_int("data.demo_seed", self.demo_seed, 0)
         _check_int("data.prepare_workers", self.prepare_workers, 0)
+        _check_bool("data.none_faces", self.none_faces)
+        _check_choice("data.selection", self.selection, SELECTIONS)
+        _check_float("data.holdout_share", self.holdout_share, 0.001, 0.5)
+        _check_int("data.holdout_seed", self.holdout_seed, 0)
 
 
 @dataclass(frozen=True)

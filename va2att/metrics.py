@@ -5,7 +5,7 @@ accumulate sufficient statistics (n, Σx, Σy, Σx², Σy², Σxy, ...) in float
 split and compute the value from those sums, so the result equals the NumPy metric on the
 concatenated split, never an average of per-batch values.
 
-With `model.compile(metrics=keras_metrics(cfg))` Keras 3 logs them as `valence_ccc`, `valence_rmse`,
+With `model.compile(**metric_args(cfg))` Keras 3 logs them as `valence_ccc`, `valence_rmse`,
 `valence_pcc`, `valence_sagr`, the same for `arousal_`, and `expression_accuracy`; validation logs
 carry a `val_` prefix (`val_valence_ccc`, ...).
 """
@@ -211,18 +211,20 @@ class SAGR(_SumsMetric):
         return ops.cast(self._sums["agree"].value / ops.maximum(self._sums["n"].value, 1.0), "float32")
 
 
-def keras_metrics(cfg: ModelConfig) -> dict:
-    """Fresh metric instances for `model.compile(metrics=...)`, keyed by `cfg.outputs`.
+def metric_args(cfg: ModelConfig) -> dict:
+    """`dict(metrics={...}, weighted_metrics={...})` of fresh metric instances for `model.compile`.
 
     Logged names: `<output>_<metric>` and `val_<output>_<metric>`, e.g. `val_valence_ccc`,
-    `val_arousal_rmse`, `val_expression_accuracy`. Keras 3 drops the output prefix when a model has a
-    single output, so the single-task heads name their metrics `valence_ccc`, ... themselves and the
-    logs read the same for every head."""
+    `val_arousal_rmse`, `val_expression_accuracy`. The expression accuracy is a weighted metric, so
+    faces whose expression has sample weight 0 (AffectNet's "None" faces, `data.none_faces`) do not
+    count; without sample weights it is the plain accuracy. Keras 3 drops the output prefix when a
+    model has a single output, so the single-task heads name their metrics `valence_ccc`, ...
+    themselves and the logs read the same for every head."""
     prefix = f"{cfg.outputs[0]}_" if len(cfg.outputs) == 1 else ""
-    metrics = {}
+    metrics, weighted = {}, {}
     for name in cfg.outputs:
         if name == "expression":
-            metrics[name] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+            weighted[name] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         else:
             metrics[name] = [CCC(f"{prefix}ccc"), RMSE(f"{prefix}rmse"), PCC(f"{prefix}pcc"), SAGR(f"{prefix}sagr")]
-    return metrics
+    return {"metrics": metrics, "weighted_metrics": weighted}

@@ -52,8 +52,9 @@ def training_labels(prepared, cfg: RunConfig, seed: int):
 
     from va2att.data.pipeline import make_dataset
 
+    holdout = "exclude" if cfg.data.selection == "holdout" else None
     ds = make_dataset(prepared, "training", dataclasses.replace(cfg.data, cache=False), training=False,
-                      num_classes=cfg.model.num_classes, seed=seed)
+                      num_classes=cfg.model.num_classes, seed=seed, holdout=holdout)
     expr, val, aro = [], [], []
     for _, labels in ds:
         expr.append(labels["expression"].numpy().reshape(-1))
@@ -63,20 +64,50 @@ def training_labels(prepared, cfg: RunConfig, seed: int):
 
 
 def only_model_targets(dataset, cfg: RunConfig):
-    """Keep the labels of the outputs the head has (the mt and single-task heads predict no expression)."""
+    """Keep the labels (and sample weights) of the outputs the head has (the mt and single-task heads
+    predict no expression)."""
     names = cfg.model.outputs
     if set(names) == {"valence", "arousal", "expression"}:
         return dataset
-    return dataset.map(lambda image, labels: (image, {k: labels[k] for k in names}))
+    return dataset.map(lambda image, *dicts: (image, *({k: d[k] for k in names} for d in dicts)))
+
+
+def selection_datasets(prepared, cfg: RunConfig, data_cfg, log=print):
+    """The training dataset and the one that selects the best epoch and drives the schedule.
+
+    `data.selection="validation"` (the paper's protocol: AffectNet has no public test set) selects on
+    the validation split that is then reported; `"holdout"` holds out `data.holdout_share` of the
+    training split (a fixed, keyed hash of the file path) and selects on it, so the validation split
+    is seen only by evaluate.py."""
+    from va2att.data.pipeline import count_examples, count_holdout, make_dataset
+
+    k, seed = cfg.model.num_classes, cfg.train.seed
+    none = data_cfg.none_faces
+    if none and not count_examples(prepared, "training", k, none_faces=True) > count_examples(prepared, "training", k):
+        log(f"data.none_faces: {prepared} holds no code-8 ('None') faces; re-prepare it to use them "
+            "(python -m va2att.data.prepare ROOT OUT --overwrite).")
+    if data_cfg.selection == "holdout":
+        kept, held = count_holdout(prepared, "training", data_cfg.holdout_share, data_cfg.holdout_seed, k)
+        log(f"Model selection and the schedule use {held} faces held out of the training split "
+            f"({data_cfg.holdout_share:.1%}, seed {data_cfg.holdout_seed}); training uses the other {kept}. "
+            "The validation split is left for evaluate.py.")
+        train = make_dataset(prepared, "training", data_cfg, training=True, num_classes=k, seed=seed,
+                             none_faces=none, holdout="exclude")
+        select = make_dataset(prepared, "training", data_cfg, training=False, num_classes=k, seed=seed,
+                              holdout="only")
+    else:
+        train = make_dataset(prepared, "training", data_cfg, training=True, num_classes=k, seed=seed, none_faces=none)
+        select = make_dataset(prepared, "validation", data_cfg, training=False, num_classes=k, seed=seed)
+    return only_model_targets(train, cfg), only_model_targets(select, cfg)
 
 
 def build_compiled_model(cfg: RunConfig, adjacency=None):
     from va2att.losses import compile_args
-    from va2att.metrics import keras_metrics
+    from va2att.metrics import metric_args
     from va2att.model import build_model
 
     model = build_model(cfg.model, adjacency=adjacency)
-    model.compile(optimizer=_optimizer(cfg), metrics=keras_metrics(cfg.model),
+    model.compile(optimizer=_optimizer(cfg), **metric_args(cfg.model),
                   jit_compile=cfg.train.jit_compile, **compile_args(cfg.model))
     return model
 
@@ -128,7 +159,6 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
 
     from va2att import distribute
     from va2att.callbacks import LearningRateControl, RunCheckpoint
-    from va2att.data.pipeline import make_dataset
     from va2att.data.source import resolve_data
 
     run = RunDir(run_dir)
@@ -148,10 +178,7 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
         # Every worker must see the same global batches: it keeps its own share of each (DATA sharding).
         data_cfg = dataclasses.replace(data_cfg, deterministic=True)
     prepared = resolve_data(data_cfg, cache_dir=cache_dir, log=log)
-    train_ds = only_model_targets(make_dataset(prepared, "training", data_cfg, training=True,
-                                               num_classes=cfg.model.num_classes, seed=cfg.train.seed), cfg)
-    val_ds = only_model_targets(make_dataset(prepared, "validation", data_cfg, training=False,
-                                             num_classes=cfg.model.num_classes, seed=cfg.train.seed), cfg)
+    train_ds, val_ds = selection_datasets(prepared, cfg, data_cfg, log)
 
     adjacency = None
     if cfg.model.head == "gcn":

@@ -8,7 +8,9 @@ Columns: subDirectory_filePath, face_x, face_y, face_width, face_height, facial_
 header or without it (then the nine columns are taken in this order); header names are
 matched ignoring case, spaces and underscores. Rows are filtered here on their labels, and
 every dropped row is counted under one reason (`LABEL_REASONS`); landmark strings are
-parsed later, per row, by `parse_landmarks`.
+parsed later, per row, by `parse_landmarks`. Code 8 ("None") faces carry real valence and
+arousal: they are kept, with their code, so that training can use them for valence and arousal
+(`data.none_faces`); the pipeline leaves them out by default (AffectNet-8 is codes 0-7).
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ COLUMNS = (
     "arousal",
 )
 NO_VALUE = -2.0  # AffectNet's "no valence/arousal" marker
+NONE_CODE = 8  # "None": a face with valence and arousal but none of the expression classes
 LABEL_REASONS = (
     "malformed_row",  # more fields than the header (dropped by the CSV parser)
     "no_path",  # empty file path
     "expression_non_numeric",  # expression not an integer
-    "expression_excluded",  # codes outside the kept set (8 None, 9 Uncertain, 10 No-Face; 7 for AffectNet-7)
+    "expression_excluded",  # codes outside the kept set (9 Uncertain, 10 No-Face; 7 for AffectNet-7)
     "no_value",  # valence or arousal is -2
     "label_non_numeric",  # valence or arousal missing or not a number
     "label_out_of_range",  # valence or arousal outside [-1, 1]
@@ -97,7 +100,8 @@ def read_split(root, split: str, num_classes: int = 8) -> Rows:
     Args:
         root: AffectNet root folder.
         split: "training" or "validation".
-        num_classes: 8 keeps codes 0-7 (AffectNet-8), 7 keeps 0-6 (AffectNet-7).
+        num_classes: 8 keeps codes 0-7 (AffectNet-8), 7 keeps 0-6 (AffectNet-7); code 8 ("None")
+            is kept in both, for its valence and arousal.
     Raises:
         AffectNetError: the file is missing, or lacks columns (they are named).
     """
@@ -148,7 +152,7 @@ def read_split(root, split: str, num_classes: int = 8) -> Rows:
     drop(df["subDirectory_filePath"].to_numpy() == "", "no_path")
     drop(~np.isfinite(expr) | (expr != np.round(expr)), "expression_non_numeric")
     with np.errstate(invalid="ignore"):
-        drop(~((expr >= 0) & (expr < num_classes)), "expression_excluded")
+        drop(~(((expr >= 0) & (expr < num_classes)) | (expr == NONE_CODE)), "expression_excluded")
         drop((v == NO_VALUE) | (a == NO_VALUE), "no_value")
         drop(~np.isfinite(v) | ~np.isfinite(a), "label_non_numeric")
         drop((np.abs(v) > 1) | (np.abs(a) > 1), "label_out_of_range")

@@ -279,7 +279,8 @@ def prepare(
             _merge(s, part)
             s["shards"].append(shard_name(split, i))
         s["skipped"] = dict(sorted(s["skipped"].items()))
-        if s["written"] == 0:
+        s["none_faces"] = int(s.get("per_expression", {}).get(str(affectnet.NONE_CODE), 0))  # kept, used only with data.none_faces
+        if s["written"] - s["none_faces"] == 0:
             raise PrepareError(
                 f"no usable face in split {split!r} of {root} ({t.total} CSV rows; skipped: {s['skipped']})"
             )

@@ -11,7 +11,8 @@ arousal; the expression code is the nearest circumplex prototype. Two drawings: 
 (`synthetic_face`, the demo set) and `portrait` (`synthetic_portrait`: other geometry, label
 distribution, clutter and noise, and 4% random labels), to check that a recipe is not tuned to
 one drawing. `train` and `val` count the usable faces (codes 0-7). On top of them each split
-carries the dirt real copies have (`DIRT`): codes 8-10, -2 and out-of-range labels, a
+carries the dirt real copies have (`DIRT`): codes 8-10 (8, "None", is kept for its valence and
+arousal), -2 and out-of-range labels, a
 missing file, garbage bytes, a truncated JPEG, an empty file; and among the usable rows a
 grayscale JPEG, an RGBA PNG, a 16-bit grayscale PNG and rows with bad landmark strings (these
 are kept: converted to RGB, or aligned from the face box). Deterministic from the seed,
@@ -32,14 +33,14 @@ import numpy as np
 
 from va2att.data.affectnet import COLUMNS, IMAGES_DIR, LISTS_DIR
 
-VERSION = 2  # bump when the drawn faces change, so cached demo sets are regenerated
+VERSION = 3  # bump when the drawn faces change, so cached demo sets are regenerated
 SPLITS = {"training": 0, "validation": 1}
 STYLES = ("cartoon", "portrait")
 FILES_PER_DIR = 500
 
 # Extra rows per split, each with the reason preparation must count it under.
 DIRT = {
-    "code_8": "expression_excluded",
+    "code_8": None,  # kept: a "None" face has valence and arousal (counted apart, used with data.none_faces)
     "code_9_no_value": "expression_excluded",
     "code_10_no_value": "expression_excluded",
     "valence_minus_2": "no_value",
@@ -125,8 +126,10 @@ def _dirt_rows(root: Path, split: str, template: list[str], rng: np.random.Gener
     src = root / IMAGES_DIR / template[0]
     for i, kind in enumerate(DIRT):
         row = list(template)
-        if kind == "code_8":
-            row[6] = "8"
+        if kind == "code_8":  # its own file: paths are unique in AffectNet's lists
+            row[0], row[6] = f"{split[:5]}_none/none.jpg", "8"
+            (root / IMAGES_DIR / row[0]).parent.mkdir(parents=True, exist_ok=True)
+            (root / IMAGES_DIR / row[0]).write_bytes(src.read_bytes())
         elif kind in ("code_9_no_value", "code_10_no_value"):
             row[6], row[7], row[8] = ("9" if "9" in kind else "10"), "-2", "-2"
         elif kind == "valence_minus_2":
