@@ -38,28 +38,28 @@ def count_flops(model) -> int:
     return int(profile.total_float_ops)
 
 
-def model_rows(base: ModelConfig, blocks=(0, 1, 2, 3), heads=tuple(HEADS)) -> list[dict]:
-    """One row per (blocks, head): trainable parameters, all parameters, forward MFLOPs per image."""
+def model_rows(base: ModelConfig, blocks=(0, 1, 2, 3), heads=tuple(HEADS), depths=(True, False)) -> list[dict]:
+    """One row per (blocks_add_depth, blocks, head): trainable parameters, all parameters, forward MFLOPs per image."""
     import keras
 
     from va2att.model import build_model
 
     rows = []
-    for b in blocks:
-        for head in heads:
-            cfg = dataclasses.replace(base, blocks=b, head=head)
-            model = build_model(cfg)
-            trainable = sum(int(v.numpy().size) for v in model.trainable_variables)
-            rows.append(
-                {
-                    "blocks": b,
-                    "head": head,
-                    "trainable": trainable,
-                    "params": model.count_params(),
-                    "mflops": count_flops(model) / 1e6,
-                }
-            )
-            keras.backend.clear_session()
+    for depth, b, head in ((d, b, h) for d in depths for b in blocks for h in heads):
+        cfg = dataclasses.replace(base, blocks=b, head=head, blocks_add_depth=depth)
+        model = build_model(cfg)
+        trainable = sum(int(v.numpy().size) for v in model.trainable_variables)
+        rows.append(
+            {
+                "blocks_add_depth": depth,
+                "blocks": b,
+                "head": head,
+                "trainable": trainable,
+                "params": model.count_params(),
+                "mflops": count_flops(model) / 1e6,
+            }
+        )
+        keras.backend.clear_session()
     return rows
 
 
@@ -75,12 +75,16 @@ def markdown_table(rows: list[dict], base: ModelConfig) -> str:
             f"K={base.num_classes}."
         ),
         "MFLOPs: forward pass for one 48x48 image (TF profiler float_ops; 1 multiply-add = 2 FLOPs).",
+        "Blocks add depth: `model.blocks_add_depth` (yes, the default: a stage without a block is its",
+        "down-sampling unit alone; no: every stage keeps the block's trunk, blocks add only masks).",
         "",
-        "| blocks | head | trainable params | all params | MFLOPs / image |",
-        "|---:|---|---:|---:|---:|",
+        "| blocks add depth | blocks | head | trainable params | all params | MFLOPs / image |",
+        "|---|---:|---|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['blocks']} | {r['head']} | {r['trainable']:,} | {r['params']:,} | {r['mflops']:.1f} |")
+        depth = "yes" if r.get("blocks_add_depth", True) else "no"
+        lines.append(f"| {depth} | {r['blocks']} | {r['head']} | {r['trainable']:,} | {r['params']:,} | "
+                     f"{r['mflops']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
