@@ -147,7 +147,8 @@ def table2() -> Table:
     """Table 2: the number of residual attention blocks in 2Att-2Mt.
 
     Command:  python -m va2att.experiments table2 --data /data/AffectNet --repeats 5
-    Runtime:  3 variants x 5 repeats x 10 epochs; estimate 15 GPU runs of well under an hour each.
+    Runtime:  6 variants (3 per reading) x 5 repeats x 10 epochs; estimate 30 GPU runs of well under an
+              hour each.
     Expected CCC (paper, mean): 1-Block 0.594, 2-Block 0.635, 3-Block 0.614.
 
     Two readings of what a block is, each with three rows: blocks add depth (the default, as the
