@@ -17,6 +17,7 @@ from pathlib import Path
 
 from va2att import __version__, fileio
 from va2att.config import RunConfig, from_dict, to_dict
+from va2att.locking import FolderInUseError, folder_lock  # noqa: F401 (FolderInUseError: what train() raises)
 from va2att.run_dir import RunDir
 
 
@@ -118,14 +119,16 @@ def start_run(cfg: RunConfig, run_dir, argv) -> RunDir:
     if RunDir.is_run_dir(run.root):
         raise RunExistsError(f"{run.root} already holds a run. Continue it with `python train.py --resume "
                              f"{run.root}` or choose another --out.")
-    run.root.mkdir(parents=True, exist_ok=True)
-    fileio.write_json(run.config, {
-        "config": to_dict(cfg),
-        "argv": list(argv if argv is not None else sys.argv),
-        "va2att_version": __version__,
-        "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-    })
+    with folder_lock(run.root, "training run"):
+        if RunDir.is_run_dir(run.root):  # another process started it meanwhile
+            raise RunExistsError(f"{run.root} already holds a run; choose another --out.")
+        fileio.write_json(run.config, {
+            "config": to_dict(cfg),
+            "argv": list(argv if argv is not None else sys.argv),
+            "va2att_version": __version__,
+            "created": datetime.datetime.now().isoformat(timespec="seconds"),
+            "python": platform.python_version(),
+        })
     return run
 
 
@@ -153,7 +156,20 @@ def load_run_config(run_dir) -> RunConfig:
 
 
 def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto", log=print) -> TrainResult:
-    """Train (or continue) the run in `run_dir`, whose config.json was written by `start_run`."""
+    """Train (or continue) the run in `run_dir`, whose config.json was written by `start_run`.
+
+    The chief holds the run folder's lock (`va2att.locking`) throughout: a second process training
+    into the same folder (a `--resume` of a run still going) is refused with FolderInUseError.
+    """
+    from va2att import distribute
+
+    if not distribute.is_chief():  # the other workers of a multi-worker run write nothing
+        return _train(run_dir, cache_dir=cache_dir, epochs=epochs, verbose=verbose, log=log)
+    with folder_lock(run_dir, "training run"):
+        return _train(run_dir, cache_dir=cache_dir, epochs=epochs, verbose=verbose, log=log)
+
+
+def _train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto", log=print) -> TrainResult:
     import keras
     import numpy as np
 

@@ -33,6 +33,7 @@ import numpy as np
 from va2att import fileio
 from va2att.config import FACE_SIZE
 from va2att.data import affectnet
+from va2att.locking import FolderInUseError, folder_lock
 
 FORMAT = "va2att-faces-v1"
 SPLITS = tuple(affectnet.SPLIT_FILES)
@@ -208,9 +209,8 @@ def prepare(
     Raises:
         affectnet.AffectNetError: a CSV is missing or lacks columns.
         PrepareError: a split has no usable face, or `out` holds another preparation.
+        FolderInUseError: another process is preparing `out` (`va2att.locking`; held while writing).
     """
-    from tqdm import tqdm
-
     if classes not in (7, 8):
         raise ValueError(f"classes must be 7 or 8. Received: classes={classes}")
     if shard_size < 1:
@@ -226,7 +226,16 @@ def prepare(
         "use_mtcnn": use_mtcnn,
         "csv_sha1": {s: _fingerprint(affectnet.list_path(root, s)) for s in SPLITS},
     }
-    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, "preparation"):
+        return _prepare_locked(root, out, tables, manifest, classes=classes, shard_size=shard_size,
+                               use_mtcnn=use_mtcnn, progress=progress, overwrite=overwrite,
+                               stop_after_shards=stop_after_shards, workers=workers, t0=t0)
+
+
+def _prepare_locked(root: Path, out: Path, tables: dict, manifest: dict, *, classes, shard_size, use_mtcnn, progress,
+                    overwrite, stop_after_shards, workers, t0) -> dict:
+    from tqdm import tqdm
+
     (out / PROGRESS_DIR).mkdir(exist_ok=True)
     mpath = out / "manifest.json"
     if mpath.is_file() and json.loads(mpath.read_text()) != manifest:
@@ -332,7 +341,7 @@ def main(argv=None) -> int:
             args.root, args.out, args.workers, classes=args.classes, shard_size=args.shard_size,
             use_mtcnn=not args.no_mtcnn, progress=not args.quiet, overwrite=args.overwrite,
         )
-    except (PrepareError, affectnet.AffectNetError) as e:
+    except (PrepareError, affectnet.AffectNetError, FolderInUseError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for split, s in report["splits"].items():
