@@ -40,11 +40,29 @@ class ServingError(RuntimeError):
 
 
 def predict_url(base_url: str, model: str, version: int | None = None) -> str:
-    """`http://host:8501` + model name -> the REST predict endpoint (optionally of one version)."""
-    base = base_url.rstrip("/")
+    """`http://host:8501` + model name -> the REST predict endpoint (optionally of one version).
+
+    The address is checked here, before anything is sent: http or https only (no scheme means http),
+    a host, a numeric port. The model name is quoted into the path. Raises ValueError (one line).
+    """
+    from urllib.parse import quote, urlsplit
+
+    base = base_url.strip()
     if "://" not in base:
         base = "http://" + base
-    path = f"/v1/models/{model}" + (f"/versions/{int(version)}" if version is not None else "")
+    try:
+        parts = urlsplit(base)
+        parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
+    except ValueError as error:
+        raise ValueError(f"Malformed server URL {base_url!r}: {error}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"Server URL {base_url!r}: only http:// and https:// are supported, not {parts.scheme}://")
+    if not parts.hostname:
+        raise ValueError(f"Server URL {base_url!r} names no host")
+    if not model:
+        raise ValueError("The model name is empty")
+    base = base.rstrip("/")
+    path = f"/v1/models/{quote(model, safe='')}" + (f"/versions/{int(version)}" if version is not None else "")
     return f"{base}{path}:predict"
 
 
