@@ -190,9 +190,9 @@ def make_dataset(
             `data_cfg.holdout_share`, seed `data_cfg.holdout_seed`; see above).
         epoch: training only: the epoch (0-based) an iteration of the dataset trains, an int or a
             tf.Variable that the trainer sets before each epoch (`va2att.callbacks.DataEpoch`), read
-            each time an iteration starts. The shuffle order and the augmentation are then seeded by
-            `epoch_seed(seed, epoch)`: epoch e sees the same batches in a run resumed at e as in an
-            uninterrupted one. None: seeded once by `seed` (each iteration reshuffles on from there).
+            each time an iteration starts. In deterministic mode the shuffle order and the augmentation
+            are then seeded by `epoch_seed(seed, epoch)`: epoch e sees the same batches in a run resumed
+            at e as in an uninterrupted one. None (or not deterministic): seeded once by `seed`.
     """
     import tensorflow as tf
 
@@ -240,7 +240,7 @@ def make_dataset(
                                           rerandomize_each_iteration=True)
             return tf.data.Dataset.zip((shuffled, keys)).batch(data_cfg.batch_size, drop_remainder=True)
 
-        if epoch is None:
+        if epoch is None or not deterministic:  # unseeded augmentation: no order to reproduce
             ds = one_epoch(seed)
         else:  # read the epoch when an iteration starts: one flat_map element builds that epoch's stream
             ds = tf.data.Dataset.range(1).flat_map(lambda _: one_epoch(epoch_seed(seed, epoch)))
