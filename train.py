@@ -61,7 +61,7 @@ def main(argv=None) -> int:
                 trainer.join_run(cfg, run_dir)
         result = trainer.train(run_dir, cache_dir=args.cache_dir, epochs=args.epochs if args.resume else None,
                                verbose=2 if args.quiet else "auto")
-    except (ValueError, FileNotFoundError, trainer.RunExistsError) as e:
+    except (ValueError, FileNotFoundError, trainer.RunExistsError, trainer.FolderInUseError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if result.interrupted:

@@ -68,6 +68,18 @@ class LearningRateControl(keras.callbacks.Callback):
             optimizer.learning_rate.assign(new_lr)
 
 
+class DataEpoch(keras.callbacks.Callback):
+    """Set the epoch variable the training pipeline seeds its order and augmentation with
+    (`va2att.data.pipeline.make_dataset(..., epoch=variable)`) before each epoch starts."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
+
+
 def history_csv(history: list[dict]) -> str:
     columns: list[str] = []
     for row in history:

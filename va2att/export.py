@@ -10,12 +10,16 @@ Signatures:
 - `serving_default`: input `image`, float32 `[None, 48, 48, 1]`, raw pixel values 0-255 of an aligned
   grayscale face (centre 48x48 crop of the 56x56 alignment); outputs a dict with the model's outputs
   (`valence`, `arousal` float32 `[None, 1]`, `expression` float32 `[None, K]` probabilities — whichever
-  the model has).
-- `serving_bytes`: input `image_bytes`, string `[None]`, each an encoded JPEG/PNG/BMP/GIF of an aligned
-  face. Each image is decoded to grayscale; a 48x48 image is used as it is, any other size is resized
-  to the 56x56 alignment size and centre-cropped to 48x48. Same outputs. Over REST, binary values are
-  sent as `{"b64": "..."}` (the input name ends in `_bytes`, TF Serving's convention for binary data).
-  Decoding and cropping: `va2att.face_input.decode_aligned_faces`.
+  the model has). The input is checked inside the graph before any kernel runs (`checked_pixels`): a
+  wrong rank, size or channel count, or a NaN/inf pixel, is a clean `InvalidArgumentError` naming what
+  was expected, never a process abort. A batch of 0 images answers empty outputs.
+- `serving_bytes`: input `image_bytes`, string `[None]`, each an encoded JPEG/PNG/GIF/BMP of an aligned
+  face (GIF: the first frame). Each image's header is checked before decoding (format, and at most
+  `MAX_PIXELS` pixels; `va2att.encoded_images`); it is then decoded to grayscale; a 48x48 image is used
+  as it is, any other size is resized to the 56x56 alignment size and centre-cropped to 48x48. Same
+  outputs, plus `error` (string `[None]`): empty for a decoded image, else why it was refused, and then
+  its other outputs are NaN; the rest of the batch is answered. Over REST, binary values are sent as
+  `{"b64": "..."}` (the input name ends in `_bytes`, TF Serving's convention for binary data).
 
 The exported graph never contains cuDNN-only kernels (`CudnnRNN*`): recurrent layers are traced with
 their portable implementation even when the export runs on a GPU machine, so the same SavedModel is
@@ -36,8 +40,15 @@ import tensorflow as tf
 
 from va2att import fileio
 from va2att.config import EXPRESSION_NAMES, FACE_SIZE, INPUT_SIZE
-from va2att.face_input import decode_aligned_faces, named_outputs
-from va2att.signature import BYTES_INPUT, IMAGE_INPUT, SERVING_BYTES, SERVING_DEFAULT
+from va2att.encoded_images import MAX_PIXELS, checked_faces
+from va2att.face_input import named_outputs
+from va2att.signature import (
+    BYTES_ERROR,
+    BYTES_INPUT,
+    IMAGE_INPUT,
+    SERVING_BYTES,
+    SERVING_DEFAULT,
+)
 
 METADATA_FILE = "assets.extra/va2att.json"
 # Ops that exist only in GPU (cuDNN) builds of TensorFlow; a graph containing one cannot run on a CPU server.
@@ -80,7 +91,8 @@ def _metadata(model: keras.Model, outputs: dict) -> dict:
         "model_class": type(model).__name__,
         "signatures": {
             SERVING_DEFAULT: {"inputs": {IMAGE_INPUT: ["float32", [None, INPUT_SIZE, INPUT_SIZE, 1]]}},
-            SERVING_BYTES: {"inputs": {BYTES_INPUT: ["string", [None]]}},
+            SERVING_BYTES: {"inputs": {BYTES_INPUT: ["string", [None]]}, "error_output": BYTES_ERROR,
+                            "max_pixels": MAX_PIXELS},
         },
         "outputs": shapes,
         "num_classes": num_classes,
@@ -93,15 +105,45 @@ def _metadata(model: keras.Model, outputs: dict) -> dict:
     }
 
 
+def checked_pixels(image):
+    """The `image` input, validated before any kernel sees it (a clean InvalidArgumentError otherwise).
+
+    A kernel given a tensor of the wrong rank can abort the whole process (a check failure), so the
+    shape is enforced first (`EnsureShape`: rank 4, 48 x 48, one channel; its message names the
+    expected shape) and then finiteness (`CheckNumerics`: NaN or infinite pixels).
+    """
+    image = tf.ensure_shape(image, [None, INPUT_SIZE, INPUT_SIZE, 1])
+    return tf.debugging.check_numerics(image, f"{IMAGE_INPUT}: pixels must be finite numbers (0-255), found NaN or inf")
+
+
+def _outputs_or_empty(model: keras.Model, images, specs: dict) -> dict:
+    """The model's named outputs for `images`, or empty outputs for an empty batch (the model is not run)."""
+
+    def run():
+        return named_outputs(model, model(images, training=False))
+
+    def empty():
+        return {name: tf.zeros([0, *spec.shape[1:]], tf.float32) for name, spec in specs.items()}
+
+    return tf.cond(tf.shape(images)[0] > 0, run, empty)
+
+
 def _build_archive(model: keras.Model) -> tuple[keras.export.ExportArchive, dict]:
     archive = keras.export.ExportArchive()
     archive.track(model)
+    probe = named_outputs(model, model(tf.zeros([1, INPUT_SIZE, INPUT_SIZE, 1]), training=False))
+    specs = {name: tf.TensorSpec([None, *value.shape[1:]], tf.float32) for name, value in probe.items()}
 
     def serve_pixels(image):
-        return named_outputs(model, model(image, training=False))
+        return _outputs_or_empty(model, checked_pixels(image), specs)
 
     def serve_bytes(image_bytes):
-        return named_outputs(model, model(decode_aligned_faces(image_bytes), training=False))
+        faces, errors = checked_faces(tf.ensure_shape(image_bytes, [None]))
+        outputs = _outputs_or_empty(model, faces, specs)
+        failed = tf.not_equal(errors, "")
+        outputs = {name: tf.where(tf.reshape(failed, [-1, 1]), tf.constant(float("nan")), value)
+                   for name, value in outputs.items()}
+        return {**outputs, BYTES_ERROR: errors}
 
     pixels_spec = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32, name=IMAGE_INPUT)
     bytes_spec = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)

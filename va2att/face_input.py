@@ -82,24 +82,34 @@ def decode_aligned_faces(image_bytes):
 
     def decode_one(data):
         image = tf.io.decode_image(data, channels=1, expand_animations=False, dtype=tf.uint8)
-        image = tf.cast(image, tf.float32)
-        shape = tf.shape(image)
-        is_crop = tf.logical_and(tf.equal(shape[0], INPUT_SIZE), tf.equal(shape[1], INPUT_SIZE))
-
-        def as_crop():
-            return tf.reshape(image, [INPUT_SIZE, INPUT_SIZE, 1])
-
-        def from_face():
-            face = tf.image.resize(image, [FACE_SIZE, FACE_SIZE], method="bilinear", antialias=True)
-            return tf.clip_by_value(centre_crop(face), 0.0, 255.0)
-
-        return tf.cond(is_crop, as_crop, from_face)
+        return aligned_input(tf.cast(image, tf.float32))
 
     return tf.map_fn(
         decode_one,
         image_bytes,
         fn_output_signature=tf.TensorSpec([INPUT_SIZE, INPUT_SIZE, 1], tf.float32),
     )
+
+
+def aligned_input(image):
+    """One decoded grayscale aligned face, float32 `[H, W, 1]` -> the network input `[48, 48, 1]` (TF graph).
+
+    A 48 x 48 image is used as it is; any other size is resized to 56 x 56 (bilinear, antialiased)
+    and centre-cropped. Shared by `decode_aligned_faces` and `va2att.encoded_images.checked_faces`.
+    """
+    import tensorflow as tf
+
+    shape = tf.shape(image)
+    is_crop = tf.logical_and(tf.equal(shape[0], INPUT_SIZE), tf.equal(shape[1], INPUT_SIZE))
+
+    def as_crop():
+        return tf.reshape(image, [INPUT_SIZE, INPUT_SIZE, 1])
+
+    def from_face():
+        face = tf.image.resize(image, [FACE_SIZE, FACE_SIZE], method="bilinear", antialias=True)
+        return tf.clip_by_value(centre_crop(face), 0.0, 255.0)
+
+    return tf.cond(is_crop, as_crop, from_face)
 
 
 def flip_pair(faces):

@@ -49,10 +49,6 @@ class RunDir:
         return self.checkpoints / f"epoch-{epoch:03d}.weights.h5"
 
     @property
-    def interrupted(self) -> Path:
-        return self.checkpoints / "interrupted.weights.h5"
-
-    @property
     def best(self) -> Path:
         return self.root / "best.keras"
 

@@ -13,6 +13,7 @@ SERVING_DEFAULT = "serving_default"  # signature: float32 pixels of aligned, cen
 SERVING_BYTES = "serving_bytes"  # signature: encoded images of aligned faces
 IMAGE_INPUT = "image"  # input of SERVING_DEFAULT, float32 [N, 48, 48, 1], pixels 0-255
 BYTES_INPUT = "image_bytes"  # input of SERVING_BYTES, string [N] (TF Serving's `_bytes` convention: sent as b64)
+BYTES_ERROR = "error"  # output of SERVING_BYTES, string [N]: "" for a decoded image, else why it was refused
 OUTPUT_ORDER = ("valence", "arousal", "expression")  # how outputs are listed, whatever order a model gives them
 
 

@@ -3,8 +3,10 @@
 `train()` runs a fresh run or resumes one. Resuming rebuilds the model from the
 run's `config.json`, restores weights and optimizer state from the last complete
 epoch checkpoint, restores the schedule and best-model state, and finishes the
-planned epochs. Ctrl-C saves the current weights before exiting; a killed process
-loses at most the epoch in progress.
+planned epochs. Ctrl-C or a kill loses at most the epoch in progress. The training order
+and augmentation are a function of (seed, epoch), so a deterministic run (`data.deterministic`)
+resumed after epoch e ends bit-identical to an uninterrupted one. A damaged last checkpoint is
+skipped for the latest complete one (with a warning); temporaries of a killed writer are removed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from va2att import __version__, fileio
 from va2att.config import RunConfig, from_dict, to_dict
+from va2att.locking import FolderInUseError, folder_lock  # noqa: F401 (FolderInUseError: what train() raises)
 from va2att.run_dir import RunDir
 
 
@@ -72,7 +75,7 @@ def only_model_targets(dataset, cfg: RunConfig):
     return dataset.map(lambda image, *dicts: (image, *({k: d[k] for k in names} for d in dicts)))
 
 
-def selection_datasets(prepared, cfg: RunConfig, data_cfg, log=print):
+def selection_datasets(prepared, cfg: RunConfig, data_cfg, log=print, epoch=None):
     """The training dataset and the one that selects the best epoch and drives the schedule.
 
     `data.selection="validation"` (the paper's protocol: AffectNet has no public test set) selects on
@@ -92,11 +95,12 @@ def selection_datasets(prepared, cfg: RunConfig, data_cfg, log=print):
             f"({data_cfg.holdout_share:.1%}, seed {data_cfg.holdout_seed}); training uses the other {kept}. "
             "The validation split is left for evaluate.py.")
         train = make_dataset(prepared, "training", data_cfg, training=True, num_classes=k, seed=seed,
-                             none_faces=none, holdout="exclude")
+                             none_faces=none, holdout="exclude", epoch=epoch)
         select = make_dataset(prepared, "training", data_cfg, training=False, num_classes=k, seed=seed,
                               holdout="only")
     else:
-        train = make_dataset(prepared, "training", data_cfg, training=True, num_classes=k, seed=seed, none_faces=none)
+        train = make_dataset(prepared, "training", data_cfg, training=True, num_classes=k, seed=seed, none_faces=none,
+                             epoch=epoch)
         select = make_dataset(prepared, "validation", data_cfg, training=False, num_classes=k, seed=seed)
     return only_model_targets(train, cfg), only_model_targets(select, cfg)
 
@@ -118,14 +122,16 @@ def start_run(cfg: RunConfig, run_dir, argv) -> RunDir:
     if RunDir.is_run_dir(run.root):
         raise RunExistsError(f"{run.root} already holds a run. Continue it with `python train.py --resume "
                              f"{run.root}` or choose another --out.")
-    run.root.mkdir(parents=True, exist_ok=True)
-    fileio.write_json(run.config, {
-        "config": to_dict(cfg),
-        "argv": list(argv if argv is not None else sys.argv),
-        "va2att_version": __version__,
-        "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-    })
+    with folder_lock(run.root, "training run"):
+        if RunDir.is_run_dir(run.root):  # another process started it meanwhile
+            raise RunExistsError(f"{run.root} already holds a run; choose another --out.")
+        fileio.write_json(run.config, {
+            "config": to_dict(cfg),
+            "argv": list(argv if argv is not None else sys.argv),
+            "va2att_version": __version__,
+            "created": datetime.datetime.now().isoformat(timespec="seconds"),
+            "python": platform.python_version(),
+        })
     return run
 
 
@@ -149,11 +155,53 @@ def load_run_config(run_dir) -> RunConfig:
     run = RunDir(run_dir)
     if not run.config.is_file():
         raise FileNotFoundError(f"{run.root} is not a run folder (no config.json).")
-    return from_dict(fileio.read_json(run.config)["config"])
+    try:
+        return from_dict(fileio.read_json(run.config)["config"])
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{run.config} is damaged and holds no usable run config ({type(error).__name__}: "
+                         f"{error}); restore it or start a new run.") from None
+
+
+def load_checkpoint(model, run: RunDir, epoch: int, log=print) -> int:
+    """Load the checkpoint of `epoch`, or of the latest earlier epoch whose file is complete; return its epoch.
+
+    A damaged checkpoint (truncated, not HDF5) is reported and skipped; ValueError when none loads.
+    """
+    for candidate in range(epoch, 0, -1):
+        path = run.checkpoint(candidate)
+        if not path.is_file():
+            continue
+        try:
+            model.load_weights(path)
+        except Exception as error:  # noqa: BLE001 - h5py and Keras raise many kinds for a damaged file
+            log(f"Warning: checkpoint {path} cannot be read ({type(error).__name__}); trying the one before.")
+            continue
+        if candidate != epoch:
+            log(f"Warning: resuming from epoch {candidate}, the latest complete checkpoint; epochs after it are redone.")
+        return candidate
+    raise ValueError(f"no readable checkpoint in {run.checkpoints} (state.json names epoch {epoch}); "
+                     "start a new run.")
 
 
 def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto", log=print) -> TrainResult:
-    """Train (or continue) the run in `run_dir`, whose config.json was written by `start_run`."""
+    """Train (or continue) the run in `run_dir`, whose config.json was written by `start_run`.
+
+    The chief holds the run folder's lock (`va2att.locking`) throughout: a second process training
+    into the same folder (a `--resume` of a run still going) is refused with FolderInUseError.
+    """
+    from va2att import distribute
+
+    if not distribute.is_chief():  # the other workers of a multi-worker run write nothing
+        return _train(run_dir, cache_dir=cache_dir, epochs=epochs, verbose=verbose, log=log)
+    with folder_lock(run_dir, "training run"):
+        run = RunDir(run_dir)
+        for folder in (run.root, run.checkpoints):  # what a killed writer left half-written
+            if folder.is_dir():
+                fileio.remove_temporaries(folder)
+        return _train(run_dir, cache_dir=cache_dir, epochs=epochs, verbose=verbose, log=log)
+
+
+def _train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto", log=print) -> TrainResult:
     import keras
     import numpy as np
 
@@ -178,7 +226,13 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
         # Every worker must see the same global batches: it keeps its own share of each (DATA sharding).
         data_cfg = dataclasses.replace(data_cfg, deterministic=True)
     prepared = resolve_data(data_cfg, cache_dir=cache_dir, log=log)
-    train_ds, val_ds = selection_datasets(prepared, cfg, data_cfg, log)
+    data_epoch = None
+    if not multiworker and strategy.num_replicas_in_sync == 1:
+        import tensorflow as tf
+
+        # The epoch the pipeline seeds its order and augmentation with, set before each epoch (DataEpoch).
+        data_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
+    train_ds, val_ds = selection_datasets(prepared, cfg, data_cfg, log, epoch=data_epoch)
 
     adjacency = None
     if cfg.model.head == "gcn":
@@ -202,14 +256,19 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
     if state and state.get("checkpoint"):
         with strategy.scope():
             model.optimizer.build(model.trainable_variables)
-            model.load_weights(run.checkpoints / state["checkpoint"])
+            initial_epoch = load_checkpoint(model, run, int(state["epoch"]), log)
             model.optimizer.learning_rate.assign(state["lr"])
-        initial_epoch = int(state["epoch"])
+        if initial_epoch != int(state["epoch"]):
+            state = dict(state, epoch=initial_epoch)
         log(f"Resuming {run.root} after epoch {initial_epoch} of {total_epochs} (learning rate {state['lr']:.3g}).")
 
     lr_control = LearningRateControl(cfg.train, state=(state or {}).get("lr_control"), log=log)
     checkpoint = RunCheckpoint(run, lr_control, state=state, chief=chief, log=log)
     callbacks = [lr_control, checkpoint]
+    if data_epoch is not None:
+        from va2att.callbacks import DataEpoch
+
+        callbacks.insert(0, DataEpoch(data_epoch))
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.logs)))
     last_logs: dict = {}
@@ -226,12 +285,10 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
                                     initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
                 last_logs = {k: float(v[-1]) for k, v in history.history.items() if v}
         except KeyboardInterrupt:
-            if chief:
-                with fileio.atomic_path(run.interrupted) as tmp:
-                    model.save_weights(tmp)
+            if chief:  # the epoch in progress is dropped: a resumed run redoes it exactly
                 done = checkpoint.state["epoch"]
-                log(f"\nInterrupted. Saved the current weights to {run.interrupted}; the last complete epoch is "
-                    f"{done}. Continue with: python train.py --resume {run.root}")
+                log(f"\nInterrupted. The last complete epoch is {done} (its checkpoint is kept). "
+                    f"Continue with: python train.py --resume {run.root}")
             return TrainResult(run.root, checkpoint.state["epoch"], checkpoint.state.get("best_epoch"),
                                checkpoint.state.get("best_mean_ccc"), {}, None, interrupted=True)
     elif checkpoint.state["history"]:

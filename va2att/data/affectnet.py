@@ -15,6 +15,7 @@ arousal: they are kept, with their code, so that training can use them for valen
 
 from __future__ import annotations
 
+import csv
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,7 +40,8 @@ COLUMNS = (
 NO_VALUE = -2.0  # AffectNet's "no valence/arousal" marker
 NONE_CODE = 8  # "None": a face with valence and arousal but none of the expression classes
 LABEL_REASONS = (
-    "malformed_row",  # more fields than the header (dropped by the CSV parser)
+    "malformed_row",  # more fields than the header, an unbalanced quote or a NUL byte: not a CSV row
+    "bad_encoding",  # not UTF-8 text (a latin-1 byte in a path, a binary line)
     "no_path",  # empty file path
     "expression_non_numeric",  # expression not an integer
     "expression_excluded",  # codes outside the kept set (9 Uncertain, 10 No-Face; 7 for AffectNet-7)
@@ -112,13 +114,9 @@ def read_split(root, split: str, num_classes: int = 8) -> Rows:
     path = list_path(root, split)
     if not path.is_file():
         raise AffectNetError(f"{path} not found: expected the AffectNet layout ROOT/{LISTS_DIR}/{SPLIT_FILES[split]}")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, header=None, skipinitialspace=True, on_bad_lines="skip")
-    except pd.errors.EmptyDataError:
-        raise AffectNetError(f"{path} is empty") from None
-    with open(path, "rb") as f:
-        lines = sum(1 for line in f if line.strip())
-    malformed = lines - len(raw)  # rows pandas skipped for having too many fields
+    raw, bad = _read_rows(path)
+    if raw.empty:
+        raise AffectNetError(f"{path} has no readable CSV row" + (f" (unreadable: {dict(bad)})" if bad else ""))
     first = [_key(v) for v in raw.iloc[0].tolist()]
     if any(k in _ALIASES for k in first):
         names = [_ALIASES.get(k, str(v).strip()) for k, v in zip(first, raw.iloc[0].tolist())]
@@ -134,9 +132,8 @@ def read_split(root, split: str, num_classes: int = 8) -> Rows:
     if missing:
         raise AffectNetError(f"{path} lacks column(s) {', '.join(missing)} (has: {', '.join(map(str, raw.columns))})")
     df = raw.loc[:, list(COLUMNS)].apply(lambda s: s.str.strip())
-    total = len(df)
-    dropped = Counter({"malformed_row": malformed} if malformed > 0 else {})
-    total += max(malformed, 0)
+    total = len(df) + sum(bad.values())
+    dropped = Counter(bad)
     num = {c: pd.to_numeric(df[c], errors="coerce") for c in ("face_x", "face_y", "face_width", "face_height", "expression", "valence", "arousal")}
     keep = np.ones(len(df), bool)
 
@@ -167,6 +164,38 @@ def read_split(root, split: str, num_classes: int = 8) -> Rows:
         dropped=dropped,
         total=total,
     )
+
+
+def _read_rows(path: Path):
+    """The CSV's rows as a DataFrame of strings, and a Counter of the lines that are not rows.
+
+    Each line is decoded and parsed on its own (AffectNet's fields hold no line breaks), so one bad
+    line (not UTF-8, an unbalanced quote, a NUL byte, more fields than the first row) is counted
+    under its reason and cannot swallow or stop the rest. Shorter rows are padded with empty fields.
+    """
+    import pandas as pd
+
+    rows, bad = [], Counter()
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8-sig" if not rows and not bad else "utf-8")
+            except UnicodeDecodeError:
+                bad["bad_encoding"] += 1
+                continue
+            try:
+                fields = next(csv.reader([text], skipinitialspace=True, strict=True))
+            except (csv.Error, StopIteration):
+                bad["malformed_row"] += 1
+                continue
+            if rows and len(fields) > len(rows[0]):
+                bad["malformed_row"] += 1
+                continue
+            rows.append(fields)
+    width = len(rows[0]) if rows else 0
+    return pd.DataFrame([r + [""] * (width - len(r)) for r in rows], dtype=str), bad
 
 
 def parse_landmarks(text) -> tuple[np.ndarray | None, str | None]:

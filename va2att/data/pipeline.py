@@ -22,7 +22,8 @@ The augmentation is the pure function `augment(faces, keys)`: each element's cro
 flip are read from its own int64 key, so the same keys give the same crops eagerly and in
 tf.data. Keys come from `tf.data.Dataset.random`, seeded in deterministic mode (and then the
 whole pipeline is deterministic: same seed, same batches, epoch after epoch) and unseeded
-otherwise. Faces carry no landmark targets, so a flip permutes nothing (valence, arousal and
+otherwise. Given `epoch`, the shuffle and key seeds are those of that epoch (`epoch_seed`), so a run
+resumed at epoch e trains on what the uninterrupted run would have. Faces carry no landmark targets, so a flip permutes nothing (valence, arousal and
 expression are mirror-invariant).
 """
 
@@ -102,6 +103,14 @@ def _count(prepared_dir, split, data_cfg: DataConfig, num_classes, none_faces, h
     return held if holdout == "only" else kept
 
 
+def epoch_seed(seed, epoch):
+    """The shuffle and augmentation seed of one epoch: a function of (seed, epoch) only (int64, TF)."""
+    import tensorflow as tf
+
+    epoch = tf.cast(tf.convert_to_tensor(epoch), tf.int64)
+    return tf.constant(int(seed), tf.int64) * 1_000_003 + epoch * 7919 + 17
+
+
 def augment(faces, keys):
     """Random crop + horizontal flip, as a pure function of per-element keys.
 
@@ -164,6 +173,7 @@ def make_dataset(
     flip_pairs: bool = False,
     none_faces: bool = False,
     holdout: str | None = None,
+    epoch=None,
 ):
     """A batched, prefetched tf.data.Dataset over one prepared split.
 
@@ -178,6 +188,11 @@ def make_dataset(
         none_faces: training only: stream code-8 faces too, with sample weights (see above).
         holdout: None (the whole split), "exclude" or "only" (the held-out share of
             `data_cfg.holdout_share`, seed `data_cfg.holdout_seed`; see above).
+        epoch: training only: the epoch (0-based) an iteration of the dataset trains, an int or a
+            tf.Variable that the trainer sets before each epoch (`va2att.callbacks.DataEpoch`), read
+            each time an iteration starts. In deterministic mode the shuffle order and the augmentation
+            are then seeded by `epoch_seed(seed, epoch)`: epoch e sees the same batches in a run resumed
+            at e as in an uninterrupted one. None (or not deterministic): seeded once by `seed`.
     """
     import tensorflow as tf
 
@@ -217,9 +232,18 @@ def make_dataset(
     if data_cfg.cache:
         ds = ds.cache()
     if training:
-        ds = ds.shuffle(data_cfg.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        keys = tf.data.Dataset.random(seed=seed if data_cfg.deterministic else None, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, keys)).batch(data_cfg.batch_size, drop_remainder=True)
+        faces, deterministic = ds, data_cfg.deterministic
+
+        def one_epoch(epoch_seed_value):
+            shuffled = faces.shuffle(data_cfg.shuffle_buffer, seed=epoch_seed_value, reshuffle_each_iteration=True)
+            keys = tf.data.Dataset.random(seed=epoch_seed_value if deterministic else None,
+                                          rerandomize_each_iteration=True)
+            return tf.data.Dataset.zip((shuffled, keys)).batch(data_cfg.batch_size, drop_remainder=True)
+
+        if epoch is None or not deterministic:  # unseeded augmentation: no order to reproduce
+            ds = one_epoch(seed)
+        else:  # read the epoch when an iteration starts: one flat_map element builds that epoch's stream
+            ds = tf.data.Dataset.range(1).flat_map(lambda _: one_epoch(epoch_seed(seed, epoch)))
 
         def train_map(p, k):
             image = tf.cast(augment(p["image"], k), tf.float32)

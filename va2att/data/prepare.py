@@ -12,8 +12,12 @@ Each shard of `shard_size` CSV rows is one work unit, processed in a worker proc
 by the parent to a temporary name and renamed into place, then marked done. A killed run,
 restarted with the same arguments, redoes only unmarked shards; a reader never sees a
 half-written shard. Alignment follows `align.align_any`: CSV landmarks when usable, else the
-face box, else MTCNN. Every row that cannot be used is skipped and counted under its reason;
-nothing stops the run except a split with no usable face at all.
+face box, else MTCNN. Every row that cannot be used is skipped and counted under its reason (a
+line that is not a CSV row or not UTF-8 too; a listed file outside the images folder: `..`, an
+absolute path or a symbolic link leading out, as `outside_root`); nothing stops the run except a
+split with no usable face at all, another process preparing the same folder (`va2att.locking`) and
+storage errors (full disk, read-only folder), which stop it with one line saying what to fix; the
+same command then resumes. A finished preparation is not written again (it may be read-only).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import numpy as np
 from va2att import fileio
 from va2att.config import FACE_SIZE
 from va2att.data import affectnet
+from va2att.locking import FolderInUseError, folder_lock
 
 FORMAT = "va2att-faces-v1"
 SPLITS = tuple(affectnet.SPLIT_FILES)
@@ -43,6 +48,10 @@ PROGRESS_DIR = ".progress"
 
 class PrepareError(RuntimeError):
     """Preparation cannot produce a usable folder (no usable face in a split, settings clash)."""
+
+
+class PrepareStorageError(PrepareError):
+    """The output folder cannot be written (full disk, read-only, permissions); the message says what to fix."""
 
 
 def shard_name(split: str, index: int) -> str:
@@ -62,7 +71,18 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def process_rows(root: str, rows: list[tuple], use_mtcnn: bool = True) -> dict:
+def outside_root(images: Path, path: str, allow_symlinks: bool = False) -> bool:
+    """True when the listed `path` would read a file outside the images folder: an absolute path, a `..`
+    component, or (unless `allow_symlinks`) a symbolic link that leads out of it."""
+    listed = Path(path)
+    if listed.is_absolute() or ".." in listed.parts:
+        return True
+    if allow_symlinks:
+        return False
+    return not (images / listed).resolve().is_relative_to(images.resolve())
+
+
+def process_rows(root: str, rows: list[tuple], use_mtcnn: bool = True, allow_symlinks: bool = False) -> dict:
     """Align one work unit. rows: (path, box(4), landmark string, expression, valence, arousal).
 
     Returns {"records": [(face bytes, valence, arousal, expression, path, method)],
@@ -87,6 +107,9 @@ def process_rows(root: str, rows: list[tuple], use_mtcnn: bool = True) -> dict:
             ex.append(path)
 
     for path, box, lm_text, expr, v, a in rows:
+        if outside_root(images, path, allow_symlinks):
+            note("skipped", "outside_root", path)
+            continue
         box = np.asarray(box, np.float64)
         min_scale = None
         if usable_box(box):
@@ -122,8 +145,8 @@ def process_rows(root: str, rows: list[tuple], use_mtcnn: bool = True) -> dict:
 
 
 def _run_unit(unit) -> tuple:
-    split, index, root, rows, use_mtcnn = unit
-    return split, index, process_rows(root, rows, use_mtcnn)
+    split, index, root, rows, use_mtcnn, allow_symlinks = unit
+    return split, index, process_rows(root, rows, use_mtcnn, allow_symlinks)
 
 
 # --------------------------------------------------------------------------- parent side
@@ -185,6 +208,7 @@ def prepare(
     classes: int = 8,
     shard_size: int = SHARD_SIZE,
     use_mtcnn: bool = True,
+    allow_symlinks: bool = False,
     progress: bool = True,
     overwrite: bool = False,
     stop_after_shards: int | None = None,
@@ -198,6 +222,8 @@ def prepare(
         classes: 8 keeps codes 0-7, 7 keeps 0-6.
         shard_size: CSV rows per shard.
         use_mtcnn: detect faces with MTCNN when neither landmarks nor box are usable.
+        allow_symlinks: read listed files through symbolic links that leave the images folder (copies
+            made of links); otherwise they are skipped as `outside_root`, like `..` and absolute paths.
         progress: show a tqdm bar.
         overwrite: discard a preparation of `out` made with other settings or CSVs.
         stop_after_shards: stop (raise KeyboardInterrupt) after writing this many shards,
@@ -208,9 +234,8 @@ def prepare(
     Raises:
         affectnet.AffectNetError: a CSV is missing or lacks columns.
         PrepareError: a split has no usable face, or `out` holds another preparation.
+        FolderInUseError: another process is preparing `out` (`va2att.locking`; held while writing).
     """
-    from tqdm import tqdm
-
     if classes not in (7, 8):
         raise ValueError(f"classes must be 7 or 8. Received: classes={classes}")
     if shard_size < 1:
@@ -226,10 +251,54 @@ def prepare(
         "use_mtcnn": use_mtcnn,
         "csv_sha1": {s: _fingerprint(affectnet.list_path(root, s)) for s in SPLITS},
     }
-    out.mkdir(parents=True, exist_ok=True)
+    if allow_symlinks:  # only when set: folders prepared before the option keep their manifest
+        manifest["allow_symlinks"] = True
+    if _read_manifest(out) == manifest and is_prepared(out):
+        return load_report(out)  # finished: nothing to write (the folder may be read-only)
+    try:
+        with folder_lock(out, "preparation"):
+            return _prepare_locked(root, out, tables, manifest, classes=classes, shard_size=shard_size,
+                                   use_mtcnn=use_mtcnn, allow_symlinks=allow_symlinks, progress=progress,
+                                   overwrite=overwrite, stop_after_shards=stop_after_shards, workers=workers, t0=t0)
+    except Exception as error:
+        message = storage_problem(error)
+        if message is None:
+            raise
+        raise PrepareStorageError(f"cannot write the preparation in {out}: {message}; the shards written so far "
+                                  "are kept and the same command resumes from them.") from None
+
+
+def _read_manifest(out: Path):
+    try:
+        return json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def storage_problem(error: BaseException) -> str | None:
+    """What to free or fix when `error` is a storage failure (full disk, read-only or unwritable folder), else None."""
+    import errno
+
+    code = getattr(error, "errno", None)
+    name = type(error).__name__
+    text = str(error).lower()
+    if code in (errno.ENOSPC, errno.EDQUOT) or name == "ResourceExhaustedError" or "no space left" in text:
+        return "the disk is full (free space there)"
+    if code == errno.EROFS or "read-only file system" in text:
+        return "the file system is read-only (choose a writable output folder)"
+    if code in (errno.EACCES, errno.EPERM) or name == "PermissionDeniedError":
+        return "permission denied (make the folder writable or choose another)"
+    return None
+
+
+def _prepare_locked(root: Path, out: Path, tables: dict, manifest: dict, *, classes, shard_size, use_mtcnn,
+                    allow_symlinks, progress, overwrite, stop_after_shards, workers, t0) -> dict:
+    from tqdm import tqdm
+
     (out / PROGRESS_DIR).mkdir(exist_ok=True)
     mpath = out / "manifest.json"
-    if mpath.is_file() and json.loads(mpath.read_text()) != manifest:
+    found = _read_manifest(out)
+    if mpath.is_file() and found != manifest:
         if not overwrite:
             raise PrepareError(
                 f"{out} holds a preparation made with other settings or file lists; "
@@ -237,8 +306,10 @@ def prepare(
             )
         for f in list(out.glob("*.tfrecord")) + list((out / PROGRESS_DIR).glob("*.json")) + [out / "report.json"]:
             f.unlink(missing_ok=True)
-    _write_json(mpath, manifest)
+    if found != manifest:
+        _write_json(mpath, manifest)
     fileio.remove_temporaries(out)
+    fileio.remove_temporaries(out / PROGRESS_DIR)
 
     units, counts = [], {}
     for split, t in tables.items():
@@ -251,7 +322,7 @@ def prepare(
                 (t.paths[j], t.boxes[j].tolist(), t.landmarks[j], int(t.expression[j]), float(t.valence[j]), float(t.arousal[j]))
                 for j in range(lo, hi)
             ]
-            units.append((split, i, str(root), rows, use_mtcnn))
+            units.append((split, i, str(root), rows, use_mtcnn, allow_symlinks))
     workers = max(1, min(workers or cpu_count(), cpu_count(), len(units) or 1))
     bar = tqdm(total=sum(len(u[3]) for u in units), unit="face", disable=not progress, desc="prepare")
     written = 0
@@ -324,15 +395,18 @@ def main(argv=None) -> int:
     parser.add_argument("--classes", type=int, choices=(8, 7), default=8, help="8: codes 0-7, 7: codes 0-6")
     parser.add_argument("--shard-size", type=int, default=SHARD_SIZE, help="CSV rows per shard")
     parser.add_argument("--no-mtcnn", action="store_true", help="skip rows without usable landmarks or box")
+    parser.add_argument("--allow-symlinks", action="store_true",
+                        help="follow symbolic links that lead out of the images folder (else skipped as outside_root)")
     parser.add_argument("--overwrite", action="store_true", help="replace a preparation made with other settings")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         report = prepare(
             args.root, args.out, args.workers, classes=args.classes, shard_size=args.shard_size,
-            use_mtcnn=not args.no_mtcnn, progress=not args.quiet, overwrite=args.overwrite,
+            use_mtcnn=not args.no_mtcnn, allow_symlinks=args.allow_symlinks, progress=not args.quiet,
+            overwrite=args.overwrite,
         )
-    except (PrepareError, affectnet.AffectNetError) as e:
+    except (PrepareError, affectnet.AffectNetError, FolderInUseError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for split, s in report["splits"].items():

@@ -8,15 +8,20 @@ Faces are found and aligned with the same code as preparation and `predict` (MTC
 similarity alignment to 56 x 56 grayscale, centre 48 x 48 crop), then ALL faces of all images go to
 the server in ONE predict request (REST row format, see `va2att.serving.request`). One line is
 printed per face. A server error, a refused connection or a timeout is reported in one line on
-stderr and the exit status is 1 (2 for bad arguments).
+stderr and the exit status is 1 (2 for bad arguments). `--timeout` bounds the whole request
+(connecting, sending, reading), so a server that trickles its answer cannot hold the client; the
+URL (http or https only, host, numeric port) and the timeout are checked before anything is read.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import math
 import socket
 import sys
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -60,8 +65,7 @@ def post_predict(url: str, body: dict, timeout: float) -> dict[str, np.ndarray]:
         url, data=encode_body(body), method="POST", headers={"Content-Type": "application/json"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = response.read()
+        payload = within_deadline(lambda: _post(request, timeout), timeout)
     except urllib.error.HTTPError as error:
         try:
             raw = error.read()
@@ -77,7 +81,35 @@ def post_predict(url: str, body: dict, timeout: float) -> dict[str, np.ndarray]:
         raise ServingError(_connection_message(url, TimeoutError(), timeout)) from None
     except ConnectionError as error:
         raise ServingError(_connection_message(url, error, timeout)) from None
+    except (http.client.HTTPException, OSError) as error:  # a cut answer (IncompleteRead), a reset
+        raise ServingError(f"The answer of TF Serving at {url} broke off: {type(error).__name__}: {error}") from None
     return parse_predict_response(payload)
+
+
+def _post(request, timeout: float) -> bytes:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read()
+
+
+def within_deadline(call, seconds: float):
+    """`call()`'s result, or TimeoutError once `seconds` have passed in all (connecting, sending and
+    reading included: a server that trickles its answer cannot hold the client longer)."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, daemon=True)  # left behind on a timeout; its socket times out too
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise TimeoutError(f"no complete answer within {seconds:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _connection_message(url: str, reason, timeout: float) -> str:
@@ -200,8 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.timeout <= 0:
-        print("error: --timeout must be positive", file=sys.stderr)
+    if not math.isfinite(args.timeout) or args.timeout <= 0:
+        print(f"error: --timeout must be a positive number of seconds. Received: {args.timeout}", file=sys.stderr)
+        return 2
+    try:
+        url = None if args.grpc else predict_url(args.url, args.model, args.version)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
@@ -215,7 +252,6 @@ def main(argv=None) -> int:
         if args.grpc:
             outputs = predict_grpc(args.grpc, args.model, images, args.timeout)
         else:
-            url = predict_url(args.url, args.model, args.version)
             outputs = post_predict(url, build_predict_body(images), args.timeout)
         counts = {name: len(value) for name, value in outputs.items()}
         if any(count != len(faces) for count in counts.values()):

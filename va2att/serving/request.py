@@ -7,7 +7,8 @@ Request format: TF Serving's **row format**, one object per face, keyed by the s
 
 Pixels of aligned faces are whole numbers and are written as JSON integers (TF Serving converts them to
 the input's float32), which keeps the body about half the size of float text. For the `serving_bytes`
-signature each instance is `{"image_bytes": {"b64": "<base64 of a JPEG/PNG>"}}`.
+signature each instance is `{"image_bytes": {"b64": "<base64 of a JPEG/PNG/GIF/BMP>"}}`, and each prediction
+also holds `"error"`: "" for an image that was decoded, else why it was refused (its other outputs are NaN).
 
 Response: `{"predictions": [{"valence": [v], "arousal": [a], "expression": [p0, ..., pK-1]}, ...]}`, one
 object per instance (TF Serving drops the names when a model has a single output: then each prediction
@@ -25,6 +26,7 @@ import numpy as np
 from va2att.config import INPUT_SIZE
 from va2att.face_input import prepare_faces  # noqa: F401  (part of this module's API: faces -> body input)
 from va2att.signature import (
+    BYTES_ERROR,
     BYTES_INPUT,
     IMAGE_INPUT,
     SERVING_BYTES,
@@ -38,11 +40,29 @@ class ServingError(RuntimeError):
 
 
 def predict_url(base_url: str, model: str, version: int | None = None) -> str:
-    """`http://host:8501` + model name -> the REST predict endpoint (optionally of one version)."""
-    base = base_url.rstrip("/")
+    """`http://host:8501` + model name -> the REST predict endpoint (optionally of one version).
+
+    The address is checked here, before anything is sent: http or https only (no scheme means http),
+    a host, a numeric port. The model name is quoted into the path. Raises ValueError (one line).
+    """
+    from urllib.parse import quote, urlsplit
+
+    base = base_url.strip()
     if "://" not in base:
         base = "http://" + base
-    path = f"/v1/models/{model}" + (f"/versions/{int(version)}" if version is not None else "")
+    try:
+        parts = urlsplit(base)
+        parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
+    except ValueError as error:
+        raise ValueError(f"Malformed server URL {base_url!r}: {error}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"Server URL {base_url!r}: only http:// and https:// are supported, not {parts.scheme}://")
+    if not parts.hostname:
+        raise ValueError(f"Server URL {base_url!r} names no host")
+    if not model:
+        raise ValueError("The model name is empty")
+    base = base.rstrip("/")
+    path = f"/v1/models/{quote(model, safe='')}" + (f"/versions/{int(version)}" if version is not None else "")
     return f"{base}{path}:predict"
 
 
@@ -99,6 +119,9 @@ def error_message(payload) -> str | None:
 def parse_predict_response(payload, output_names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     """A predict response (bytes, str or parsed JSON) -> `{output name: float32 array [N, ...]}`.
 
+    The `serving_bytes` signature's `error` output (one string per image, empty when it was decoded)
+    comes back as a str array.
+
     Handles the row (`predictions`) and columnar (`outputs`) answers. For a single-output model TF
     Serving omits the name; `output_names` (one name) then says what to call it (default "output").
     Raises ServingError for an `{"error": ...}` body or an answer of the wrong shape.
@@ -123,7 +146,8 @@ def parse_predict_response(payload, output_names: Iterable[str] | None = None) -
         outputs = data["outputs"]
         columns = dict(outputs) if isinstance(outputs, dict) else {single: outputs}
     try:
-        result = {name: np.asarray(value, dtype=np.float32) for name, value in columns.items()}
+        result = {name: np.asarray(value, dtype=str if name == BYTES_ERROR else np.float32)
+                  for name, value in columns.items()}
     except (TypeError, ValueError) as error:
         raise ServingError(f"Unexpected predict response: outputs are not numeric arrays ({error}).") from None
     return order_outputs(result)

@@ -1,0 +1,70 @@
+"""A resumed run is the run that was interrupted: bit-identical weights, damaged files handled in one line."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import TINY_MODEL
+
+from va2att import trainer
+from va2att.config import RunConfig, apply_overrides
+
+
+def config(prepared, epochs=2):
+    return apply_overrides(RunConfig(), [f"model.{k}={v}" for k, v in TINY_MODEL.items()] + [
+        f"data.data={prepared}", "data.deterministic=true", "data.batch_size=8", "data.shuffle_buffer=64",
+        f"train.epochs={epochs}", "train.seed=7"])
+
+
+def weights(path):
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if hasattr(obj, "shape") else None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(prepared, tmp_path_factory):
+    base = tmp_path_factory.mktemp("resume")
+    quiet = {"verbose": 0, "log": lambda *a: None}
+    whole = trainer.start_run(config(prepared), base / "whole", ["test"])
+    trainer.train(whole.root, **quiet)
+    resumed = trainer.start_run(config(prepared), base / "resumed", ["test"])
+    trainer.train(resumed.root, epochs=1, **quiet)  # as if killed after epoch 1
+    (resumed.checkpoints / ".epoch-002-deadbeef.tmp.weights.h5").write_bytes(b"half")  # left by a kill -9
+    trainer.train(resumed.root, **quiet)
+    return whole, resumed
+
+
+def test_a_resumed_deterministic_run_is_bit_identical_to_an_uninterrupted_one(runs):
+    whole, resumed = runs
+    a, b = weights(whole.checkpoint(2)), weights(resumed.checkpoint(2))
+    assert a.keys() == b.keys() and len(a) > 10
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert json.loads(whole.state.read_text())["history"] == json.loads(resumed.state.read_text())["history"]
+    assert not list(resumed.checkpoints.glob(".*.tmp*"))  # the killed writer's temporary is gone
+
+
+def test_a_truncated_checkpoint_falls_back_to_the_previous_one(runs, tmp_path):
+    import shutil
+
+    _, resumed = runs
+    run = tmp_path / "run"
+    shutil.copytree(resumed.root, run)
+    last = run / "checkpoints" / "epoch-002.weights.h5"
+    last.write_bytes(last.read_bytes()[:1000])
+    lines = []  # the copied run keeps its export, so only epoch 2 is redone
+    result = trainer.train(run, verbose=0, log=lines.append)
+    assert any("epoch-002.weights.h5 cannot be read" in line for line in lines)
+    assert any("resuming from epoch 1" in line for line in lines)
+    assert result.epochs_done == 2
+
+
+@pytest.mark.parametrize("content", ["[]", "{}", '{"config": {"model": []}}', "\xff not json"])
+def test_a_damaged_config_json_is_one_clear_error(tmp_path, content):
+    (tmp_path / "config.json").write_text(content, encoding="latin-1")
+    with pytest.raises(ValueError, match="config.json is damaged"):
+        trainer.load_run_config(tmp_path)
