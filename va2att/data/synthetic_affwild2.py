@@ -129,28 +129,45 @@ def _write_video(root: Path, split: str, name: str, n: int, seed: int, index: in
     return expected
 
 
-def generate(out, videos: int = 4, val_videos: int = 2, frames: int = 60, seed: int = 0) -> dict:
+def _job(args) -> Counter:
+    root, split, name, n, seed, index, kwargs = args
+    return _write_video(Path(root), split, name, n, seed, index, **kwargs)
+
+
+def generate(out, videos: int = 4, val_videos: int = 2, frames: int = 60, seed: int = 0, workers: int = 1) -> dict:
     """Write the synthetic Aff-Wild2 set under `out`; return the planted counts per split:
     {split: {"written", "skipped": {reason: n}, "labels": {va_and_expression, va_only, expression_only}}}.
 
     Training: `videos` videos (the first with the planted invalid labels and the unreadable image,
     the second with an expression file 5 lines short), a `_left` / `_right` pair, and an annotation
     file whose video has no frames. Validation: `val_videos` videos and a pair. Frames: per video.
+    `workers` > 1 draws the videos in that many processes (0 = one per core); the files are the same.
     """
     if videos < 2 or val_videos < 1 or frames < 8:
         raise ValueError(f"need videos >= 2, val_videos >= 1, frames >= 8. Received: {videos}, {val_videos}, {frames}")
     root = Path(out)
     planted = {}
+    from va2att.data.synthetic import cpu_count
+
+    workers = workers or cpu_count()
     for split, n_videos in (("training", videos), ("validation", val_videos)):
-        total = Counter()
         prefix = split[:5]
-        for i in range(n_videos):
-            total += _write_video(root, split, f"{prefix}_{i:03d}", frames, seed, i, plant_invalid=i == 0,
-                                  expr_lines=frames - 5 if i == 1 else None)
-        for j, side in enumerate(("left", "right")):
-            total += _write_video(root, split, f"{prefix}_pair_{side}", frames, seed, 1000 + j)
+        jobs = [(str(root), split, f"{prefix}_{i:03d}", frames, seed, i,
+                 {"plant_invalid": i == 0, "expr_lines": frames - 5 if i == 1 else None}) for i in range(n_videos)]
+        jobs += [(str(root), split, f"{prefix}_pair_{side}", frames, seed, 1000 + j, {})
+                 for j, side in enumerate(("left", "right"))]
         if split == "training":
-            total += _write_video(root, split, f"{prefix}_noframes", frames // 2, seed, 2000, frames=False)
+            jobs.append((str(root), split, f"{prefix}_noframes", frames // 2, seed, 2000, {"frames": False}))
+        if workers > 1 and len(jobs) > 2:
+            import multiprocessing as mp
+
+            from va2att.data.synthetic import _single_threaded
+
+            with mp.get_context("spawn").Pool(min(workers, len(jobs)), initializer=_single_threaded) as pool:
+                counts = pool.map(_job, jobs)
+        else:
+            counts = [_job(j) for j in jobs]
+        total = sum(counts, Counter())
         planted[split] = {
             "written": total["written"],
             "skipped": {k[5:]: n for k, n in sorted(total.items()) if k.startswith("skip:")},
@@ -170,7 +187,7 @@ def generate_demo(out, train: int = 6000, val: int = 1000, seed: int = 0) -> dic
     """The `demo-affwild2` set: about `train` / `val` frames, in videos of 100 frames."""
     frames = 100
     return generate(out, videos=max(2, round(train / frames) - 2), val_videos=max(1, round(val / frames) - 2),
-                    frames=frames, seed=seed)
+                    frames=frames, seed=seed, workers=0)
 
 
 def main(argv=None) -> int:
@@ -181,8 +198,9 @@ def main(argv=None) -> int:
     parser.add_argument("--val-videos", type=int, default=2, help="validation videos besides the pair (default 2)")
     parser.add_argument("--frames", type=int, default=60, help="frames per video (default 60)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")
     args = parser.parse_args(argv)
-    planted = generate(args.out, args.videos, args.val_videos, args.frames, args.seed)
+    planted = generate(args.out, args.videos, args.val_videos, args.frames, args.seed, args.workers)
     for split, p in planted.items():
         print(f"{split}: {p['written']} frames to be written; skipped {p['skipped']}; labels {p['labels']}",
               file=sys.stderr)
