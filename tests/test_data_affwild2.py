@@ -217,3 +217,11 @@ def test_training_on_a_mixture_of_affectnet_and_affwild2(affwild2_set, npy_set, 
     result = train(tmp_path / "run", verbose=0, log=lambda *a: None)
     assert result.epochs_done == 1 and np.isfinite(result.last_logs["loss"])
     assert np.isfinite(result.last_logs["val_valence_ccc"])
+
+
+def test_macro_f1_over_the_annotated_classes():
+    t = np.array([0, 0, 1, 1, 2])
+    p = np.array([0, 7, 1, 0, 2])  # a Contempt (7) prediction is an error on class 0
+    f1 = {0: 2 * 1 / (2 + 2), 1: 2 * 1 / (2 + 1), 2: 1.0}
+    assert metrics.macro_f1(t, p, 8, classes=range(7)) == pytest.approx(np.mean(list(f1.values())))
+    assert metrics.macro_f1(t, p, 8) == pytest.approx(np.mean(list(f1.values()) + [0.0]))

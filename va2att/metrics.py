@@ -86,9 +86,9 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
 
 
 def macro_f1(y_true, y_pred, num_classes: int, classes=None) -> float:
-    """Unweighted mean of the per-class F1 over the classes present in `y_true` or `y_pred`, or over
-    the given `classes` (e.g. the seven a data set annotates; predictions of other classes still count
-    as errors)."""
+    """Unweighted mean of the per-class F1 over the classes present in `y_true` or `y_pred`; with
+    `classes` (e.g. the seven a data set annotates), over those of them that are present (predictions
+    of other classes still count as errors on the true class)."""
     matrix = confusion_matrix(y_true, y_pred, num_classes)
     tp = np.diag(matrix).astype("float64")
     support = matrix.sum(axis=1)
@@ -96,7 +96,9 @@ def macro_f1(y_true, y_pred, num_classes: int, classes=None) -> float:
     present = (support + predicted) > 0
     f1 = 2.0 * tp / np.maximum(support + predicted, 1)
     if classes is not None:
-        return float(f1[np.asarray(list(classes), dtype="int64")].mean())
+        chosen = np.zeros(num_classes, bool)
+        chosen[np.asarray(list(classes), dtype="int64")] = True
+        return float(f1[chosen & present].mean()) if (chosen & present).any() else 0.0
     return float(f1[present].mean())
 
 
