@@ -34,6 +34,8 @@ def parse(argv):
 def main(argv=None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     quiet_tensorflow()
+    import numpy as np
+
     from va2att import fileio, plots
     from va2att.config import EXPRESSION_NAMES, DataConfig
     from va2att.evaluation import evaluate, markdown_report
@@ -69,8 +71,9 @@ def main(argv=None) -> int:
         fileio.write_json(args.json, report)
     fileio.write_text(out / "report.md", markdown_report(result, f"Evaluation of {name}", meta))
     if "valence" in predictions and "arousal" in predictions:
-        plots.circumplex(out / "circumplex.png", predictions["valence"], predictions["arousal"],
-                         true_valence=labels["valence"], true_arousal=labels["arousal"],
+        va = np.isfinite(labels["valence"]) & np.isfinite(labels["arousal"])  # frames with V/A labels
+        plots.circumplex(out / "circumplex.png", predictions["valence"][va], predictions["arousal"][va],
+                         true_valence=labels["valence"][va], true_arousal=labels["arousal"][va],
                          title=f"{name}: predicted (dots) vs true valence-arousal, {args.split}")
     if "expression" in result:
         plots.confusion_matrix(out / "confusion.png", result["expression"]["confusion"],

@@ -80,13 +80,13 @@ def test_streaming_equals_numpy_on_the_concatenation(metric_cls, fn):
 
 def test_keras_metrics_names():
     args = metric_args(ModelConfig())
-    metrics = args["metrics"]
+    metrics = args["weighted_metrics"]  # weighted: faces without a label (sample weight 0) are left out
     assert [m.name for m in metrics["valence"]] == ["ccc", "rmse", "pcc", "sagr"]
     assert [m.name for m in args["weighted_metrics"]["expression"]] == ["accuracy"]
     single = metric_args(ModelConfig(head="single-valence"))
-    assert list(single["metrics"]) == ["valence"] and single["metrics"]["valence"][0].name == "valence_ccc"
-    assert single["weighted_metrics"] == {}
-    assert metrics["valence"][0] is not metric_args(ModelConfig())["metrics"]["valence"][0]
+    assert list(single["weighted_metrics"]) == ["valence"] and single["weighted_metrics"]["valence"][0].name == "valence_ccc"
+    assert single["metrics"] == {}
+    assert metrics["valence"][0] is not metric_args(ModelConfig())["weighted_metrics"]["valence"][0]
 
 
 @pytest.mark.large

@@ -56,7 +56,10 @@ def split_dotted(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("configuration (defaults: the paper's 2Att-2Mt recipe)")
-    g.add_argument("--data", help="'demo' (built-in synthetic set, default), an AffectNet root, or a prepared folder")
+    g.add_argument("--data", action="append",
+                   help="'demo' (built-in synthetic set, default), 'demo-affwild2', 'demo-affectnet-npy', an AffectNet "
+                        "root (CSV or npy layout), an Aff-Wild2 root, or a prepared folder; give it twice (or more) "
+                        "to train on several data sets together")
     g.add_argument("--blocks", type=int, choices=range(4), metavar="{0,1,2,3}",
                    help="residual attention blocks in the first N stages (default 2)")
     g.add_argument("--head", choices=tuple(HEADS), help="head (default 2mt, the two-stage multi-task head)")
@@ -76,8 +79,14 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                         "--model.gru_units=128 works too")
 
 
+def _flag_value(value) -> str:
+    """A repeated flag (`--data A --data B`) becomes one `os.pathsep`-separated value."""
+    return os.pathsep.join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def config_from_args(args: argparse.Namespace, overrides: list[str], base: RunConfig | None = None) -> RunConfig:
-    items = [f"{key}={getattr(args, dest)}" for dest, key in PLAIN_FLAGS.items() if getattr(args, dest, None) is not None]
+    items = [f"{key}={_flag_value(getattr(args, dest))}" for dest, key in PLAIN_FLAGS.items()
+             if getattr(args, dest, None) is not None]
     return apply_overrides(base or RunConfig(), items + list(args.set) + list(overrides))
 
 

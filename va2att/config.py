@@ -109,7 +109,7 @@ class ModelConfig:
 class DataConfig:
     """Where the faces come from and how they are streamed."""
 
-    data: str = "demo"  # "demo" (built-in synthetic set), a raw AffectNet root, or a prepared folder
+    data: str = "demo"  # "demo" / "demo-affwild2" / "demo-affectnet-npy" (synthetic sets), a raw AffectNet, AffectNet-npy or Aff-Wild2 root, or a prepared folder; several, separated by os.pathsep (":"), are trained on together
     batch_size: int = 256  # global batch size
     shuffle_buffer: int = 20000  # examples in the shuffle buffer
     cache: bool = True  # keep decoded faces in memory after the first epoch
@@ -123,6 +123,7 @@ class DataConfig:
     selection: str = "validation"  # split for model selection and the schedule: validation (the paper's) or holdout
     holdout_share: float = 0.05  # with selection=holdout: share of the training split held out (by path hash)
     holdout_seed: int = 0  # with selection=holdout: key of the path hash (the same held-out faces in every run)
+    frame_step: int = 1  # training: keep every k-th frame of each video (frames 1, 1 + k, ...); still images are all kept
 
     def __post_init__(self):
         if not isinstance(self.data, str) or not self.data:
@@ -142,6 +143,7 @@ class DataConfig:
         _check_choice("data.selection", self.selection, SELECTIONS)
         _check_float("data.holdout_share", self.holdout_share, 0.001, 0.5)
         _check_int("data.holdout_seed", self.holdout_seed, 0)
+        _check_int("data.frame_step", self.frame_step, 1)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,11 @@ hence their own residual scale) on `(batch, 1)` tensors. `compile_args` gives th
     L = alpha * CE(expression) + beta * rho(valence) + (1 - beta) * rho(arousal)
 
 as the `loss=` and `loss_weights=` dicts of `model.compile`.
+
+Label masks: a sample whose label is missing comes with sample weight 0 (`va2att.data.pipeline`).
+Keras then drops its loss value; the two losses built on batch statistics (Tukey's MAD scale, the
+batch CCC) also leave such samples out of those statistics, so a placeholder label never shapes
+the loss of the samples that have one.
 """
 
 from __future__ import annotations
@@ -26,14 +31,29 @@ def _residuals(y_true, y_pred):
     return y_true - y_pred
 
 
-def robust_scale(residuals, min_scale: float = 0.0):
+def masked_median(x, present=None):
+    """Median over axis 0 of the rows where `present` (bool, broadcastable to x) holds; (1, C).
+
+    All rows when `present` is None; 0 for a column without any present row."""
+    if present is None:
+        return ops.median(x, axis=0, keepdims=True)
+    present = ops.broadcast_to(present, ops.shape(x))
+    n = ops.sum(ops.cast(present, "int32"), axis=0, keepdims=True)
+    ordered = ops.sort(ops.where(present, x, ops.full_like(x, float("inf"))), axis=0)  # absent rows last
+    lo = ops.take_along_axis(ordered, ops.maximum(n - 1, 0) // 2, axis=0)
+    hi = ops.take_along_axis(ordered, n // 2, axis=0)
+    return ops.where(n > 0, (lo + hi) / 2.0, ops.zeros_like(lo))
+
+
+def robust_scale(residuals, min_scale: float = 0.0, present=None):
     """`1.4826 · MAD` of the batch residuals per column (axis 0), held constant in the gradient.
 
     When it is below `MIN_SCALE` (e.g. a batch of one, or more than half the residuals identical)
     the scale is 1, i.e. raw residuals are used, instead of dividing by (nearly) zero. A positive
-    `min_scale` is a floor: the scale never goes below it."""
-    median = ops.median(residuals, axis=0, keepdims=True)
-    mad = ops.median(ops.abs(residuals - median), axis=0, keepdims=True)
+    `min_scale` is a floor: the scale never goes below it. `present` (bool (B, 1)) restricts the
+    median and the MAD to the samples that have a label."""
+    median = masked_median(residuals, present)
+    mad = masked_median(ops.abs(residuals - median), present)
     scale = ops.stop_gradient(MAD_TO_SIGMA * mad)
     scale = ops.where(scale > MIN_SCALE, scale, ops.ones_like(scale))
     return ops.maximum(scale, min_scale) if min_scale > 0 else scale
@@ -46,8 +66,22 @@ def tukey_rho(r, c):
     return ops.where(inside, (c**2 / 6.0) * (1.0 - (1.0 - u**2) ** 3), ops.full_like(r, c**2 / 6.0))
 
 
+class _BatchStatisticLoss(keras.losses.Loss):
+    """A loss whose per-sample values depend on statistics of the batch: `call` sees which samples
+    have a label (`self._present`, from a sample weight > 0; None when no weights are given)."""
+
+    _present = None
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        self._present = None if sample_weight is None else ops.reshape(sample_weight, (-1, 1)) > 0
+        try:
+            return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+        finally:
+            self._present = None
+
+
 @keras.saving.register_keras_serializable(package="va2att")
-class TukeyBiweight(keras.losses.Loss):
+class TukeyBiweight(_BatchStatisticLoss):
     """Tukey's biweight loss with the residual scale `s = 1.4826 · MAD` of the batch (Belagiannis et al. 2015).
 
     Reference: Belagiannis et al., "Robust Optimization for Deep Regression", ICCV 2015.
@@ -85,7 +119,9 @@ class TukeyBiweight(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         r = _residuals(y_true, y_pred)
-        scale = robust_scale(r, self.min_scale)
+        if self._present is not None:
+            r = ops.where(self._present, r, ops.zeros_like(r))
+        scale = robust_scale(r, self.min_scale, self._present)
         rho = tukey_rho(r / scale, self.c)
         if self.form == "residual":
             rho = rho * ops.square(scale)
@@ -107,8 +143,9 @@ class MeanSquaredError(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="va2att")
-class ConcordanceLoss(keras.losses.Loss):
-    """`1 - CCC` of the batch (population moments); one value per batch, weighted like a mean."""
+class ConcordanceLoss(_BatchStatisticLoss):
+    """`1 - CCC` of the batch (population moments, over the samples that have a label); one value per
+    batch, weighted like a mean."""
 
     def __init__(self, epsilon=1e-7, name="ccc_loss", reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -117,11 +154,18 @@ class ConcordanceLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         y_pred = ops.cast(y_pred, "float32")
         y_true = ops.cast(ops.reshape(y_true, ops.shape(y_pred)), "float32")
-        mean_t = ops.mean(y_true, axis=0)
-        mean_p = ops.mean(y_pred, axis=0)
-        var_t = ops.mean(ops.square(y_true - mean_t), axis=0)
-        var_p = ops.mean(ops.square(y_pred - mean_p), axis=0)
-        cov = ops.mean((y_true - mean_t) * (y_pred - mean_p), axis=0)
+        w = ops.ones_like(y_true) if self._present is None else ops.cast(ops.broadcast_to(self._present, ops.shape(y_true)), "float32")
+        y_true = ops.where(w > 0, y_true, ops.zeros_like(y_true))
+        n = ops.maximum(ops.sum(w, axis=0), 1.0)
+
+        def mean(x):
+            return ops.sum(w * x, axis=0) / n
+
+        mean_t = mean(y_true)
+        mean_p = mean(y_pred)
+        var_t = mean(ops.square(y_true - mean_t))
+        var_p = mean(ops.square(y_pred - mean_p))
+        cov = mean((y_true - mean_t) * (y_pred - mean_p))
         ccc = 2.0 * cov / (var_t + var_p + ops.square(mean_t - mean_p) + self.epsilon)
         loss = 1.0 - ops.mean(ccc)
         # Broadcast to one value per sample so sample weights and the usual reduction apply.

@@ -85,14 +85,20 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
     return matrix
 
 
-def macro_f1(y_true, y_pred, num_classes: int) -> float:
-    """Unweighted mean of the per-class F1 over the classes present in `y_true` or `y_pred`."""
+def macro_f1(y_true, y_pred, num_classes: int, classes=None) -> float:
+    """Unweighted mean of the per-class F1 over the classes present in `y_true` or `y_pred`; with
+    `classes` (e.g. the seven a data set annotates), over those of them that are present (predictions
+    of other classes still count as errors on the true class)."""
     matrix = confusion_matrix(y_true, y_pred, num_classes)
     tp = np.diag(matrix).astype("float64")
     support = matrix.sum(axis=1)
     predicted = matrix.sum(axis=0)
     present = (support + predicted) > 0
     f1 = 2.0 * tp / np.maximum(support + predicted, 1)
+    if classes is not None:
+        chosen = np.zeros(num_classes, bool)
+        chosen[np.asarray(list(classes), dtype="int64")] = True
+        return float(f1[chosen & present].mean()) if (chosen & present).any() else 0.0
     return float(f1[present].mean())
 
 
@@ -217,7 +223,9 @@ def metric_args(cfg: ModelConfig) -> dict:
     Logged names: `<output>_<metric>` and `val_<output>_<metric>`, e.g. `val_valence_ccc`,
     `val_arousal_rmse`, `val_expression_accuracy`. The expression accuracy is a weighted metric, so
     faces whose expression has sample weight 0 (AffectNet's "None" faces, `data.none_faces`) do not
-    count; without sample weights it is the plain accuracy. Keras 3 drops the output prefix when a
+    count; without sample weights it is the plain accuracy. The regression metrics are weighted too, so
+    a face without valence/arousal (sample weight 0, e.g. an Aff-Wild2 frame with only an expression
+    label) is left out of them. Keras 3 drops the output prefix when a
     model has a single output, so the single-task heads name their metrics `valence_ccc`, ...
     themselves and the logs read the same for every head."""
     prefix = f"{cfg.outputs[0]}_" if len(cfg.outputs) == 1 else ""
@@ -226,5 +234,5 @@ def metric_args(cfg: ModelConfig) -> dict:
         if name == "expression":
             weighted[name] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         else:
-            metrics[name] = [CCC(f"{prefix}ccc"), RMSE(f"{prefix}rmse"), PCC(f"{prefix}pcc"), SAGR(f"{prefix}sagr")]
+            weighted[name] = [CCC(f"{prefix}ccc"), RMSE(f"{prefix}rmse"), PCC(f"{prefix}pcc"), SAGR(f"{prefix}sagr")]
     return {"metrics": metrics, "weighted_metrics": weighted}

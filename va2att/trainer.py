@@ -59,10 +59,13 @@ def training_labels(prepared, cfg: RunConfig, seed: int):
     ds = make_dataset(prepared, "training", dataclasses.replace(cfg.data, cache=False), training=False,
                       num_classes=cfg.model.num_classes, seed=seed, holdout=holdout)
     expr, val, aro = [], [], []
-    for _, labels in ds:
-        expr.append(labels["expression"].numpy().reshape(-1))
-        val.append(labels["valence"].numpy().reshape(-1))
-        aro.append(labels["arousal"].numpy().reshape(-1))
+    for _, labels, *weights in ds:
+        keep = slice(None)
+        if weights:  # label masks: the correlations need faces with all three labels
+            keep = (weights[0]["expression"].numpy() > 0) & (weights[0]["valence"].numpy() > 0)
+        expr.append(labels["expression"].numpy().reshape(-1)[keep])
+        val.append(labels["valence"].numpy().reshape(-1)[keep])
+        aro.append(labels["arousal"].numpy().reshape(-1)[keep])
     return np.concatenate(expr), np.concatenate(val), np.concatenate(aro)
 
 

@@ -6,10 +6,21 @@ Yields `(image, {"valence", "arousal", "expression"})`:
     valence     float32 [B, 1]
     arousal     float32 [B, 1]
     expression  int32 [B]
-With `none_faces=True` (training only) AffectNet's code-8 "None" faces are streamed too and each
-element is `(image, labels, sample_weights)`: weight 1 for valence and arousal, and for the
-expression 1 on codes 0..K-1 and 0 on "None" faces (whose expression label is then 0, a
-placeholder that the zero weight keeps out of the cross-entropy and of the weighted accuracy).
+Label masks. A record says which labels it has (`has_va`, `has_expression`, see `records`): an
+Aff-Wild2 frame may carry only valence/arousal or only an expression. Whenever a prepared folder
+has such frames (its report.json says `"label_masks": true`), or with `none_faces=True` (training
+only: AffectNet's code-8 "None" faces streamed too), each element is `(image, labels,
+sample_weights)`: the weight of valence and arousal is `has_va`, that of the expression is 1 on a
+labelled code 0..K-1 and 0 otherwise (no expression annotated, "None"). Where a weight is 0 the
+label is a 0 placeholder that the weight keeps out of the losses and of the (weighted) metrics; a
+missing label is never trained on. A record is streamed when it has a label the model is scored
+on: an expression code 0..K-1, or valence/arousal without any expression annotation, or (with
+`none_faces`) valence/arousal on a "None" face.
+
+`prepared_dir` may be one folder or a sequence of folders (a mixture, e.g. AffectNet + Aff-Wild2):
+their shards are read together; for training the shard lists are interleaved in proportion to
+their lengths, so that every part of an epoch mixes the sources. `data_cfg.frame_step` k > 1 keeps
+every k-th frame of each video for training (frames 1, 1 + k, ...; still images are all kept).
 
 `holdout` splits the training split in two by a keyed hash of each face's file path
 (`holdout_mask`): "exclude" streams the faces that stay for training, "only" the held-out share
@@ -30,6 +41,7 @@ expression are mirror-invariant).
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 from va2att.config import FACE_SIZE, INPUT_SIZE, DataConfig
@@ -55,11 +67,43 @@ def _report(prepared_dir) -> dict:
     return load_report(prepared_dir)
 
 
+def prepared_dirs(prepared_dir) -> tuple[Path, ...]:
+    """One prepared folder, or a sequence of them (a mixture), as a tuple of Paths."""
+    if isinstance(prepared_dir, (str, os.PathLike)):
+        return (Path(prepared_dir),)
+    dirs = tuple(Path(p) for p in prepared_dir)
+    if not dirs:
+        raise ValueError("no prepared folder given")
+    return dirs
+
+
+def has_label_masks(prepared_dir) -> bool:
+    """True when some record of the folder(s) lacks a label (report.json's `label_masks`)."""
+    return any(bool(_report(d).get("label_masks")) for d in prepared_dirs(prepared_dir))
+
+
+def _shards(prepared_dir, split: str, interleave: bool = False) -> list[str]:
+    """Shard files of `split` in all folders: one after the other, or interleaved in proportion."""
+    lists = [[str(d / n) for n in _report(d)["splits"][split]["shards"]] for d in prepared_dirs(prepared_dir)]
+    if not interleave or len(lists) == 1:
+        return [f for files in lists for f in files]
+    keyed = [((i + 0.5) / len(files), k, f) for k, files in enumerate(lists) for i, f in enumerate(files)]
+    return [f for _, _, f in sorted(keyed)]
+
+
 def count_examples(prepared_dir, split: str, num_classes: int = 8, none_faces: bool = False) -> int:
-    """Faces in a prepared split (codes < num_classes, and code 8 with `none_faces`), from report.json."""
-    s = _report(prepared_dir)["splits"][_split(split)]
-    per = s.get("per_expression", {})
-    return sum(n for code, n in per.items() if int(code) < num_classes or (none_faces and int(code) == NONE_CODE))
+    """Faces in a prepared split (codes < num_classes, and code 8 with `none_faces`), from report.json;
+    for a folder with label masks, the records `make_dataset` streams (one pass over its shards)."""
+    total = 0
+    for d in prepared_dirs(prepared_dir):
+        report = _report(d)
+        if report.get("label_masks"):
+            total += _pass_count((d,), _split(split), num_classes, none_faces, 0.0, 0, 1)[0]
+            continue
+        per = report["splits"][_split(split)].get("per_expression", {})
+        total += sum(n for code, n in per.items()
+                     if 0 <= int(code) < num_classes or (none_faces and int(code) == NONE_CODE))
+    return total
 
 
 def holdout_mask(paths, share: float, seed: int = 0):
@@ -70,36 +114,69 @@ def holdout_mask(paths, share: float, seed: int = 0):
     return bucket < round(share * HOLDOUT_BUCKETS)
 
 
-def _kept(p, num_classes: int, none_faces: bool):
+def _labelled(p, num_classes: int):
+    """The records whose expression is a label the model is trained and scored on (codes 0..K-1)."""
     import tensorflow as tf
 
-    keep = p["expression"] < num_classes
-    return tf.logical_or(keep, p["expression"] == NONE_CODE) if none_faces else keep
+    code = p["expression"]
+    return tf.logical_and(p["has_expression"] > 0, tf.logical_and(code >= 0, code < num_classes))
+
+
+def _kept(p, num_classes: int, none_faces: bool):
+    """Streamed records: a labelled expression, or V/A without an expression annotation, or (with
+    `none_faces`) V/A on a "None" face. Without label masks this is `code < K` (or code 8)."""
+    import tensorflow as tf
+
+    has_va, has_expr = p["has_va"] > 0, p["has_expression"] > 0
+    keep = tf.logical_or(_labelled(p, num_classes), tf.logical_and(has_va, tf.logical_not(has_expr)))
+    if none_faces:
+        keep = tf.logical_or(keep, tf.logical_and(has_va, tf.logical_and(has_expr, p["expression"] == NONE_CODE)))
+    return keep
+
+
+def _frame_kept(p, frame_step: int):
+    """Every `frame_step`-th frame of a video (1, 1 + k, ...); still images (frame -1) are all kept."""
+    import tensorflow as tf
+
+    if frame_step <= 1:
+        return tf.ones_like(p["frame"], tf.bool)
+    return tf.logical_or(p["frame"] < 1, tf.math.floormod(p["frame"] - 1, frame_step) == 0)
 
 
 @functools.lru_cache(maxsize=32)
-def count_holdout(prepared_dir, split: str, share: float, seed: int, num_classes: int = 8,
-                  none_faces: bool = False) -> tuple[int, int]:
-    """(kept for training, held out) faces of a split, by one pass over the shards' paths and codes."""
+def _pass_count(dirs: tuple, split: str, num_classes: int, none_faces: bool, share: float, seed: int,
+                frame_step: int) -> tuple[int, int]:
+    """(kept for training, held out) records, by one pass over the shards' labels and paths."""
     import tensorflow as tf
 
-    files = [str(Path(prepared_dir) / n) for n in _report(prepared_dir)["splits"][_split(split)]["shards"]]
     spec = {"path": tf.io.FixedLenFeature([], tf.string, default_value=""),
-            "expression": tf.io.FixedLenFeature([], tf.int64)}
+            "expression": tf.io.FixedLenFeature([], tf.int64),
+            "has_va": tf.io.FixedLenFeature([], tf.int64, default_value=1),
+            "has_expression": tf.io.FixedLenFeature([], tf.int64, default_value=1),
+            "frame": tf.io.FixedLenFeature([], tf.int64, default_value=-1)}
     held = total = 0
+    files = _shards(dirs, split)
     for p in tf.data.TFRecordDataset(files).batch(4096).map(lambda b: tf.io.parse_example(b, spec)):
-        keep = _kept(p, num_classes, none_faces)
-        mask = holdout_mask(p["path"], share, seed)
+        keep = tf.logical_and(_kept(p, num_classes, none_faces), _frame_kept(p, frame_step))
         total += int(tf.reduce_sum(tf.cast(keep, tf.int64)))
-        held += int(tf.reduce_sum(tf.cast(tf.logical_and(keep, mask), tf.int64)))
+        if share > 0:
+            mask = holdout_mask(p["path"], share, seed)
+            held += int(tf.reduce_sum(tf.cast(tf.logical_and(keep, mask), tf.int64)))
     return total - held, held
 
 
-def _count(prepared_dir, split, data_cfg: DataConfig, num_classes, none_faces, holdout) -> int:
-    if holdout is None:
+def count_holdout(prepared_dir, split: str, share: float, seed: int, num_classes: int = 8,
+                  none_faces: bool = False) -> tuple[int, int]:
+    """(kept for training, held out) faces of a split, by one pass over the shards' paths and codes."""
+    return _pass_count(prepared_dirs(prepared_dir), _split(split), num_classes, none_faces, float(share), int(seed), 1)
+
+
+def _count(prepared_dir, split, data_cfg: DataConfig, num_classes, none_faces, holdout, frame_step: int = 1) -> int:
+    if holdout is None and frame_step <= 1:
         return count_examples(prepared_dir, split, num_classes, none_faces)
-    kept, held = count_holdout(prepared_dir, split, data_cfg.holdout_share, data_cfg.holdout_seed, num_classes,
-                               none_faces)
+    share = data_cfg.holdout_share if holdout is not None else 0.0
+    kept, held = _pass_count(prepared_dirs(prepared_dir), _split(split), num_classes, none_faces, float(share),
+                             int(data_cfg.holdout_seed), frame_step)
     return held if holdout == "only" else kept
 
 
@@ -151,15 +228,19 @@ def _targets(p):
     }
 
 
-def _masked_targets(p):
-    """Labels and sample weights when "None" faces are streamed: their expression is weighted 0."""
+def _masked_targets(p, num_classes: int = 8):
+    """Labels and sample weights from the label masks: weight 0 (and a 0 placeholder label) for a
+    missing valence/arousal, and for an expression that is not a code 0..K-1 (none annotated, "None")."""
     import tensorflow as tf
 
-    none = tf.equal(p["expression"], NONE_CODE)
+    has_va = p["has_va"] > 0
+    labelled = _labelled(p, num_classes)
     labels = _targets(p)
-    labels["expression"] = tf.where(none, tf.zeros_like(labels["expression"]), labels["expression"])
-    ones = tf.ones_like(labels["valence"][:, 0])
-    return labels, {"valence": ones, "arousal": ones, "expression": tf.cast(tf.logical_not(none), tf.float32)}
+    for name in ("valence", "arousal"):
+        labels[name] = tf.where(has_va[:, None], labels[name], tf.zeros_like(labels[name]))
+    labels["expression"] = tf.where(labelled, labels["expression"], tf.zeros_like(labels["expression"]))
+    va = tf.cast(has_va, tf.float32)
+    return labels, {"valence": va, "arousal": va, "expression": tf.cast(labelled, tf.float32)}
 
 
 def make_dataset(
@@ -174,6 +255,8 @@ def make_dataset(
     none_faces: bool = False,
     holdout: str | None = None,
     epoch=None,
+    weights: bool | None = None,
+    with_video: bool = False,
 ):
     """A batched, prefetched tf.data.Dataset over one prepared split.
 
@@ -193,6 +276,10 @@ def make_dataset(
             each time an iteration starts. In deterministic mode the shuffle order and the augmentation
             are then seeded by `epoch_seed(seed, epoch)`: epoch e sees the same batches in a run resumed
             at e as in an uninterrupted one. None (or not deterministic): seeded once by `seed`.
+        weights: yield `(image, labels, sample_weights)`; None (default): when `none_faces` (training)
+            or when a folder has label masks.
+        with_video: evaluation only: add each face's `video` name (bytes, "" for still images) to the
+            labels, for per-video scores.
     """
     import tensorflow as tf
 
@@ -206,11 +293,15 @@ def make_dataset(
         raise ValueError("none_faces is for training; evaluation scores codes 0..K-1 only.")
     if holdout not in HOLDOUT_MODES:
         raise ValueError(f"holdout must be one of {HOLDOUT_MODES}. Received: holdout={holdout!r}")
+    if with_video and training:
+        raise ValueError("with_video is for evaluation; use training=False.")
     split = _split(split)
-    report = _report(prepared_dir)
-    files = [str(Path(prepared_dir) / n) for n in report["splits"][split]["shards"]]
+    files = _shards(prepared_dir, split, interleave=training)
     if not files:
         raise FileNotFoundError(f"no shards for split {split!r} in {prepared_dir}")
+    if weights is None:
+        weights = (none_faces and training) or has_label_masks(prepared_dir)
+    frame_step = data_cfg.frame_step if training else 1
     calls = tf.data.AUTOTUNE if data_cfg.parallel_calls == -1 else data_cfg.parallel_calls
     det = bool(data_cfg.deterministic) or not training
 
@@ -219,8 +310,10 @@ def make_dataset(
     share, hseed = data_cfg.holdout_share, data_cfg.holdout_seed
 
     def select(p):
-        out = {"image": p["image"], "valence": p["valence"], "arousal": p["arousal"], "expression": p["expression"]}
-        keep = _kept(p, num_classes, none_faces)
+        names = ("image", "valence", "arousal", "expression", "has_va", "has_expression") + (
+            ("video",) if with_video else ())
+        out = {k: p[k] for k in names}
+        keep = tf.logical_and(_kept(p, num_classes, none_faces), _frame_kept(p, frame_step))
         if holdout is not None:
             held = holdout_mask(p["path"], share, hseed)
             keep = tf.logical_and(keep, held if holdout == "only" else tf.logical_not(held))
@@ -247,16 +340,20 @@ def make_dataset(
 
         def train_map(p, k):
             image = tf.cast(augment(p["image"], k), tf.float32)
-            return (image, *_masked_targets(p)) if none_faces else (image, _targets(p))
+            return (image, *_masked_targets(p, num_classes)) if weights else (image, _targets(p))
 
         ds = ds.map(train_map, num_parallel_calls=calls, deterministic=det)
-        batches = _count(prepared_dir, split, data_cfg, num_classes, none_faces, holdout) // data_cfg.batch_size
+        batches = _count(prepared_dir, split, data_cfg, num_classes, none_faces, holdout,
+                         frame_step) // data_cfg.batch_size
     else:
         ds = ds.batch(data_cfg.batch_size)
 
         def eval_map(p):
-            img = flip_pair(p["image"]) if flip_pairs else centre_crop(p["image"])
-            return tf.cast(img, tf.float32), _targets(p)
+            img = tf.cast(flip_pair(p["image"]) if flip_pairs else centre_crop(p["image"]), tf.float32)
+            labels, w = _masked_targets(p, num_classes) if weights else (_targets(p), None)
+            if with_video:
+                labels["video"] = p["video"]
+            return (img, labels, w) if weights else (img, labels)
 
         ds = ds.map(eval_map, num_parallel_calls=calls, deterministic=True)
         batches = -(-_count(prepared_dir, split, data_cfg, num_classes, none_faces, holdout) // data_cfg.batch_size)

@@ -1,6 +1,11 @@
-"""Preparation: an AffectNet-layout folder -> aligned 56 x 56 gray faces in sharded TFRecords.
+"""Preparation: an AffectNet or Aff-Wild2 folder -> aligned 56 x 56 gray faces in sharded TFRecords.
 
-    python -m va2att.data.prepare ROOT OUT [--workers N] [--classes 8|7]
+    python -m va2att.data.prepare ROOT OUT [--workers N] [--classes 8|7] [--other unlabelled|none|drop]
+
+ROOT may hold any of three layouts, recognised by `source.detect_layout`: AffectNet's CSV file
+lists (`affectnet`), AffectNet's per-image .npy annotations (`affectnet_npy`), or Aff-Wild2 as
+distributed for the ABAW challenges (`affwild2`; its frames may lack one of the two labels, and
+the records then carry label masks). All three give the same kind of shards.
 
 Output layout:
     OUT/<split>-NNNNN.tfrecord   split = training | validation; records described in `records`
@@ -44,6 +49,7 @@ SPLITS = tuple(affectnet.SPLIT_FILES)
 SHARD_SIZE = 1024  # CSV rows per shard (one work unit)
 MAX_EXAMPLES = 5  # paths kept per skip reason in report.json
 PROGRESS_DIR = ".progress"
+EXTRA_COUNTS = ("labels", "masked")  # Aff-Wild2: written frames by labels present, and why a label is missing
 
 
 class PrepareError(RuntimeError):
@@ -144,9 +150,20 @@ def process_rows(root: str, rows: list[tuple], use_mtcnn: bool = True, allow_sym
     return out
 
 
+def _processor(layout: str):
+    """The work-unit function of a layout (all return `process_rows`'s result shape)."""
+    if layout == "affectnet":
+        return process_rows
+    from va2att.data import affectnet_npy, affwild2
+
+    return {"affectnet-npy": affectnet_npy.process_ids, "affwild2": affwild2.process_frames}[layout]
+
+
 def _run_unit(unit) -> tuple:
-    split, index, root, rows, use_mtcnn, allow_symlinks = unit
-    return split, index, process_rows(root, rows, use_mtcnn, allow_symlinks)
+    split, index, root, rows, use_mtcnn, allow_symlinks, layout = unit
+    if layout == "affectnet":
+        return split, index, process_rows(root, rows, use_mtcnn, allow_symlinks)
+    return split, index, _processor(layout)(root, rows, use_mtcnn)
 
 
 # --------------------------------------------------------------------------- parent side
@@ -182,6 +199,9 @@ def _write_shard(out: Path, split: str, index: int, result: dict) -> None:
         "per_expression": dict(per_expr),
         "examples": result["examples"],
     }
+    for key in EXTRA_COUNTS:  # label counts of the layouts with label masks
+        if key in result:
+            marker[key] = dict(result[key])
     _write_json(out / PROGRESS_DIR / f"{name}.json", marker)
 
 
@@ -191,7 +211,9 @@ def _done(out: Path, split: str, index: int) -> bool:
 
 
 def _merge(into: dict, part: dict) -> None:
-    for key in ("skipped", "fallbacks", "methods", "per_expression"):
+    for key in ("skipped", "fallbacks", "methods", "per_expression", *EXTRA_COUNTS):
+        if key not in part and key in EXTRA_COUNTS:
+            continue
         c = Counter(into.get(key, {}))
         c.update(part.get(key, {}))
         into[key] = dict(sorted(c.items()))
@@ -212,6 +234,7 @@ def prepare(
     progress: bool = True,
     overwrite: bool = False,
     stop_after_shards: int | None = None,
+    other: str = "unlabelled",
 ) -> dict:
     """Prepare (or finish preparing) `out` from the AffectNet-layout folder `root`.
 
@@ -228,6 +251,7 @@ def prepare(
         overwrite: discard a preparation of `out` made with other settings or CSVs.
         stop_after_shards: stop (raise KeyboardInterrupt) after writing this many shards,
             as a kill would; used to test resuming.
+        other: Aff-Wild2 only: what its "Other" expression becomes (`affwild2.OTHER_CHOICES`).
     Returns:
         The report (also OUT/report.json): {"written": N, "skipped": {reason: n}, "fallbacks":
         {reason: n}, "splits": {split: {...per split detail, "shards": [file names]}}, ...}.
@@ -242,15 +266,27 @@ def prepare(
         raise ValueError(f"shard_size must be >= 1. Received: shard_size={shard_size}")
     t0 = time.perf_counter()
     root, out = Path(root), Path(out)
-    tables = {s: affectnet.read_split(root, s, classes) for s in SPLITS}
+    from va2att.data.source import detect_layout
+
+    layout = detect_layout(root) or "affectnet"
+    if layout == "affectnet":
+        tables = {s: affectnet.read_split(root, s, classes) for s in SPLITS}
+        fingerprints = {s: _fingerprint(affectnet.list_path(root, s)) for s in SPLITS}
+    else:
+        tables = _read_tables(layout, root, classes, other)
+        fingerprints = {s: t.fingerprint for s, t in tables.items()}
     manifest = {
         "format": FORMAT,
         "face_size": FACE_SIZE,
         "classes": classes,
         "shard_size": shard_size,
         "use_mtcnn": use_mtcnn,
-        "csv_sha1": {s: _fingerprint(affectnet.list_path(root, s)) for s in SPLITS},
+        "csv_sha1": fingerprints,
     }
+    if layout != "affectnet":
+        manifest["layout"] = layout
+        if layout == "affwild2":
+            manifest["other"] = other
     if allow_symlinks:  # only when set: folders prepared before the option keep their manifest
         manifest["allow_symlinks"] = True
     if _read_manifest(out) == manifest and is_prepared(out):
@@ -259,7 +295,8 @@ def prepare(
         with folder_lock(out, "preparation"):
             return _prepare_locked(root, out, tables, manifest, classes=classes, shard_size=shard_size,
                                    use_mtcnn=use_mtcnn, allow_symlinks=allow_symlinks, progress=progress,
-                                   overwrite=overwrite, stop_after_shards=stop_after_shards, workers=workers, t0=t0)
+                                   overwrite=overwrite, stop_after_shards=stop_after_shards, workers=workers, t0=t0,
+                                   layout=layout, other=other)
     except Exception as error:
         message = storage_problem(error)
         if message is None:
@@ -292,7 +329,8 @@ def storage_problem(error: BaseException) -> str | None:
 
 
 def _prepare_locked(root: Path, out: Path, tables: dict, manifest: dict, *, classes, shard_size, use_mtcnn,
-                    allow_symlinks, progress, overwrite, stop_after_shards, workers, t0) -> dict:
+                    allow_symlinks, progress, overwrite, stop_after_shards, workers, t0, layout="affectnet",
+                    other="unlabelled") -> dict:
     from tqdm import tqdm
 
     (out / PROGRESS_DIR).mkdir(exist_ok=True)
@@ -318,11 +356,14 @@ def _prepare_locked(root: Path, out: Path, tables: dict, manifest: dict, *, clas
             if _done(out, split, i):
                 continue
             lo, hi = i * shard_size, min(len(t), (i + 1) * shard_size)
+            if layout != "affectnet":
+                units.append((split, i, str(root), t.rows(lo, hi), use_mtcnn, False, layout))
+                continue
             rows = [
                 (t.paths[j], t.boxes[j].tolist(), t.landmarks[j], int(t.expression[j]), float(t.valence[j]), float(t.arousal[j]))
                 for j in range(lo, hi)
             ]
-            units.append((split, i, str(root), rows, use_mtcnn, allow_symlinks))
+            units.append((split, i, str(root), rows, use_mtcnn, allow_symlinks, "affectnet"))
     workers = max(1, min(workers or cpu_count(), cpu_count(), len(units) or 1))
     bar = tqdm(total=sum(len(u[3]) for u in units), unit="face", disable=not progress, desc="prepare")
     written = 0
@@ -350,6 +391,7 @@ def _prepare_locked(root: Path, out: Path, tables: dict, manifest: dict, *, clas
             _merge(s, part)
             s["shards"].append(shard_name(split, i))
         s["skipped"] = dict(sorted(s["skipped"].items()))
+        s.update(getattr(t, "report", {}))
         s["none_faces"] = int(s.get("per_expression", {}).get(str(affectnet.NONE_CODE), 0))  # kept, used only with data.none_faces
         if s["written"] - s["none_faces"] == 0:
             raise PrepareError(
@@ -363,9 +405,32 @@ def _prepare_locked(root: Path, out: Path, tables: dict, manifest: dict, *, clas
     report["written"] = sum(s["written"] for s in report["splits"].values())
     report["skipped"] = dict(sorted(total_skipped.items()))
     report["fallbacks"] = dict(sorted(total_fallbacks.items()))
+    if layout != "affectnet":
+        report.update(_layout_report(layout, root, other))
     report["seconds"] = round(time.perf_counter() - t0, 2)
     _write_json(out / "report.json", report)
     return report
+
+
+def _read_tables(layout: str, root: Path, classes: int, other: str) -> dict:
+    """The per-split work lists of the non-CSV layouts (`.rows(lo, hi)`, `.total`, `.dropped`, `.report`)."""
+    from va2att.data import affectnet_npy, affwild2
+
+    if layout == "affwild2":
+        return {s: affwild2.read_split(root, s, other) for s in SPLITS}
+    return {s: affectnet_npy.read_split(root, s, classes) for s in SPLITS}
+
+
+def _layout_report(layout: str, root: Path, other: str) -> dict:
+    """report.json entries of the non-CSV layouts: the layout, whether records carry label masks, the
+    expression codes the data set annotates (macro-F1 is averaged over these)."""
+    from va2att.data import affwild2
+
+    if layout == "affwild2":
+        return {"layout": layout, "label_masks": True, "other": other,
+                "expression_classes": list(affwild2.EXPRESSION_CLASSES),
+                "videos_without_annotations": affwild2.videos_without_annotations(root)}
+    return {"layout": layout}
 
 
 def is_prepared(path) -> bool:
@@ -389,7 +454,9 @@ def load_report(path) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m va2att.data.prepare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", help="AffectNet root (Manually_Annotated_file_lists/, Manually_Annotated_Images/)")
+    parser.add_argument("root", help="AffectNet root (Manually_Annotated_file_lists/, Manually_Annotated_Images/), "
+                                     "AffectNet npy root (train_set/, val_set/) or Aff-Wild2 root (cropped_aligned/, "
+                                     "Annotations/)")
     parser.add_argument("out", help="output folder for the TFRecord shards and report.json")
     parser.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")
     parser.add_argument("--classes", type=int, choices=(8, 7), default=8, help="8: codes 0-7, 7: codes 0-6")
@@ -399,14 +466,17 @@ def main(argv=None) -> int:
                         help="follow symbolic links that lead out of the images folder (else skipped as outside_root)")
     parser.add_argument("--overwrite", action="store_true", help="replace a preparation made with other settings")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--other", choices=("unlabelled", "none", "drop"), default="unlabelled",
+                        help="Aff-Wild2's 'Other' expression: unlabelled (default: V/A kept, no expression label), "
+                             "none (AffectNet's code 8, used with data.none_faces), drop (frame not written)")
     args = parser.parse_args(argv)
     try:
         report = prepare(
             args.root, args.out, args.workers, classes=args.classes, shard_size=args.shard_size,
             use_mtcnn=not args.no_mtcnn, allow_symlinks=args.allow_symlinks, progress=not args.quiet,
-            overwrite=args.overwrite,
+            overwrite=args.overwrite, other=args.other,
         )
-    except (PrepareError, affectnet.AffectNetError, FolderInUseError) as e:
+    except (PrepareError, affectnet.AffectNetError, FolderInUseError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for split, s in report["splits"].items():

@@ -4,9 +4,15 @@ Features:
     image       bytes   FACE_SIZE * FACE_SIZE raw uint8 gray pixels, row-major
     valence     float
     arousal     float
-    expression  int64   AffectNet code 0-7
-    path        bytes   subDirectory_filePath of the source image
-    method      bytes   how it was aligned: landmarks | box | mtcnn
+    expression  int64   AffectNet code 0-7 (8: "None", an expression outside the eight; -1: none annotated)
+    path        bytes   the source image, relative to its data set's root (AffectNet: subDirectory_filePath)
+    method      bytes   how it was aligned: landmarks | box | mtcnn | aligned (already aligned, resized only)
+    has_va      int64   1 when valence and arousal are labels, 0 when the frame has none (they are then NaN)
+    has_expression int64 1 when `expression` is a label, 0 when the frame has none (it is then -1)
+    video       bytes   the video a frame comes from (Aff-Wild2), "" for still images
+    frame       int64   the frame's 1-based index in its video, -1 for still images
+The last four have defaults (1, 1, "", -1), so shards written before they existed still parse.
+A missing label is stored as NaN / -1 and masked by `has_*`; it is never replaced by a made-up value.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from __future__ import annotations
 from va2att.config import FACE_SIZE
 
 
-def serialize(face: bytes, valence: float, arousal: float, expression: int, path: str, method: str = "") -> bytes:
+def serialize(face: bytes, valence: float, arousal: float, expression: int, path: str, method: str = "",
+              has_va: int = 1, has_expression: int = 1, video: str = "", frame: int = -1) -> bytes:
     import tensorflow as tf
 
     if len(face) != FACE_SIZE * FACE_SIZE:
@@ -29,6 +36,10 @@ def serialize(face: bytes, valence: float, arousal: float, expression: int, path
                 "expression": f(int64_list=tf.train.Int64List(value=[expression])),
                 "path": f(bytes_list=tf.train.BytesList(value=[path.encode()])),
                 "method": f(bytes_list=tf.train.BytesList(value=[method.encode()])),
+                "has_va": f(int64_list=tf.train.Int64List(value=[int(has_va)])),
+                "has_expression": f(int64_list=tf.train.Int64List(value=[int(has_expression)])),
+                "video": f(bytes_list=tf.train.BytesList(value=[video.encode()])),
+                "frame": f(int64_list=tf.train.Int64List(value=[int(frame)])),
             }
         )
     )
@@ -45,6 +56,10 @@ def feature_spec() -> dict:
         "expression": tf.io.FixedLenFeature([], tf.int64),
         "path": tf.io.FixedLenFeature([], tf.string, default_value=""),
         "method": tf.io.FixedLenFeature([], tf.string, default_value=""),
+        "has_va": tf.io.FixedLenFeature([], tf.int64, default_value=1),
+        "has_expression": tf.io.FixedLenFeature([], tf.int64, default_value=1),
+        "video": tf.io.FixedLenFeature([], tf.string, default_value=""),
+        "frame": tf.io.FixedLenFeature([], tf.int64, default_value=-1),
     }
 
 

@@ -1,8 +1,11 @@
-"""Resolve `--data` to a prepared folder of TFRecord shards.
+"""Resolve `--data` to a prepared folder of TFRecord shards (or several: a mixture).
 
 `demo` generates the built-in synthetic set into a cache folder on first use and
-prepares it; a raw AffectNet root (it has `Manually_Annotated_file_lists/`) is
-prepared into the cache on first use; an already prepared folder is used as is.
+prepares it (`demo-affwild2` and `demo-affectnet-npy`: the synthetic stand-ins in those
+layouts); a raw root in one of the three layouts (`detect_layout`: AffectNet's CSV lists,
+AffectNet's .npy annotations, Aff-Wild2) is prepared into the cache on first use; an already
+prepared folder is used as is. Several sources separated by `os.pathsep` (":"), e.g. from
+`--data A --data B`, resolve to a tuple of prepared folders that the pipeline reads together.
 The cache is `$VA2ATT_CACHE`, else `~/.cache/va2att`.
 """
 
@@ -13,7 +16,11 @@ import os
 from pathlib import Path
 
 from va2att.config import DataConfig
+from va2att.data import affectnet_npy, affwild2
 from va2att.data.affectnet import LISTS_DIR as AFFECTNET_LISTS
+
+LAYOUTS = ("affectnet", "affectnet-npy", "affwild2")
+DEMOS = ("demo", "demo-affwild2", "demo-affectnet-npy")
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -26,12 +33,62 @@ def is_affectnet_root(path: str | os.PathLike) -> bool:
     return (Path(path) / AFFECTNET_LISTS).is_dir()
 
 
-def resolve_data(cfg: DataConfig, cache_dir=None, log=print) -> Path:
-    """Return a prepared folder for `cfg.data`, generating and preparing it when needed."""
+def detect_layout(path: str | os.PathLike) -> str | None:
+    """"affectnet" (CSV file lists), "affectnet-npy" (train_set/annotations/*.npy), "affwild2"
+    (cropped_aligned/ + Annotations/), or None for a folder in none of them."""
+    if is_affectnet_root(path):
+        return "affectnet"
+    if affwild2.is_root(path):
+        return "affwild2"
+    if affectnet_npy.is_root(path):
+        return "affectnet-npy"
+    return None
+
+
+def data_sources(data: str) -> list[str]:
+    """The sources `data.data` names: one, or several separated by `os.pathsep`."""
+    return [part for part in data.split(os.pathsep) if part]
+
+
+def resolve_data(cfg: DataConfig, cache_dir=None, log=print):
+    """Return a prepared folder for `cfg.data`, generating and preparing it when needed; for several
+    sources, a tuple of prepared folders (in the order given)."""
+    import dataclasses
+
+    sources = data_sources(cfg.data)
+    if len(sources) > 1:
+        return tuple(resolve_data(dataclasses.replace(cfg, data=s), cache_dir, log) for s in sources)
+    return _resolve_one(cfg, cache_dir, log)
+
+
+def _demo(cfg: DataConfig, cache: Path, log) -> Path:
+    """Generate (first use) and prepare a named synthetic set in the cache."""
+    from va2att.data import prepare, synthetic_affectnet_npy, synthetic_affwild2
+
+    name = cfg.data
+    module = synthetic_affwild2 if name == "demo-affwild2" else synthetic_affectnet_npy
+    base = cache / f"{name}-v{module.VERSION}-{cfg.demo_train}-{cfg.demo_val}-seed{cfg.demo_seed}"
+    prepared = base / "prepared"
+    if prepare.is_prepared(prepared):
+        return prepared
+    raw, done = base / "raw", base / "raw.done"
+    if not done.is_file():
+        log(f"Generating the synthetic {name} set (about {cfg.demo_train} training and {cfg.demo_val} validation "
+            f"faces in the {module.LAYOUT} layout) into {raw} (first use only).")
+        module.generate_demo(raw, train=cfg.demo_train, val=cfg.demo_val, seed=cfg.demo_seed)
+        done.write_text("complete\n")
+    log(f"Preparing the {name} set into {prepared} (first use only).")
+    prepare.prepare(raw, prepared, workers=cfg.prepare_workers)
+    return prepared
+
+
+def _resolve_one(cfg: DataConfig, cache_dir=None, log=print) -> Path:
     from va2att.data import prepare, synthetic
 
     cache = cache_root(cache_dir)
     workers = cfg.prepare_workers
+    if cfg.data in ("demo-affwild2", "demo-affectnet-npy"):
+        return _demo(cfg, cache, log)
     if cfg.data == "demo":
         base = cache / f"demo-v{synthetic.VERSION}-{cfg.demo_train}-{cfg.demo_val}-seed{cfg.demo_seed}"
         prepared = base / "prepared"
@@ -48,16 +105,20 @@ def resolve_data(cfg: DataConfig, cache_dir=None, log=print) -> Path:
         return prepared
     path = Path(cfg.data).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"--data {cfg.data!r}: no such folder. Give 'demo', an AffectNet root "
-                                f"(with {AFFECTNET_LISTS}/) or a folder made by `python -m va2att.data.prepare`.")
+        raise FileNotFoundError(f"--data {cfg.data!r}: no such folder. Give {', '.join(map(repr, DEMOS))}, an "
+                                f"AffectNet root (with {AFFECTNET_LISTS}/ or train_set/annotations/), an Aff-Wild2 "
+                                "root (with cropped_aligned/ and Annotations/) or a folder made by "
+                                "`python -m va2att.data.prepare`.")
     if prepare.is_prepared(path):
         return path
-    if is_affectnet_root(path):
+    layout = detect_layout(path)
+    if layout is not None:
         digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
-        prepared = cache / f"affectnet-{digest}"
+        prepared = cache / f"{layout}-{digest}"
         if not prepare.is_prepared(prepared):
-            log(f"Preparing the AffectNet copy at {path} into {prepared} (first use only; resumable if interrupted).")
+            log(f"Preparing the {layout} copy at {path} into {prepared} (first use only; resumable if interrupted).")
             prepare.prepare(path, prepared, workers=workers)
         return prepared
-    raise ValueError(f"--data {cfg.data!r} is neither an AffectNet root (no {AFFECTNET_LISTS}/ inside) nor a "
-                     f"prepared folder (no complete report.json).")
+    raise ValueError(f"--data {cfg.data!r} is neither a data set root (AffectNet: {AFFECTNET_LISTS}/ or "
+                     "train_set/annotations/; Aff-Wild2: cropped_aligned/ and Annotations/) nor a prepared folder "
+                     "(no complete report.json).")

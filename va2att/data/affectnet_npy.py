@@ -1,0 +1,173 @@
+"""Reader for AffectNet's second distribution: face crops with one .npy file per label.
+
+    ROOT/train_set/images/<id>.jpg                 224 x 224 face crops
+    ROOT/train_set/annotations/<id>_exp.npy        expression code (a number or a numeric string)
+    ROOT/train_set/annotations/<id>_val.npy        valence
+    ROOT/train_set/annotations/<id>_aro.npy        arousal
+    ROOT/train_set/annotations/<id>_lnd.npy        68 landmarks: 136 numbers x0, y0, x1, y1, ... (or 68 x 2)
+    ROOT/val_set/...                               the same for the validation split
+
+Files are read with `numpy.load(allow_pickle=False)`: a pickled (object) array is refused and
+counted as `annotation_unreadable`. The label codes are the CSV layout's (`affectnet`): codes
+0..K-1 and 8 ("None") kept, 9 and 10 and -2 values dropped, under the same reason names. Faces
+are aligned from their landmarks (`align.align_any`), else from the whole crop as the face box,
+else MTCNN. An image without its four annotation files is counted as `annotation_missing`; an
+annotation set without its image as `missing` (the image reason).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from va2att.data.affectnet import NO_VALUE, NONE_CODE
+
+SPLIT_DIRS = {"training": "train_set", "validation": "val_set"}
+IMAGES = "images"
+ANNOTATIONS = "annotations"
+SUFFIXES = ("exp", "val", "aro", "lnd")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+def is_root(path) -> bool:
+    path = Path(path)
+    return any((path / d / ANNOTATIONS).is_dir() for d in SPLIT_DIRS.values())
+
+
+@dataclass
+class Ids:
+    """The face ids of one split, as work rows `(split folder, id, image file name or "", classes)`."""
+
+    items: list[tuple]
+    dropped: Counter = field(default_factory=Counter)
+    total: int = 0
+    report: dict = field(default_factory=dict)
+    fingerprint: str = ""
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def rows(self, lo: int, hi: int) -> list[tuple]:
+        return self.items[lo:hi]
+
+
+def read_split(root, split: str, classes: int = 8) -> Ids:
+    """List the ids of a split (images and annotation sets); labels are read per work unit."""
+    if split not in SPLIT_DIRS:
+        raise ValueError(f"split must be one of {list(SPLIT_DIRS)}. Received: split={split!r}")
+    base = Path(root) / SPLIT_DIRS[split]
+    if not (base / ANNOTATIONS).is_dir():
+        raise FileNotFoundError(f"{base / ANNOTATIONS} not found: expected the AffectNet npy layout "
+                                f"{SPLIT_DIRS[split]}/{IMAGES}/<id>.jpg + {SPLIT_DIRS[split]}/{ANNOTATIONS}/<id>_exp.npy")
+    images = {}
+    if (base / IMAGES).is_dir():
+        images = {f.stem: f.name for f in (base / IMAGES).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS}
+    annotated = set()
+    digest = hashlib.sha1()
+    for f in sorted((base / ANNOTATIONS).iterdir()):
+        stem, _, kind = f.stem.rpartition("_")
+        if f.suffix == ".npy" and kind in SUFFIXES and stem:
+            annotated.add(stem)
+            digest.update(f"{f.name}:{f.stat().st_size}\n".encode())
+    ids = sorted(set(images) | annotated, key=lambda s: (len(s), s))
+    items = [(SPLIT_DIRS[split], i, images.get(i, ""), classes) for i in ids]
+    return Ids(items, Counter(), len(items), {"ids": len(items)}, digest.hexdigest())
+
+
+def _number(value) -> float:
+    """The one number an annotation array holds (numeric or numeric text); NaN otherwise."""
+    value = np.asarray(value).reshape(-1)
+    if value.size != 1:
+        return float("nan")
+    try:
+        return float(value[0].item())
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def read_labels(annotations: Path, face_id: str, classes: int):
+    """((expression, valence, arousal, landmarks text), None) or (None, reason) for one id."""
+    paths = {k: annotations / f"{face_id}_{k}.npy" for k in SUFFIXES}
+    if not all(p.is_file() for p in paths.values()):
+        return None, "annotation_missing"
+    try:
+        arrays = {k: np.load(p, allow_pickle=False) for k, p in paths.items()}  # no pickles, ever
+    except (OSError, ValueError, EOFError):
+        return None, "annotation_unreadable"
+    values = {k: _number(arrays[k]) for k in ("exp", "val", "aro")}
+    try:
+        lnd = np.asarray(arrays["lnd"]).astype(np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        lnd = np.array([])
+    expr, v, a = values["exp"], values["val"], values["aro"]
+    if not np.isfinite(expr) or expr != round(expr):
+        return None, "expression_non_numeric"
+    expr = int(expr)
+    if not (0 <= expr < classes or expr == NONE_CODE):
+        return None, "expression_excluded"
+    if v == NO_VALUE or a == NO_VALUE:
+        return None, "no_value"
+    if not (np.isfinite(v) and np.isfinite(a)):
+        return None, "label_non_numeric"
+    if abs(v) > 1 or abs(a) > 1:
+        return None, "label_out_of_range"
+    return (expr, float(v), float(a), ";".join(repr(float(x)) for x in lnd)), None
+
+
+def process_ids(root: str, rows: list[tuple], use_mtcnn: bool = True) -> dict:
+    """Read the labels and align the faces of one work unit; same result shape as `prepare.process_rows`."""
+    from va2att.data import affectnet
+    from va2att.data.align import (
+        align_any,
+        default_detector,
+        five_points_from_68,
+        usable_points,
+    )
+    from va2att.data.images import ImageError, read_image
+
+    out = {"records": [], "skipped": Counter(), "fallbacks": Counter(), "methods": Counter(), "examples": {}}
+
+    def note(kind, reason, path):
+        out[kind][reason] += 1
+        ex = out["examples"].setdefault(reason, [])
+        if len(ex) < 5:
+            ex.append(path)
+
+    for split_dir, face_id, image_name, classes in rows:
+        base = Path(root) / split_dir
+        rel = f"{split_dir}/{IMAGES}/{image_name or face_id + '.jpg'}"
+        labels, reason = read_labels(base / ANNOTATIONS, face_id, classes)
+        if reason is not None:
+            note("skipped", reason, rel)
+            continue
+        expr, v, a, lm_text = labels
+        try:
+            image = read_image(Path(root) / rel)
+        except ImageError as e:
+            note("skipped", e.reason, rel)
+            continue
+        except Exception:  # noqa: BLE001
+            note("skipped", "unreadable", rel)
+            continue
+        lm, lm_reason = affectnet.parse_landmarks(lm_text)
+        if lm is not None and not usable_points(five_points_from_68(lm), image):
+            lm, lm_reason = None, "landmarks_implausible"
+        h, w = image.original_size
+        try:
+            face, method = align_any(image, landmarks68=lm, box=np.array([0.0, 0.0, w, h]),
+                                     detector=default_detector() if use_mtcnn else None)
+        except ImageError as e:
+            note("skipped", e.reason, rel)
+            continue
+        except Exception:  # noqa: BLE001
+            note("skipped", "align_failed", rel)
+            continue
+        if lm_reason is not None:
+            note("fallbacks", lm_reason, rel)
+        out["methods"][method] += 1
+        out["records"].append((face.tobytes(), v, a, expr, rel, method))
+    return out

@@ -1,0 +1,306 @@
+"""Reader for Aff-Wild2 as distributed for the ABAW challenges.
+
+    ROOT/cropped_aligned/<video>/<frame:05d>.jpg       112 x 112 aligned faces; frames without a face are absent
+    ROOT/Annotations/VA_Estimation_Challenge/{Train_Set,Validation_Set}/<video>.txt
+        "valence,arousal", then one line per frame (frame 1 first): "0.12,-0.30"; -5 = not annotated
+    ROOT/Annotations/EXPR_Classification_Challenge/{Train_Set,Validation_Set}/<video>.txt
+        "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other", then one index per frame; -1 = not annotated
+
+Video names may end in `_left` / `_right` (two people in one video): they are separate videos
+here, as in the annotation files. A frame is written when it has a face image and at least one
+valid label; `has_va` / `has_expression` say which (`records`). Every other frame is counted
+under one reason (`SKIP_REASONS`). The faces are already aligned: they are converted to 56 x 56
+gray by area resizing, without re-detection (method "aligned").
+
+Expressions are mapped **by name**, from each file's own header, onto AffectNet's codes
+(`va2att.config.EXPRESSION_NAMES`): Neutral 0, Happiness 1, Sadness 2, Surprise 3, Fear 4,
+Disgust 5, Anger 6. Aff-Wild2 has no Contempt (7): its frames never carry that label, and its
+expression scores are macro-averaged over the seven codes it annotates (`EXPRESSION_CLASSES`).
+"Other" (none of the seven) follows `other` (`OTHER_CHOICES`):
+- "unlabelled" (default): the frame keeps its valence/arousal and has no expression label. The
+  8-way head has no class for it, and the V/A challenge scores every V/A-annotated frame;
+- "none": stored as AffectNet's code 8 ("None", also "none of the eight"): streamed, for its
+  valence/arousal only, with `data.none_faces`, exactly as AffectNet's None faces;
+- "drop": the frame is not written (counted as `expression_other`).
+
+A video whose annotation files lie in both splits (the two challenges' splits can disagree) is
+kept in the validation split only: its training frames are counted as `video_in_validation`.
+The training split's frames are written in a seeded random order (`ORDER_SEED`), so that every
+shard mixes all videos and the training shuffle buffer does not see one video at a time;
+the validation split keeps video and frame order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FRAMES_DIR = "cropped_aligned"
+ANNOTATIONS_DIR = "Annotations"
+VA_DIR = "VA_Estimation_Challenge"
+EXPR_DIR = "EXPR_Classification_Challenge"
+SPLIT_DIRS = {"training": "Train_Set", "validation": "Validation_Set"}
+VA_MISSING = -5.0
+EXPR_MISSING = -1
+OTHER = -100  # internal marker of the "Other" class before `other` is applied
+NONE_CODE = 8
+# Aff-Wild2 names (lower case) -> AffectNet code.
+NAME_TO_CODE = {
+    "neutral": 0,
+    "happiness": 1, "happy": 1,
+    "sadness": 2, "sad": 2,
+    "surprise": 3,
+    "fear": 4,
+    "disgust": 5,
+    "anger": 6, "angry": 6,
+    "contempt": 7,
+    "other": OTHER,
+}
+EXPRESSION_CLASSES = (0, 1, 2, 3, 4, 5, 6)  # the AffectNet codes Aff-Wild2 annotates: no Contempt
+OTHER_CHOICES = ("unlabelled", "none", "drop")
+ORDER_SEED = 0
+SKIP_REASONS = (
+    "no_image",  # a frame with a valid label but no face image
+    "no_label",  # a face image without any annotation (-5 / -1 / no line)
+    "labels_invalid",  # a face image whose labels are all invalid (not numbers, out of range)
+    "expression_other",  # "Other" with other="drop", or "unlabelled" on a frame without valence/arousal
+    "video_in_validation",  # a training video whose labels also lie in the validation split
+)
+# Why a written frame lacks a label ("masked" counts in report.json).
+MASK_REASONS = ("va_unannotated", "va_invalid", "expression_unannotated", "expression_invalid", "expression_other")
+
+
+class AffWild2Error(ValueError):
+    """A folder that is not an Aff-Wild2 root."""
+
+
+def is_root(path) -> bool:
+    path = Path(path)
+    return (path / FRAMES_DIR).is_dir() and (path / ANNOTATIONS_DIR).is_dir()
+
+
+def expression_header(line: str) -> list[int]:
+    """The AffectNet code (or `OTHER`) of each column index of an EXPR header, mapped by name."""
+    names = [n.strip().lower() for n in line.strip().split(",")]
+    unknown = [n for n in names if n not in NAME_TO_CODE]
+    if unknown or not names:
+        raise AffWild2Error(f"unknown expression name(s) {unknown} in header {line.strip()!r}")
+    return [NAME_TO_CODE[n] for n in names]
+
+
+def _read_lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+
+def read_va(path: Path) -> list[tuple[str, float, float]]:
+    """Per frame (frame 1 first): ("ok" | "unannotated" | "invalid", valence, arousal)."""
+    lines = _read_lines(path)
+    header = [h.strip().lower() for h in (lines[0].split(",") if lines else [])]
+    if sorted(header) != ["arousal", "valence"]:
+        raise AffWild2Error(f"{path}: header {lines[0] if lines else ''!r} is not 'valence,arousal'")
+    iv, ia = header.index("valence"), header.index("arousal")
+    out = []
+    for line in lines[1:]:
+        parts = line.strip().split(",")
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            values = []
+        if len(values) != 2 or not all(np.isfinite(values)):
+            out.append(("invalid", np.nan, np.nan))
+            continue
+        v, a = values[iv], values[ia]
+        if v == VA_MISSING or a == VA_MISSING:
+            out.append(("unannotated", np.nan, np.nan))
+        elif abs(v) > 1 or abs(a) > 1:
+            out.append(("invalid", np.nan, np.nan))
+        else:
+            out.append(("ok", v, a))
+    return out
+
+
+def read_expr(path: Path) -> list[tuple[str, int]]:
+    """Per frame (frame 1 first): ("ok" | "unannotated" | "invalid", AffectNet code or OTHER)."""
+    lines = _read_lines(path)
+    codes = expression_header(lines[0] if lines else "")
+    out = []
+    for line in lines[1:]:
+        text = line.strip()
+        try:
+            index = int(text)
+        except ValueError:
+            out.append(("invalid", -1))
+            continue
+        if index == EXPR_MISSING:
+            out.append(("unannotated", -1))
+        elif 0 <= index < len(codes):
+            out.append(("ok", codes[index]))
+        else:
+            out.append(("invalid", -1))
+    return out
+
+
+def _frames_of(folder: Path) -> dict[int, str]:
+    """{frame index: file name} of a video's face images (<digits>.jpg)."""
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for f in folder.iterdir():
+        if f.suffix.lower() in (".jpg", ".jpeg", ".png") and f.stem.isdigit():
+            found[int(f.stem)] = f.name
+    return found
+
+
+def _annotation_files(root: Path, split: str) -> dict[str, dict[str, Path]]:
+    """{video: {"va": path, "expr": path}} of one split."""
+    videos: dict[str, dict[str, Path]] = {}
+    for kind, sub in (("va", VA_DIR), ("expr", EXPR_DIR)):
+        folder = root / ANNOTATIONS_DIR / sub / SPLIT_DIRS[split]
+        if folder.is_dir():
+            for f in sorted(folder.glob("*.txt")):
+                videos.setdefault(f.stem, {})[kind] = f
+    return videos
+
+
+@dataclass
+class Frames:
+    """The frames of one split to process, plus what was skipped before any image was read."""
+
+    items: list[tuple]  # (relpath, video, frame, has_va, v, a, has_expr, code, masked reasons)
+    dropped: Counter = field(default_factory=Counter)
+    total: int = 0  # frames considered: annotation lines and face images of the split's videos
+    report: dict = field(default_factory=dict)  # extra per-split facts for report.json
+    fingerprint: str = ""
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def rows(self, lo: int, hi: int) -> list[tuple]:
+        return self.items[lo:hi]
+
+
+def read_split(root, split: str, other: str = "unlabelled") -> Frames:
+    """The labelled frames of one split (see the module docstring for what is kept and counted)."""
+    if split not in SPLIT_DIRS:
+        raise ValueError(f"split must be one of {list(SPLIT_DIRS)}. Received: split={split!r}")
+    if other not in OTHER_CHOICES:
+        raise ValueError(f"other must be one of {OTHER_CHOICES}. Received: other={other!r}")
+    root = Path(root)
+    if not is_root(root):
+        raise AffWild2Error(f"{root} is not an Aff-Wild2 root: expected {FRAMES_DIR}/ and {ANNOTATIONS_DIR}/")
+    videos = _annotation_files(root, split)
+    in_validation = set(_annotation_files(root, "validation")) if split == "training" else set()
+    digest = hashlib.sha1()
+    items, dropped, unreadable, no_frames = [], Counter(), {}, []
+    total = 0
+    for video in sorted(videos):
+        files = videos[video]
+        va, expr = [], []
+        try:
+            for kind in sorted(files):
+                digest.update(f"{kind}/{video}\n".encode())
+                digest.update(files[kind].read_bytes())
+            va = read_va(files["va"]) if "va" in files else []
+            expr = read_expr(files["expr"]) if "expr" in files else []
+        except (OSError, AffWild2Error) as e:
+            unreadable[str(next(iter(files.values())).relative_to(root))] = str(e)
+            continue
+        images = _frames_of(root / FRAMES_DIR / video)
+        if not images:
+            no_frames.append(video)
+        count = max(len(va), len(expr), max(images, default=0))
+        for frame in range(1, count + 1):
+            total += 1
+            vs, v, a = va[frame - 1] if frame <= len(va) else ("unannotated", np.nan, np.nan)
+            es, code = expr[frame - 1] if frame <= len(expr) else ("unannotated", -1)
+            if video in in_validation:
+                dropped["video_in_validation"] += 1
+                continue
+            if frame not in images:
+                dropped["no_image"] += 1
+                continue
+            if vs != "ok" and es != "ok":
+                dropped["labels_invalid" if "invalid" in (vs, es) else "no_label"] += 1
+                continue
+            masked = []
+            if vs != "ok":
+                masked.append(f"va_{vs}")
+            if es == "ok" and code == OTHER:
+                if other == "drop":
+                    dropped["expression_other"] += 1
+                    continue
+                if other == "unlabelled":
+                    es, code = "other", -1
+                    masked.append("expression_other")
+                else:
+                    code = NONE_CODE
+            elif es != "ok":
+                masked.append(f"expression_{es}")
+            if vs != "ok" and es != "ok":  # "Other" was its only label: nothing left to train on
+                dropped["expression_other"] += 1
+                continue
+            rel = f"{video}/{images[frame]}"
+            items.append((rel, video, frame, int(vs == "ok"), float(v), float(a), int(es == "ok"), int(code),
+                          ",".join(masked)))
+    if split == "training":
+        order = np.random.default_rng(ORDER_SEED).permutation(len(items))
+        items = [items[i] for i in order]
+    report = {
+        "frames": total,
+        "videos": len(videos) - len(unreadable),
+        "videos_without_frames": no_frames,
+        "annotation_files_unreadable": unreadable,
+    }
+    return Frames(items, dropped, total, report, digest.hexdigest())
+
+
+def videos_without_annotations(root) -> list[str]:
+    """Frame folders that no annotation file of either split names (e.g. the challenges' test videos)."""
+    root = Path(root)
+    named = set(_annotation_files(root, "training")) | set(_annotation_files(root, "validation"))
+    return sorted(d.name for d in (root / FRAMES_DIR).iterdir() if d.is_dir() and d.name not in named)
+
+
+def process_frames(root: str, rows: list[tuple], use_mtcnn: bool = True) -> dict:
+    """Read and convert one work unit of frames (rows from `Frames.rows`); same result shape as
+    `prepare.process_rows`, with records carrying the label masks, video and frame, and the
+    `labels` / `masked` counts of the written frames."""
+    import cv2
+
+    from va2att.config import FACE_SIZE
+    from va2att.data.images import ImageError, read_image
+
+    del use_mtcnn  # the faces are already aligned
+    frames = Path(root) / FRAMES_DIR
+    out = {"records": [], "skipped": Counter(), "fallbacks": Counter(), "methods": Counter(), "examples": {},
+           "labels": Counter(), "masked": Counter()}
+    for rel, video, frame, has_va, v, a, has_expr, code, masked in rows:
+        try:
+            image = read_image(frames / rel)
+        except ImageError as e:
+            reason = e.reason
+        except Exception:  # noqa: BLE001 - a decoder crash must not stop the run
+            reason = "unreadable"
+        else:
+            reason = None
+        if reason is not None:
+            out["skipped"][reason] += 1
+            ex = out["examples"].setdefault(reason, [])
+            if len(ex) < 5:
+                ex.append(rel)
+            continue
+        gray = cv2.cvtColor(np.ascontiguousarray(image.pixels), cv2.COLOR_RGB2GRAY)
+        face = cv2.resize(gray, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA)
+        out["methods"]["aligned"] += 1
+        out["labels"]["va_and_expression" if has_va and has_expr else "va_only" if has_va else "expression_only"] += 1
+        for m in filter(None, masked.split(",")):
+            out["masked"][m] += 1
+        out["records"].append((face.tobytes(), float(v) if has_va else float("nan"),
+                               float(a) if has_va else float("nan"), int(code) if has_expr else -1, rel, "aligned",
+                               int(has_va), int(has_expr), video, int(frame)))
+    return out
+
