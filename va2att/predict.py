@@ -36,8 +36,9 @@ _GLOB_CHARS = frozenset("*?[")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from va2att.cli import program_name
     parser = argparse.ArgumentParser(
-        prog="va2att-predict",
+        prog=program_name("va2att.predict", __file__),
         description="Valence, arousal and expression of every face in images, folders and videos.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, folders, or glob patterns")
@@ -260,6 +261,18 @@ def main(argv=None) -> int:
     if not inputs:
         print("error: no image or video files found in the given paths", file=sys.stderr)
         return 1
+    # Inputs and model are checked before TensorFlow and the model are loaded (seconds).
+    missing = [str(path) for kind, path in inputs if kind == "missing"]
+    if len(missing) == len(inputs):
+        print(f"error: no such file or pattern: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    from va2att.loading import resolve_model_path
+
+    try:
+        resolve_model_path(args.model)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     from tqdm import tqdm
 

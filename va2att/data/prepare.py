@@ -317,7 +317,8 @@ def load_report(path) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m va2att.data.prepare", description=__doc__.split("\n\n")[0])
+    from va2att.cli import program_name
+    parser = argparse.ArgumentParser(prog=program_name("va2att.data.prepare", __file__), description=__doc__.split("\n\n")[0])
     parser.add_argument("root", help="AffectNet root (Manually_Annotated_file_lists/, Manually_Annotated_Images/)")
     parser.add_argument("out", help="output folder for the TFRecord shards and report.json")
     parser.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")

@@ -188,7 +188,8 @@ def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: in
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m va2att.data.synthetic", description=__doc__.split("\n\n")[0])
+    from va2att.cli import program_name
+    parser = argparse.ArgumentParser(prog=program_name("va2att.data.synthetic", __file__), description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="folder to write (AffectNet layout)")
     parser.add_argument("--train", type=int, default=6000, help="usable training faces (default 6000)")
     parser.add_argument("--val", type=int, default=1000, help="usable validation faces (default 1000)")

@@ -182,8 +182,9 @@ def _face_json(face: Face, outputs: dict[str, np.ndarray], i: int) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from va2att.cli import program_name
     parser = argparse.ArgumentParser(
-        prog="python -m va2att.serving.client",
+        prog=program_name("va2att.serving.client", __file__),
         description="Valence, arousal and expression of the faces in images, from a TF Serving instance "
         "serving the exported va2att model (one predict request for all faces).",
     )
