@@ -11,6 +11,7 @@ import time
 
 import pytest
 from conftest import REPO, TINY_MODEL
+from test_quiet import TF_STARTUP
 
 TINY = [f"--model.{k}={v}" for k, v in TINY_MODEL.items()] + [
     "--data.demo_train=192", "--data.demo_val=64", "--batch-size", "32", "--data.shuffle_buffer=256"]
@@ -35,6 +36,7 @@ def trained_run(tmp_path_factory, cache_dir):
 def test_train_writes_a_complete_run_folder(trained_run):
     run, proc = trained_run
     assert "synthetic demo set" in proc.stdout  # said on screen on first use
+    assert not TF_STARTUP.search(proc.stderr), proc.stderr[-3000:]  # va2att's own lines only
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["model"]["width"] == TINY_MODEL["width"]
     assert config["argv"][0] == "train.py" and "--epochs" in config["argv"]
@@ -95,6 +97,7 @@ def test_evaluate_writes_metrics_report_and_plots(trained_run, tmp_path, cache_d
     for png in ("circumplex.png", "confusion.png", "curves.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| valence |" in (out / "report.md").read_text() and "CCC" in proc.stdout
+    assert not TF_STARTUP.search(proc.stderr), proc.stderr[-3000:]
 
     # The exported SavedModel scores what the Keras model scores.
     scores = {}

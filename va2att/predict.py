@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-confidence", type=float, default=0.9, metavar="C",
                         help="drop face detections below this confidence (default 0.9)")
     parser.add_argument("--batch-size", type=int, default=64, metavar="B", help="faces per network call (default 64)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own start-up and log lines (also: VA2ATT_VERBOSE=1)")
     return parser
 
 
@@ -274,6 +276,9 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    from va2att.quiet import quiet_tensorflow
+
+    quiet_tensorflow(args.verbose)
     from tqdm import tqdm
 
     from va2att.annotate import write_annotated

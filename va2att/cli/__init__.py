@@ -9,7 +9,6 @@ console scripts, only call `main()` of the modules here.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from pathlib import Path
@@ -35,9 +34,16 @@ PLAIN_FLAGS = {
 _DOTTED = re.compile(r"^--(model|data|train)\.([a-z_]+)(=.*)?$")
 
 
-def quiet_tensorflow() -> None:
-    """Hide TensorFlow's C++ start-up chatter unless the user asked for it."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Load TensorFlow without its start-up logging unless asked for (`va2att.quiet`)."""
+    from va2att.quiet import quiet_tensorflow as quiet
+
+    quiet(verbose)
+
+
+def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own start-up and log lines (also: VA2ATT_VERBOSE=1)")
 
 
 def program_name(module: str, module_file: str) -> str:

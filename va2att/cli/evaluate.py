@@ -15,7 +15,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from va2att.cli import program_name, quiet_tensorflow
+from va2att.cli import add_verbose_flag, program_name, quiet_tensorflow
 
 
 def parse(argv):
@@ -31,12 +31,13 @@ def parse(argv):
     p.add_argument("--batch-size", type=int, default=256, help="faces per network call (default 256)")
     p.add_argument("--cache-dir", help="cache for the demo set and prepared data "
                                        "(default $VA2ATT_CACHE or ~/.cache/va2att)")
+    add_verbose_flag(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
-    quiet_tensorflow()
+    quiet_tensorflow(args.verbose)
     from va2att import fileio, plots
     from va2att.config import EXPRESSION_NAMES, DataConfig
     from va2att.evaluation import evaluate, markdown_report

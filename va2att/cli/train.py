@@ -15,6 +15,7 @@ import sys
 
 from va2att.cli import (
     add_config_flags,
+    add_verbose_flag,
     config_from_args,
     given_config_flags,
     program_name,
@@ -31,6 +32,7 @@ def parse(argv):
     parser.add_argument("--cache-dir", help="where the demo set and prepared data are cached "
                                             "(default $VA2ATT_CACHE or ~/.cache/va2att)")
     parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars")
+    add_verbose_flag(parser)
     add_config_flags(parser)
     rest, overrides = split_dotted(list(argv))
     args = parser.parse_args(rest)
@@ -40,7 +42,7 @@ def parse(argv):
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser, args, overrides = parse(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(args.verbose)
     from va2att import distribute, trainer
 
     try:

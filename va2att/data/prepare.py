@@ -328,6 +328,9 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace a preparation made with other settings")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    from va2att.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
     try:
         report = prepare(
             args.root, args.out, args.workers, classes=args.classes, shard_size=args.shard_size,

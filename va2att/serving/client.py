@@ -208,6 +208,10 @@ def main(argv=None) -> int:
     if missing:
         print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
+    if not args.aligned:  # face detection (MTCNN) loads TensorFlow
+        from va2att.quiet import quiet_tensorflow
+
+        quiet_tensorflow()
     images, faces = find_faces(args.images, aligned=args.aligned)
     if not faces:
         print("error: no face to send (no face found in the given images)", file=sys.stderr)
