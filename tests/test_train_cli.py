@@ -171,3 +171,28 @@ def test_bad_flags_are_rejected_with_allowed_values(tmp_path, cache_dir):
     proc = run_cli("train.py", "--head", "cnn", cache_dir=cache_dir, check=False)
     assert proc.returncode == 2 and "2mt" in proc.stderr
     assert not (tmp_path / "r" / "config.json").exists()
+
+
+def test_a_bad_data_path_leaves_no_run_folder(tmp_path, cache_dir):
+    run = tmp_path / "mine"
+    proc = run_cli("train.py", "--data", str(tmp_path / "AffectNte"), "--out", str(run), cache_dir=cache_dir,
+                   check=False)
+    assert proc.returncode == 2 and "AffectNte" in proc.stderr and "no such folder" in proc.stderr
+    assert not run.exists()
+
+
+def test_a_run_folder_that_completed_no_epoch_is_started_over(tmp_path):
+    from va2att import trainer
+    from va2att.config import RunConfig, apply_overrides
+
+    run = tmp_path / "mine"
+    trainer.start_run(apply_overrides(RunConfig(), ["data.data=/typo"]), run, ["train.py"])
+    (run / "logs").mkdir()
+    lines = []
+    trainer.start_run(RunConfig(), run, ["train.py", "--out", str(run)], log=lines.append)  # the corrected command
+    assert trainer.load_run_config(run) == RunConfig() and not (run / "logs").exists()
+    assert "completed no epoch" in lines[0]
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "state.json").write_text(json.dumps({"epoch": 1}))
+    with pytest.raises(trainer.RunExistsError, match="--resume"):
+        trainer.start_run(RunConfig(), run, ["train.py"])

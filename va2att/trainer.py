@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -112,12 +113,35 @@ def build_compiled_model(cfg: RunConfig, adjacency=None):
     return model
 
 
-def start_run(cfg: RunConfig, run_dir, argv) -> RunDir:
-    """Create the run folder and write config.json; refuse a folder that already holds a run."""
+def completed_epochs(run_dir) -> int:
+    """Epochs the run in `run_dir` has committed (0 for a run that never finished one, or no run)."""
+    run = RunDir(run_dir)
+    if not run.state.is_file():
+        return 0
+    try:
+        return int(fileio.read_json(run.state).get("epoch") or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def start_run(cfg: RunConfig, run_dir, argv, log=print) -> RunDir:
+    """Create the run folder and write config.json.
+
+    A folder whose run completed at least one epoch is refused (`RunExistsError`); one whose run never
+    completed an epoch (a failed or interrupted start) is started over with the new config."""
     run = RunDir(run_dir)
     if RunDir.is_run_dir(run.root):
-        raise RunExistsError(f"{run.root} already holds a run. Continue it with `python train.py --resume "
-                             f"{run.root}` or choose another --out.")
+        done = completed_epochs(run.root)
+        if done:
+            raise RunExistsError(f"{run.root} already holds a run ({done} epoch{'s' if done != 1 else ''} done). "
+                                 f"Continue it with `python train.py --resume {run.root}`, choose another --out, "
+                                 "or delete the folder to start it again.")
+        log(f"Starting {run.root} over: its earlier start completed no epoch.")
+        for stale in (run.logs, run.checkpoints):
+            if stale.is_dir():
+                shutil.rmtree(stale)
+        for stale in (run.history, run.adjacency, run.best):
+            stale.unlink(missing_ok=True)
     run.root.mkdir(parents=True, exist_ok=True)
     fileio.write_json(run.config, {
         "config": to_dict(cfg),

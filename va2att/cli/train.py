@@ -39,11 +39,25 @@ def parse(argv):
     return parser, args, overrides
 
 
+def check_data(cfg, cache_dir) -> None:
+    """Fail on unusable `--data` before the run folder is created. Locally the data is resolved (the demo
+    set generated, an AffectNet copy prepared: the run needs it next); under multiworker, where no
+    TensorFlow work may precede the strategy, only its existence is checked."""
+    from pathlib import Path
+
+    if cfg.train.strategy != "multiworker":
+        from va2att.data.source import resolve_data
+
+        resolve_data(cfg.data, cache_dir=cache_dir)
+    elif cfg.data.data != "demo" and not Path(cfg.data.data).expanduser().exists():
+        raise FileNotFoundError(f"--data {cfg.data.data!r}: no such folder.")
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser, args, overrides = parse(argv)
-    quiet_tensorflow(args.verbose)
     from va2att import distribute, trainer
+    from va2att.run_dir import RunDir
 
     try:
         if args.resume:
@@ -52,12 +66,15 @@ def main(argv=None) -> int:
                 parser.error(f"--resume continues a run with its saved config; drop {', '.join(changed or ['--out'])}")
             run_dir = args.resume
             trainer.load_run_config(run_dir)
+            quiet_tensorflow(args.verbose)  # after the checks that need no TensorFlow
         else:
             cfg = config_from_args(args, overrides)
             if cfg.train.strategy == "multiworker":
                 distribute.require_cluster()
                 if not args.out:
                     raise ValueError("--strategy multiworker needs --out: a run folder shared by all workers.")
+            quiet_tensorflow(args.verbose)
+            check_data(cfg, args.cache_dir)  # a typo in --data fails here, before any run folder exists
             run_dir = args.out or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}"
             if distribute.is_chief():
                 trainer.start_run(cfg, run_dir, ["train.py", *argv])
@@ -68,6 +85,9 @@ def main(argv=None) -> int:
                                verbose=2 if args.quiet else "auto")
     except (ValueError, FileNotFoundError, trainer.RunExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
+        if args.resume and RunDir.is_run_dir(args.resume) and not trainer.completed_epochs(args.resume):
+            print(f"{args.resume} completed no epoch: run the corrected train.py command with --out {args.resume} "
+                  "to start it over, or delete the folder.", file=sys.stderr)
         return 2
     if result.interrupted:
         return 130
