@@ -29,7 +29,8 @@ def run_cli(script, *args, cache_dir, check=True, **kwargs):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, cache_dir):
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    proc = run_cli("train.py", "--out", str(run), "--epochs", "2", "--quiet", *TINY, cache_dir=cache_dir)
+    # stdout is a pipe, not a terminal: the console must fall back to one line per epoch by itself.
+    proc = run_cli("train.py", "--out", str(run), "--epochs", "2", *TINY, cache_dir=cache_dir)
     return run, proc
 
 
@@ -37,6 +38,10 @@ def test_train_writes_a_complete_run_folder(trained_run):
     run, proc = trained_run
     assert "synthetic demo set" in proc.stdout  # said on screen on first use
     assert not TF_STARTUP.search(proc.stderr), proc.stderr[-3000:]  # va2att's own lines only
+    assert "\r" not in proc.stdout and "\u2501" not in proc.stdout  # no progress bars in a log file
+    epoch_lines = [line for line in proc.stdout.splitlines() if line.startswith("Epoch ") and "/2 (" in line]
+    assert len(epoch_lines) == 2 and all(len(line) < 120 and "val CCC V" in line for line in epoch_lines)
+    assert "Finished 2 epochs" in proc.stdout and f"python evaluate.py --model {run}" in proc.stdout
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["model"]["width"] == TINY_MODEL["width"]
     assert config["argv"][0] == "train.py" and "--epochs" in config["argv"]

@@ -177,7 +177,10 @@ def load_run_config(run_dir) -> RunConfig:
 
 
 def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto", log=print) -> TrainResult:
-    """Train (or continue) the run in `run_dir`, whose config.json was written by `start_run`."""
+    """Train (or continue) the run in `run_dir`, whose config.json was written by `start_run`.
+
+    `verbose`: "auto" (or 1) prints one compact line per epoch and, on a terminal, a live progress line
+    (`va2att.console.EpochConsole`); 2 prints only the epoch lines; 0 prints no epoch lines."""
     import keras
     import numpy as np
 
@@ -190,13 +193,19 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
     total_epochs = epochs or cfg.train.epochs
     state = fileio.read_json(run.state) if run.state.is_file() else None
     chief = distribute.is_chief()
+    multiworker = cfg.train.strategy == "multiworker"
+    console = None
+    if verbose not in (0, False) and not multiworker:  # the multi-worker loop prints its own epoch lines
+        from va2att.console import EpochConsole
+
+        console = EpochConsole(total_epochs, live=None if verbose in ("auto", 1, True) else False)
+        log = console.wrap(log)
 
     strategy = distribute.make_strategy(cfg.train.strategy)  # first: multi-worker set-up precedes any TF op
     keras.utils.set_random_seed(cfg.train.seed)
     if cfg.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
-    multiworker = cfg.train.strategy == "multiworker"
     data_cfg = cfg.data
     if multiworker:
         # Every worker must see the same global batches: it keeps its own share of each (DATA sharding).
@@ -233,7 +242,7 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
 
     lr_control = LearningRateControl(cfg.train, state=(state or {}).get("lr_control"), log=log)
     checkpoint = RunCheckpoint(run, lr_control, state=state, chief=chief, log=log)
-    callbacks = [lr_control, checkpoint]
+    callbacks = [lr_control, *([console] if console else []), checkpoint]  # the epoch line before "best so far"
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.logs)))
     last_logs: dict = {}
@@ -247,7 +256,7 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
                 log(f"Worker {distribute.task()[1]}: weights digest {mw.weights_digest(model)}")
             else:
                 history = model.fit(train_ds, validation_data=val_ds, epochs=total_epochs,
-                                    initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
+                                    initial_epoch=initial_epoch, callbacks=callbacks, verbose=0, shuffle=False)
                 last_logs = {k: float(v[-1]) for k, v in history.history.items() if v}
         except KeyboardInterrupt:
             if chief:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import shlex
 import sys
+from pathlib import Path
 
 from va2att.cli import (
     add_config_flags,
@@ -31,7 +33,7 @@ def parse(argv):
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR and finish its epochs")
     parser.add_argument("--cache-dir", help="where the demo set and prepared data are cached "
                                             "(default $VA2ATT_CACHE or ~/.cache/va2att)")
-    parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars")
+    parser.add_argument("--quiet", action="store_true", help="one line per epoch, no live progress line (the default when output is not a terminal)")
     add_verbose_flag(parser)
     add_config_flags(parser)
     rest, overrides = split_dotted(list(argv))
@@ -91,12 +93,25 @@ def main(argv=None) -> int:
         return 2
     if result.interrupted:
         return 130
-    summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.last_logs.items()) if k.startswith("val_"))
-    print(f"Finished {result.epochs_done} epochs in {result.run_dir}. Last epoch: {summary}")
+    from va2att.console import plural
+
+    print(f"Finished {plural(result.epochs_done, 'epoch')} in {result.run_dir}.")
     if result.best_epoch:
         print(f"Best mean validation CCC {result.best_mean_ccc:.4f} at epoch {result.best_epoch}; "
               f"SavedModel: {result.export_dir}")
+    print(next_steps(result.run_dir))
     return 0
+
+
+def next_steps(run_dir) -> str:
+    """The commands that use a finished run: evaluate it, predict with it, watch its curves."""
+    run = shlex.quote(str(run_dir))
+    return "\n".join([
+        "Next:",
+        f"  evaluate:    python evaluate.py --model {run}",
+        f"  predict:     python -m va2att.predict photo.jpg --model {run}",
+        f"  curves:      tensorboard --logdir {shlex.quote(str(Path(run_dir) / 'logs'))}",
+    ])
 
 
 if __name__ == "__main__":
