@@ -54,6 +54,11 @@ def test_train_writes_a_complete_run_folder(trained_run):
     assert any((run / "logs").rglob("events.out.tfevents.*"))
     exports = sorted((run / "export" / "va2att").iterdir())
     assert [p.name for p in exports] == ["1"] and (exports[0] / "saved_model.pb").is_file()
+    record = json.loads((run / "provenance.json").read_text())  # what trained it, carried into the export
+    assert record["data"]["kind"] == "synthetic" and record["data"]["training_faces"] > 0
+    assert record["training"]["best_epoch"] in (1, 2) and "val_valence_ccc" in record["training"]["best_metrics"]
+    assert json.loads((exports[0] / "assets.extra" / "va2att.json").read_text())["provenance"] == record
+    assert "learnt drawn faces" in proc.stdout
 
 
 def test_best_model_loads_in_a_fresh_process_through_the_public_api(trained_run, tmp_path):
@@ -103,6 +108,7 @@ def test_evaluate_writes_metrics_report_and_plots(trained_run, tmp_path, cache_d
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| valence |" in (out / "report.md").read_text() and "CCC" in proc.stdout
     assert not TF_STARTUP.search(proc.stderr), proc.stderr[-3000:]
+    assert "warning" not in proc.stderr  # a demo-trained model scored on the demo set: nothing to warn about
 
     # The exported SavedModel scores what the Keras model scores.
     scores = {}

@@ -273,7 +273,7 @@ def main(argv=None) -> int:
     try:
         resolve_model_path(args.model)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: cannot load the model from {args.model}: {exc}", file=sys.stderr)
         return 2
 
     from va2att.quiet import quiet_tensorflow

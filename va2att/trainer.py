@@ -272,7 +272,11 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
 
     export_dir = None
     if chief:
-        export_dir = _export_best(run, checkpoint.state, log)
+        from va2att.provenance import PROVENANCE_FILE, describe_data, make_record
+
+        provenance = make_record(describe_data(cfg.data.data, prepared), checkpoint.state)
+        fileio.write_json(run.root / PROVENANCE_FILE, provenance)
+        export_dir = _export_best(run, checkpoint.state, log, provenance)
     if multiworker:
         from va2att.multiworker import barrier
 
@@ -281,7 +285,7 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
                        checkpoint.state.get("best_mean_ccc"), last_logs, export_dir)
 
 
-def _export_best(run: RunDir, state: dict, log) -> Path:
+def _export_best(run: RunDir, state: dict, log, provenance: dict | None = None) -> Path:
     """Export the best model once per run; a resumed, already exported run keeps its export."""
     from va2att.export import export_saved_model
     from va2att.loading import load_keras_model
@@ -289,7 +293,7 @@ def _export_best(run: RunDir, state: dict, log) -> Path:
     if state.get("export") and (run.root / state["export"]).is_dir():
         return run.root / state["export"]
     best = load_keras_model(run.best)
-    export_dir = export_saved_model(best, run.export_root)
+    export_dir = export_saved_model(best, run.export_root, provenance=provenance)
     state = dict(state, export=str(Path(export_dir).relative_to(run.root)))
     fileio.write_json(run.state, state)
     log(f"Exported the best model (epoch {state.get('best_epoch')}) for TF Serving to {export_dir}")

@@ -55,6 +55,9 @@ def main(argv=None) -> int:
         return 2
     data_cfg = run_cfg.data if run_cfg else DataConfig()
     data_cfg = dataclasses.replace(data_cfg, data=args.data or data_cfg.data, batch_size=args.batch_size)
+    from va2att.provenance import warn_if_synthetic
+
+    warn_if_synthetic(model_path, data=data_cfg.data)  # a synthetic-trained model scored on real faces
     seed = run_cfg.train.seed if run_cfg else 0
     num_classes = args.classes or getattr(model, "num_classes", None) or (run_cfg.model.num_classes if run_cfg else 8)
     try:

@@ -99,6 +99,11 @@ def main(argv=None) -> int:
     if result.best_epoch:
         print(f"Best mean validation CCC {result.best_mean_ccc:.4f} at epoch {result.best_epoch}; "
               f"SavedModel: {result.export_dir}")
+    from va2att.provenance import is_synthetic, read_provenance
+
+    if is_synthetic(read_provenance(result.run_dir)):
+        print("Note: this model learnt drawn faces (the synthetic demo set); its outputs on real photos mean "
+              "nothing. For real faces, train on AffectNet (README: 'Real faces').")
     print(next_steps(result.run_dir))
     return 0
 

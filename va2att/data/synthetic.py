@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import multiprocessing as mp
 import os
 import sys
@@ -196,6 +197,10 @@ def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: in
             writer.writerow(COLUMNS)
             writer.writerows(rows)
     bar.close()
+    # Marks the set as drawn faces, so models trained on it say so (va2att.provenance).
+    (root / "va2att-synthetic.json").write_text(json.dumps(
+        {"generator": "va2att.data.synthetic", "version": VERSION, "style": style, "seed": seed,
+         "train": train, "val": val}, indent=1) + "\n")
     return root
 
 

@@ -222,6 +222,9 @@ def main(argv=None) -> int:
         else:
             url = predict_url(args.url, args.model, args.version)
             outputs = post_predict(url, build_predict_body(images), args.timeout)
+            from va2att.provenance import served_provenance, warn_if_synthetic
+
+            warn_if_synthetic(f"the served model {args.model!r}", served_provenance(url, args.timeout) or {})
         counts = {name: len(value) for name, value in outputs.items()}
         if any(count != len(faces) for count in counts.values()):
             raise ServingError(f"The server answered for {counts} faces; {len(faces)} were sent.")
