@@ -304,3 +304,16 @@ def test_paths_are_expanded_from_folders_and_globs(photos, tmp_path):
     assert [(k, p.name) for k, p in cli.expand_paths([tmp_path])] == [("image", "a.JPG"), ("video", "b.mp4")]
     assert [p.name for _, p in cli.expand_paths([str(photos / "*r*.png")])] == ["astronaut.png", "camera.png"]
     assert cli.expand_paths([tmp_path / "nothing.png"]) == [("missing", tmp_path / "nothing.png")]
+
+
+def test_faces_are_numbered_left_to_right():
+    from va2att.annotate import draw_faces, left_to_right
+
+    right = FaceResult((300.0, 50.0, 80.0, 80.0), (), 0.99, 0.5, 0.1)
+    left = FaceResult((20.0, 60.0, 80.0, 80.0), (), 0.95, -0.5, 0.2)
+    assert left_to_right([right, left]) == [left, right]
+    canvas = draw_faces(np.zeros((200, 400, 3), np.uint8), left_to_right([right, left]))
+    assert canvas.any()
+    result = ImageResult("p.jpg", faces=left_to_right([right, left]))
+    rows = cli.format_table([result]).splitlines()[1:]
+    assert [row.split()[2] for row in rows] == ["1", "2"] and "-0.500" in rows[0]

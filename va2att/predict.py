@@ -281,7 +281,7 @@ def main(argv=None) -> int:
     quiet_tensorflow(args.verbose)
     from tqdm import tqdm
 
-    from va2att.annotate import write_annotated
+    from va2att.annotate import left_to_right, write_annotated
     from va2att.predictor import Predictor
 
     try:
@@ -297,6 +297,7 @@ def main(argv=None) -> int:
     with tqdm(_items(inputs, args.every), total=_expected_count(inputs, args.every), unit="picture",
               file=sys.stderr, disable=None, dynamic_ncols=True) as progress:
         for result in predictor.iter_predict(progress, keep_images=names is not None):
+            result.faces = left_to_right(result.faces)  # numbered left to right, in the table and the picture
             if names is not None and result.image is not None:
                 try:
                     write_annotated(names(result.source, result.frame), result.image.pixels, result.faces,
