@@ -52,6 +52,9 @@ def test_train_writes_a_complete_run_folder(trained_run):
         "epoch-001.weights.h5", "epoch-002.weights.h5"]
     assert (run / "best.keras").is_file()
     assert any((run / "logs").rglob("events.out.tfevents.*"))
+    tags = _event_tags(run / "logs")
+    assert {"faces", "circumplex"} <= tags["figures"]  # validation faces and circumplex per epoch
+    assert "epoch_learning_rate" in tags["train"] and "epoch_lr" not in tags["train"]  # one learning-rate scalar
     exports = sorted((run / "export" / "va2att").iterdir())
     assert [p.name for p in exports] == ["1"] and (exports[0] / "saved_model.pb").is_file()
     record = json.loads((run / "provenance.json").read_text())  # what trained it, carried into the export
@@ -59,6 +62,16 @@ def test_train_writes_a_complete_run_folder(trained_run):
     assert record["training"]["best_epoch"] in (1, 2) and "val_valence_ccc" in record["training"]["best_metrics"]
     assert json.loads((exports[0] / "assets.extra" / "va2att.json").read_text())["provenance"] == record
     assert "learnt drawn faces" in proc.stdout
+
+
+def _event_tags(logs):
+    import tensorflow as tf
+
+    tags = {}
+    for path in logs.rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.setdefault(path.parent.name, set()).update(v.tag for v in event.summary.value)
+    return tags
 
 
 def test_best_model_loads_in_a_fresh_process_through_the_public_api(trained_run, tmp_path):

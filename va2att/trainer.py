@@ -244,7 +244,11 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
     checkpoint = RunCheckpoint(run, lr_control, state=state, chief=chief, log=log)
     callbacks = [lr_control, *([console] if console else []), checkpoint]  # the epoch line before "best so far"
     if chief:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.logs)))
+        from va2att import tensorboard_figures as board
+
+        callbacks.append(board.RunTensorBoard(log_dir=str(run.logs)))
+        if not multiworker:  # validation faces and circumplex per epoch (a fixed sample, taken once)
+            callbacks.append(board.ValidationFigures(val_ds, run.logs / board.FIGURES_DIR))
     last_logs: dict = {}
     if initial_epoch < total_epochs:
         try:
