@@ -10,7 +10,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import REPO, TINY_MODEL
+from conftest import REPO, TINY_MODEL, guarded
 from test_quiet import TF_STARTUP
 
 TINY = [f"--model.{k}={v}" for k, v in TINY_MODEL.items()] + [
@@ -19,8 +19,8 @@ TINY = [f"--model.{k}={v}" for k, v in TINY_MODEL.items()] + [
 
 def run_cli(script, *args, cache_dir, check=True, **kwargs):
     env = dict(os.environ, VA2ATT_CACHE=str(cache_dir), CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, str(REPO / script), *args], check=False, capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=600, **kwargs)
+    proc = subprocess.run(guarded([sys.executable, str(REPO / script), *args]), check=False, capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=600, process_group=0, **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} {args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
@@ -153,12 +153,12 @@ def _wait_for_epoch(run, epoch, proc, timeout=300):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
-def test_interrupted_run_resumes_and_finishes(tmp_path, cache_dir, sig):
+def test_interrupted_run_resumes_and_finishes(tmp_path, cache_dir, sig, spawn):
     run = tmp_path / "run"
     env = dict(os.environ, VA2ATT_CACHE=str(cache_dir), CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), "--out", str(run), "--epochs", "8", "--quiet",
-                             *TINY, "--data.demo_train=512"], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = spawn([sys.executable, str(REPO / "train.py"), "--out", str(run), "--epochs", "8", "--quiet",
+                  *TINY, "--data.demo_train=512"], cwd=REPO, env=env, text=True,
+                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         _wait_for_epoch(run, 1, proc)
         proc.send_signal(sig)
