@@ -34,6 +34,7 @@ def trained_run(tmp_path_factory, cache_dir):
     return run, proc
 
 
+@pytest.mark.large
 def test_train_writes_a_complete_run_folder(trained_run):
     run, proc = trained_run
     assert "synthetic demo set" in proc.stdout  # said on screen on first use
@@ -74,6 +75,7 @@ def _event_tags(logs):
     return tags
 
 
+@pytest.mark.large
 def test_best_model_loads_in_a_fresh_process_through_the_public_api(trained_run, tmp_path):
     """A process that imports only `va2att` loads the compiled best.keras (no import-order dependence),
     and it computes what the run's export serves."""
@@ -104,6 +106,7 @@ def test_best_model_loads_in_a_fresh_process_through_the_public_api(trained_run,
         np.testing.assert_allclose(np.array(loaded[name]), expected[name], atol=1e-5)
 
 
+@pytest.mark.large
 def test_evaluate_writes_metrics_report_and_plots(trained_run, tmp_path, cache_dir):
     run, _ = trained_run
     out = tmp_path / "eval"
@@ -152,6 +155,7 @@ def _wait_for_epoch(run, epoch, proc, timeout=300):
     raise AssertionError("no epoch finished in time")
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
 def test_interrupted_run_resumes_and_finishes(tmp_path, cache_dir, sig, spawn):
     run = tmp_path / "run"
