@@ -39,7 +39,9 @@ def prepared(tmp_path_factory):
 
 # Run as `python -c _GUARD program args...`: asks Linux to SIGKILL the process when its parent (pytest) dies,
 # then becomes the program (the request survives exec). No preexec_fn: pytest has TensorFlow's threads running.
-_GUARD = ("import ctypes, os, sys\n"
+# It also restores Ctrl-C (SIGINT), which a shell ignores in jobs it starts in the background (`pytest &`).
+_GUARD = ("import ctypes, os, signal, sys\n"
+          "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
           "try:\n"
           "    ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL\n"
           "except (OSError, AttributeError):\n"
