@@ -1,78 +1,11 @@
-"""Train the 2Att-2Mt network (or an ablation of it) with the paper's recipe.
+"""Train the 2Att-2Mt network (or an ablation of it): `python train.py --help`.
 
-    python train.py --blocks 2                     # the built-in demo set
-    python train.py --blocks 2 --data /data/AffectNet --out runs/2att-2mt
-    python train.py --resume runs/2att-2mt         # continue an interrupted run
+A thin wrapper: the tool is `va2att.cli.train` (also installed as `va2att-train`).
 """
 
-from __future__ import annotations
-
-import argparse
-import datetime
 import sys
 
-from va2att.cli import (
-    add_config_flags,
-    config_from_args,
-    given_config_flags,
-    quiet_tensorflow,
-    split_dotted,
-)
-
-
-def parse(argv):
-    parser = argparse.ArgumentParser(prog="train.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", help="run folder (default runs/<date>-<time>)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR and finish its epochs")
-    parser.add_argument("--cache-dir", help="where the demo set and prepared data are cached "
-                                            "(default $VA2ATT_CACHE or ~/.cache/va2att)")
-    parser.add_argument("--quiet", action="store_true", help="one line per epoch instead of progress bars")
-    add_config_flags(parser)
-    rest, overrides = split_dotted(list(argv))
-    args = parser.parse_args(rest)
-    return parser, args, overrides
-
-
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser, args, overrides = parse(argv)
-    quiet_tensorflow()
-    from va2att import distribute, trainer
-
-    try:
-        if args.resume:
-            changed = [f for f in given_config_flags(args, overrides) if f != "--epochs"]
-            if changed or args.out:
-                parser.error(f"--resume continues a run with its saved config; drop {', '.join(changed or ['--out'])}")
-            run_dir = args.resume
-            trainer.load_run_config(run_dir)
-        else:
-            cfg = config_from_args(args, overrides)
-            if cfg.train.strategy == "multiworker":
-                distribute.require_cluster()
-                if not args.out:
-                    raise ValueError("--strategy multiworker needs --out: a run folder shared by all workers.")
-            run_dir = args.out or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}"
-            if distribute.is_chief():
-                trainer.start_run(cfg, run_dir, ["train.py", *argv])
-                print(f"Run folder: {run_dir}")
-            else:
-                trainer.join_run(cfg, run_dir)
-        result = trainer.train(run_dir, cache_dir=args.cache_dir, epochs=args.epochs if args.resume else None,
-                               verbose=2 if args.quiet else "auto")
-    except (ValueError, FileNotFoundError, trainer.RunExistsError, trainer.FolderInUseError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if result.interrupted:
-        return 130
-    summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.last_logs.items()) if k.startswith("val_"))
-    print(f"Finished {result.epochs_done} epochs in {result.run_dir}. Last epoch: {summary}")
-    if result.best_epoch:
-        print(f"Best mean validation CCC {result.best_mean_ccc:.4f} at epoch {result.best_epoch}; "
-              f"SavedModel: {result.export_dir}")
-    return 0
-
+from va2att.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

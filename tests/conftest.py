@@ -1,4 +1,6 @@
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,3 +35,50 @@ def prepared(tmp_path_factory):
     root = synthetic.generate(base / "raw", train=40, val=12, seed=5, workers=1)
     prepare.prepare(root, base / "prepared", workers=1, shard_size=16, progress=False)
     return base / "prepared"
+
+
+# Run as `python -c _GUARD program args...`: asks Linux to SIGKILL the process when its parent (pytest) dies,
+# then becomes the program (the request survives exec). No preexec_fn: pytest has TensorFlow's threads running.
+# It also restores Ctrl-C (SIGINT), which a shell ignores in jobs it starts in the background (`pytest &`).
+_GUARD = ("import ctypes, os, signal, sys\n"
+          "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+          "try:\n"
+          "    ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL\n"
+          "except (OSError, AttributeError):\n"
+          "    pass\n"
+          "os.execv(sys.argv[1], sys.argv[1:])\n")
+
+
+def guarded(args) -> list[str]:
+    """`args` (a command line) wrapped so that the process dies with the test process, even when pytest
+    itself is killed (a timeout) and no teardown runs. Start it with `process_group=0` (its own group,
+    so `kill_group` ends it with all its children)."""
+    args = [str(a) for a in args]
+    return [sys.executable, "-c", _GUARD, *args] if sys.platform.startswith("linux") else args
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group of `proc` (started with `process_group=0`) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+@pytest.fixture()
+def spawn():
+    """`spawn(args, **popen_kwargs) -> Popen`: processes that end with the test, whatever happens in it."""
+    started = []
+
+    def start(args, **kwargs):
+        proc = subprocess.Popen(guarded(args), process_group=0, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        kill_group(proc)

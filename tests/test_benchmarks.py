@@ -40,6 +40,7 @@ def test_common_table_and_times():
     assert summary["calls"] == 3 and summary["median_ms"] == 2.0 and summary["min_ms"] == 1.0
 
 
+@pytest.mark.large
 def test_bench_train_quick(tmp_path):
     report = _run("bench_train", tmp_path, "--quick", "--blocks", "0")
     (row,) = report["rows"]
@@ -50,6 +51,7 @@ def test_bench_train_quick(tmp_path):
     assert "3 x forward" in report["flops_rule"]
 
 
+@pytest.mark.large
 def test_bench_inference_quick(tmp_path):
     report = _run("bench_inference", tmp_path, "--quick", "--blocks", "0")
     paths = {r["path"] for r in report["rows"]}
@@ -60,6 +62,7 @@ def test_bench_inference_quick(tmp_path):
     assert all(isinstance(t["met"], bool) for t in report["targets"].values())
 
 
+@pytest.mark.large
 def test_bench_data_quick(tmp_path):
     report = _run("bench_data", tmp_path, "--quick")
     # The keys the script wrote before the shared reporting was added are still there.
@@ -70,6 +73,7 @@ def test_bench_data_quick(tmp_path):
     assert set(report["targets"]) == {"prepare_landmarks_faces_per_s_per_core", "pipeline_over_model"}
 
 
+@pytest.mark.large
 def test_bench_predict_quick(tmp_path):
     report = _run("bench_predict", tmp_path, "--quick")
     assert {"machine", "model", "rows", "seconds_per_row"} <= set(report)

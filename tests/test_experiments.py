@@ -169,6 +169,7 @@ def _experiments(*args, cache_dir):
     return proc
 
 
+@pytest.mark.large
 def test_smoke_table_end_to_end_then_resumed_without_retraining(tmp_path, cache_dir):
     out = tmp_path / "experiments"
     _experiments("table5", "--smoke", "--quiet", "--out", str(out), cache_dir=cache_dir)

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, TINY_MODEL
+from conftest import REPO, TINY_MODEL, kill_group
 
 pytestmark = pytest.mark.large
 
@@ -29,7 +29,7 @@ def free_ports(n):
     return ports
 
 
-def start_workers(run, extra, cache_dir, tmp_path, tag):
+def start_workers(spawn, run, extra, cache_dir, tmp_path, tag):
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
@@ -37,8 +37,8 @@ def start_workers(run, extra, cache_dir, tmp_path, tag):
         env = dict(os.environ, VA2ATT_CACHE=str(cache_dir), CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
                    TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
         log = open(tmp_path / f"{tag}-worker{index}.log", "w")  # noqa: SIM115 - closed in finish()
-        procs.append((subprocess.Popen([sys.executable, str(REPO / "train.py"), *extra], cwd=REPO, env=env,
-                                       stdout=log, stderr=subprocess.STDOUT), log))
+        procs.append((spawn([sys.executable, str(REPO / "train.py"), *extra], cwd=REPO, env=env,
+                            stdout=log, stderr=subprocess.STDOUT), log))
     return procs
 
 
@@ -48,7 +48,7 @@ def finish(procs, timeout=600):
         try:
             codes.append(proc.wait(timeout=timeout))
         finally:
-            proc.kill()
+            kill_group(proc)  # the worker and anything it started
             log.close()
     return codes
 
@@ -63,9 +63,9 @@ def digests(tmp_path, tag):
     return found
 
 
-def test_two_workers_train_identical_models_and_write_once(tmp_path, cache_dir):
+def test_two_workers_train_identical_models_and_write_once(tmp_path, cache_dir, spawn):
     run = tmp_path / "run"
-    procs = start_workers(run, ["--out", str(run), "--epochs", "1", *ARGS], cache_dir, tmp_path, "a")
+    procs = start_workers(spawn, run, ["--out", str(run), "--epochs", "1", *ARGS], cache_dir, tmp_path, "a")
     codes = finish(procs)
     logs = [(tmp_path / f"a-worker{i}.log").read_text() for i in range(2)]
     assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
@@ -78,9 +78,9 @@ def test_two_workers_train_identical_models_and_write_once(tmp_path, cache_dir):
     assert not [p for p in run.rglob("*") if ".tmp" in p.name]
 
 
-def test_killed_worker_restart_resumes_from_last_checkpoint(tmp_path, cache_dir):
+def test_killed_worker_restart_resumes_from_last_checkpoint(tmp_path, cache_dir, spawn):
     run = tmp_path / "run"
-    procs = start_workers(run, ["--out", str(run), "--epochs", "3", *ARGS, "--data.demo_train=512"], cache_dir,
+    procs = start_workers(spawn, run, ["--out", str(run), "--epochs", "3", *ARGS, "--data.demo_train=512"], cache_dir,
                           tmp_path, "b")
     state = run / "checkpoints" / "state.json"
     deadline = time.time() + 400
@@ -91,11 +91,11 @@ def test_killed_worker_restart_resumes_from_last_checkpoint(tmp_path, cache_dir)
     try:
         procs[0][0].wait(timeout=15)  # the chief may notice its peer is gone; else it is stopped with it
     except subprocess.TimeoutExpired:
-        procs[0][0].kill()
+        kill_group(procs[0][0])
     finish(procs)
     done = json.loads(state.read_text())["epoch"]
     assert 1 <= done < 3
-    procs = start_workers(run, ["--resume", str(run), "--quiet"], cache_dir, tmp_path, "c")
+    procs = start_workers(spawn, run, ["--resume", str(run), "--quiet"], cache_dir, tmp_path, "c")
     codes = finish(procs)
     logs = [(tmp_path / f"c-worker{i}.log").read_text() for i in range(2)]
     assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)

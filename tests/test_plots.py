@@ -83,3 +83,28 @@ def test_training_curves_loss_only(tmp_path):
     bad.write_text("epoch,learning_rate\n0,0.1\n")
     with pytest.raises(ValueError, match="no loss or CCC"):
         plots.training_curves(tmp_path / "bad.png", bad)
+
+
+def test_training_curves_epoch_axis_is_history_csv_epochs(tmp_path):
+    """history.csv numbers epochs from 1: a 10-epoch run is drawn over 1..10, not 2..11."""
+    csv = tmp_path / "history.csv"
+    csv.write_text("epoch,loss\n" + "".join(f"{e},{1.0 / e}\n" for e in range(1, 11)))
+    columns = plots._read_history(csv)
+    assert plots.epoch_axis(columns).tolist() == list(range(1, 11))
+    assert plots.epoch_axis({"loss": [1.0, 0.5]}).tolist() == [1, 2]
+
+
+def test_circumplex_of_many_faces_draws_densities_not_a_tangle(tmp_path):
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(-1, 1, (2, 1000))
+    predicted = np.clip(truth + rng.normal(0, 0.2, truth.shape), -1, 1)
+    fig = plots.circumplex_figure(predicted[0], predicted[1], truth[0], truth[1])
+    assert len([ax for ax in fig.axes if ax.get_xlabel() == "valence"]) == 2  # truth beside predictions
+    collections = [c for ax in fig.axes for c in ax.collections]
+    assert not any(isinstance(c, LineCollection) for c in collections)
+    assert any(isinstance(c, PolyCollection) for c in collections)  # hexbin
+    few = plots.circumplex_figure(predicted[0][:20], predicted[1][:20], truth[0][:20], truth[1][:20])
+    assert any(isinstance(c, LineCollection) for ax in few.axes for c in ax.collections)  # arrows for a few
+    _check_png(plots.circumplex(tmp_path / "many.png", predicted[0], predicted[1], truth[0], truth[1]))

@@ -7,6 +7,7 @@ untrained model, so only ranges and consistency are checked, not the values them
 
 import csv
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -164,6 +165,9 @@ def test_model_without_expression_output(monkeypatch, predictor, photos, tmp_pat
     import va2att.predictor as predictor_module
 
     monkeypatch.setattr(predictor_module, "load_inference_model", lambda path: ValenceArousalOnly())
+    import va2att.loading
+
+    monkeypatch.setattr(va2att.loading, "resolve_model_path", Path)  # "any" passes the CLI's early check
     (face,) = Predictor("any", detector=predictor.detector).predict(photos / "astronaut.png")
     assert face.expression is None and face.expression_index == -1 and face.probabilities == {}
     assert 0.0 < face.valence <= 1.0 and face.arousal == pytest.approx(-face.valence)
@@ -262,8 +266,8 @@ def test_cli_blank_image_is_not_an_error(model_file, photos, capsys):
 def test_cli_exit_status_when_nothing_can_be_read(model_file, photos, tmp_path, capsys):
     status, stdout, _ = run_cli(capsys, photos / "corrupt.jpg", tmp_path / "missing.png", "--model", model_file)
     assert status == 1 and stdout.count("ERROR") == 2
-    status, stdout, _ = run_cli(capsys, tmp_path / "empty-folder-*.jpg", "--model", model_file)
-    assert status == 1 and "no such file or pattern" in stdout
+    status, _, stderr = run_cli(capsys, tmp_path / "empty-folder-*.jpg", "--model", model_file)
+    assert status == 1 and "no such file or pattern" in stderr  # said before any model is loaded
 
 
 def test_cli_model_that_cannot_be_loaded(photos, tmp_path, capsys):
@@ -300,3 +304,16 @@ def test_paths_are_expanded_from_folders_and_globs(photos, tmp_path):
     assert [(k, p.name) for k, p in cli.expand_paths([tmp_path])] == [("image", "a.JPG"), ("video", "b.mp4")]
     assert [p.name for _, p in cli.expand_paths([str(photos / "*r*.png")])] == ["astronaut.png", "camera.png"]
     assert cli.expand_paths([tmp_path / "nothing.png"]) == [("missing", tmp_path / "nothing.png")]
+
+
+def test_faces_are_numbered_left_to_right():
+    from va2att.annotate import draw_faces, left_to_right
+
+    right = FaceResult((300.0, 50.0, 80.0, 80.0), (), 0.99, 0.5, 0.1)
+    left = FaceResult((20.0, 60.0, 80.0, 80.0), (), 0.95, -0.5, 0.2)
+    assert left_to_right([right, left]) == [left, right]
+    canvas = draw_faces(np.zeros((200, 400, 3), np.uint8), left_to_right([right, left]))
+    assert canvas.any()
+    result = ImageResult("p.jpg", faces=left_to_right([right, left]))
+    rows = cli.format_table([result]).splitlines()[1:]
+    assert [row.split()[2] for row in rows] == ["1", "2"] and "-0.500" in rows[0]

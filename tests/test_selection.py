@@ -2,12 +2,14 @@
 
 import dataclasses
 
+import pytest
 from conftest import TINY_MODEL
 
 from va2att.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from va2att.trainer import start_run, train
 
 
+@pytest.mark.large
 def test_holdout_selection_and_none_faces_train_end_to_end(prepared, tmp_path):
     cfg = RunConfig(model=ModelConfig(**TINY_MODEL),
                     data=DataConfig(data=str(prepared), batch_size=8, selection="holdout", holdout_share=0.25,

@@ -195,7 +195,9 @@ def test_client_round_trip_against_a_stand_in_server(signatures, faces, expected
         assert status == 0, err
         status_json, out_json, _ = _run_client(capsys, *paths, "--aligned", "--url", url, "--json")
     assert status_json == 0
-    assert len(received) == 2  # ONE request per invocation, for all faces
+    # ONE predict request per invocation, for all faces (besides the small query of the model's provenance)
+    received = [r for r in received if json.loads(r[2]).get("signature_name") != "provenance"]
+    assert len(received) == 2
     path, content_type, body = received[0]
     assert path == "/v1/models/va2att:predict" and content_type == "application/json"
     assert len(json.loads(body)["instances"]) == 3
@@ -287,3 +289,18 @@ def test_find_faces_detects_and_aligns(tmp_path):
     images, where = client.find_faces([tmp_path / "photo.png"], detector=StubDetector())
     assert images.shape == (1, 48, 48, 1) and images.dtype == np.float32
     assert where[0].index == 0 and where[0].box == (10.0, 10.0, 112.0, 112.0)
+
+
+def test_client_warns_when_the_served_model_learnt_synthetic_faces(signatures, faces, tmp_path, capsys):
+    _, sigs = signatures
+    paths = write_faces(tmp_path, faces)
+    record = {"data": {"kind": "synthetic", "name": "the built-in synthetic demo set (drawn faces)"}}
+
+    def answer(path, body):
+        if json.loads(body).get("signature_name") == "provenance":  # what the export's provenance signature says
+            return 200, json.dumps({"outputs": {"provenance": json.dumps(record)}}).encode()
+        return 200, json.dumps(serve_body(sigs, body)).encode()
+
+    with fake_server(answer) as (url, _):
+        status, _, err = _run_client(capsys, *paths, "--aligned", "--url", url)
+    assert status == 0 and "synthetic demo set" in err and "mean nothing" in err

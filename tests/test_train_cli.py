@@ -10,7 +10,8 @@ import textwrap
 import time
 
 import pytest
-from conftest import REPO, TINY_MODEL
+from conftest import REPO, TINY_MODEL, guarded
+from test_quiet import TF_STARTUP
 
 TINY = [f"--model.{k}={v}" for k, v in TINY_MODEL.items()] + [
     "--data.demo_train=192", "--data.demo_val=64", "--batch-size", "32", "--data.shuffle_buffer=256"]
@@ -18,8 +19,8 @@ TINY = [f"--model.{k}={v}" for k, v in TINY_MODEL.items()] + [
 
 def run_cli(script, *args, cache_dir, check=True, **kwargs):
     env = dict(os.environ, VA2ATT_CACHE=str(cache_dir), CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, str(REPO / script), *args], check=False, capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=600, **kwargs)
+    proc = subprocess.run(guarded([sys.executable, str(REPO / script), *args]), check=False, capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=600, process_group=0, **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} {args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
@@ -28,13 +29,20 @@ def run_cli(script, *args, cache_dir, check=True, **kwargs):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, cache_dir):
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    proc = run_cli("train.py", "--out", str(run), "--epochs", "2", "--quiet", *TINY, cache_dir=cache_dir)
+    # stdout is a pipe, not a terminal: the console must fall back to one line per epoch by itself.
+    proc = run_cli("train.py", "--out", str(run), "--epochs", "2", *TINY, cache_dir=cache_dir)
     return run, proc
 
 
+@pytest.mark.large
 def test_train_writes_a_complete_run_folder(trained_run):
     run, proc = trained_run
     assert "synthetic demo set" in proc.stdout  # said on screen on first use
+    assert not TF_STARTUP.search(proc.stderr), proc.stderr[-3000:]  # va2att's own lines only
+    assert "\r" not in proc.stdout and "\u2501" not in proc.stdout  # no progress bars in a log file
+    epoch_lines = [line for line in proc.stdout.splitlines() if line.startswith("Epoch ") and "/2 (" in line]
+    assert len(epoch_lines) == 2 and all(len(line) < 120 and "val CCC V" in line for line in epoch_lines)
+    assert "Finished 2 epochs" in proc.stdout and f"python evaluate.py --model {run}" in proc.stdout
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["model"]["width"] == TINY_MODEL["width"]
     assert config["argv"][0] == "train.py" and "--epochs" in config["argv"]
@@ -45,10 +53,29 @@ def test_train_writes_a_complete_run_folder(trained_run):
         "epoch-001.weights.h5", "epoch-002.weights.h5"]
     assert (run / "best.keras").is_file()
     assert any((run / "logs").rglob("events.out.tfevents.*"))
+    tags = _event_tags(run / "logs")
+    assert {"faces", "circumplex"} <= tags["figures"]  # validation faces and circumplex per epoch
+    assert "epoch_learning_rate" in tags["train"] and "epoch_lr" not in tags["train"]  # one learning-rate scalar
     exports = sorted((run / "export" / "va2att").iterdir())
     assert [p.name for p in exports] == ["1"] and (exports[0] / "saved_model.pb").is_file()
+    record = json.loads((run / "provenance.json").read_text())  # what trained it, carried into the export
+    assert record["data"]["kind"] == "synthetic" and record["data"]["training_faces"] > 0
+    assert record["training"]["best_epoch"] in (1, 2) and "val_valence_ccc" in record["training"]["best_metrics"]
+    assert json.loads((exports[0] / "assets.extra" / "va2att.json").read_text())["provenance"] == record
+    assert "learnt drawn faces" in proc.stdout
 
 
+def _event_tags(logs):
+    import tensorflow as tf
+
+    tags = {}
+    for path in logs.rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.setdefault(path.parent.name, set()).update(v.tag for v in event.summary.value)
+    return tags
+
+
+@pytest.mark.large
 def test_best_model_loads_in_a_fresh_process_through_the_public_api(trained_run, tmp_path):
     """A process that imports only `va2att` loads the compiled best.keras (no import-order dependence),
     and it computes what the run's export serves."""
@@ -79,6 +106,7 @@ def test_best_model_loads_in_a_fresh_process_through_the_public_api(trained_run,
         np.testing.assert_allclose(np.array(loaded[name]), expected[name], atol=1e-5)
 
 
+@pytest.mark.large
 def test_evaluate_writes_metrics_report_and_plots(trained_run, tmp_path, cache_dir):
     run, _ = trained_run
     out = tmp_path / "eval"
@@ -95,6 +123,8 @@ def test_evaluate_writes_metrics_report_and_plots(trained_run, tmp_path, cache_d
     for png in ("circumplex.png", "confusion.png", "curves.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| valence |" in (out / "report.md").read_text() and "CCC" in proc.stdout
+    assert not TF_STARTUP.search(proc.stderr), proc.stderr[-3000:]
+    assert "warning" not in proc.stderr  # a demo-trained model scored on the demo set: nothing to warn about
 
     # The exported SavedModel scores what the Keras model scores.
     scores = {}
@@ -125,13 +155,14 @@ def _wait_for_epoch(run, epoch, proc, timeout=300):
     raise AssertionError("no epoch finished in time")
 
 
+@pytest.mark.large
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
-def test_interrupted_run_resumes_and_finishes(tmp_path, cache_dir, sig):
+def test_interrupted_run_resumes_and_finishes(tmp_path, cache_dir, sig, spawn):
     run = tmp_path / "run"
     env = dict(os.environ, VA2ATT_CACHE=str(cache_dir), CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), "--out", str(run), "--epochs", "8", "--quiet",
-                             *TINY, "--data.demo_train=512"], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = spawn([sys.executable, str(REPO / "train.py"), "--out", str(run), "--epochs", "8", "--quiet",
+                  *TINY, "--data.demo_train=512"], cwd=REPO, env=env, text=True,
+                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         _wait_for_epoch(run, 1, proc)
         proc.send_signal(sig)
@@ -168,3 +199,28 @@ def test_bad_flags_are_rejected_with_allowed_values(tmp_path, cache_dir):
     proc = run_cli("train.py", "--head", "cnn", cache_dir=cache_dir, check=False)
     assert proc.returncode == 2 and "2mt" in proc.stderr
     assert not (tmp_path / "r" / "config.json").exists()
+
+
+def test_a_bad_data_path_leaves_no_run_folder(tmp_path, cache_dir):
+    run = tmp_path / "mine"
+    proc = run_cli("train.py", "--data", str(tmp_path / "AffectNte"), "--out", str(run), cache_dir=cache_dir,
+                   check=False)
+    assert proc.returncode == 2 and "AffectNte" in proc.stderr and "no such folder" in proc.stderr
+    assert not run.exists()
+
+
+def test_a_run_folder_that_completed_no_epoch_is_started_over(tmp_path):
+    from va2att import trainer
+    from va2att.config import RunConfig, apply_overrides
+
+    run = tmp_path / "mine"
+    trainer.start_run(apply_overrides(RunConfig(), ["data.data=/typo"]), run, ["train.py"])
+    (run / "logs").mkdir()
+    lines = []
+    trainer.start_run(RunConfig(), run, ["train.py", "--out", str(run)], log=lines.append)  # the corrected command
+    assert trainer.load_run_config(run) == RunConfig() and not (run / "logs").exists()
+    assert "completed no epoch" in lines[0]
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "state.json").write_text(json.dumps({"epoch": 1}))
+    with pytest.raises(trainer.RunExistsError, match="--resume"):
+        trainer.start_run(RunConfig(), run, ["train.py"])

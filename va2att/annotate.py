@@ -36,13 +36,20 @@ def face_label(face) -> str:
     return " ".join(parts)
 
 
+def left_to_right(faces) -> list:
+    """Faces ordered by the left edge of their box (then the top): the order they are numbered in,
+    on the picture and in predict's table."""
+    return sorted(faces, key=lambda face: (float(face.box[0]), float(face.box[1])))
+
+
 def _scale(height: int, width: int) -> float:
     """Drawing scale relative to a 640-pixel picture, so labels stay legible on small and huge images."""
     return max(0.4, max(height, width) / 640.0)
 
 
 def draw_faces(rgb: np.ndarray, faces: Iterable, *, scale: float = 1.0) -> np.ndarray:
-    """Return a copy of `rgb` with each face's box, landmarks and label drawn on it.
+    """Return a copy of `rgb` with each face's box, landmarks and label (its number, from 1, then
+    `face_label`) drawn on it; faces are numbered in the order given (predict gives `left_to_right`).
 
     Args:
         rgb: np.ndarray uint8 [H, W, 3], RGB order.
@@ -64,7 +71,7 @@ def draw_faces(rgb: np.ndarray, faces: Iterable, *, scale: float = 1.0) -> np.nd
     thickness = max(1, round(2 * size))
     font_scale = 0.5 * size
     font_thickness = max(1, round(size))
-    for face in faces:
+    for number, face in enumerate(faces, start=1):
         x, y, w, h = (float(v) * scale for v in face.box)
         top_left = (round(x), round(y))
         bottom_right = (round(x + w), round(y + h))
@@ -72,9 +79,7 @@ def draw_faces(rgb: np.ndarray, faces: Iterable, *, scale: float = 1.0) -> np.nd
         for px, py in getattr(face, "landmarks", None) or ():
             cv2.circle(canvas, (round(px * scale), round(py * scale)), max(1, thickness), LANDMARK_COLOUR, -1,
                        cv2.LINE_AA)
-        text = face_label(face)
-        if not text:
-            continue
+        text = f"{number} {face_label(face)}".rstrip()  # the number of the face's row in predict's table
         (tw, th), baseline = cv2.getTextSize(text, _FONT, font_scale, font_thickness)
         pad = max(2, round(3 * size))
         label_h = th + baseline + 2 * pad

@@ -20,6 +20,9 @@ Signatures:
   outputs, plus `error` (string `[None]`): empty for a decoded image, else why it was refused, and then
   its other outputs are NaN; the rest of the batch is answered. Over REST, binary values are sent as
   `{"b64": "..."}` (the input name ends in `_bytes`, TF Serving's convention for binary data).
+- `provenance` (when the export is given one, as every training run does): no inputs; output
+  `provenance`, a JSON string: the data set that trained the model, its size, the va2att version and
+  commit, the best validation scores (`va2att.provenance`). Also in `assets.extra/va2att.json`.
 
 The exported graph never contains cuDNN-only kernels (`CudnnRNN*`): recurrent layers are traced with
 their portable implementation even when the export runs on a GPU machine, so the same SavedModel is
@@ -51,6 +54,7 @@ from va2att.signature import (
 )
 
 METADATA_FILE = "assets.extra/va2att.json"
+PROVENANCE_SIGNATURE = PROVENANCE_OUTPUT = "provenance"  # where the model comes from, as a JSON string
 # Ops that exist only in GPU (cuDNN) builds of TensorFlow; a graph containing one cannot run on a CPU server.
 CUDNN_OP_PATTERN = re.compile(r"^Cudnn", re.IGNORECASE)
 
@@ -128,7 +132,7 @@ def _outputs_or_empty(model: keras.Model, images, specs: dict) -> dict:
     return tf.cond(tf.shape(images)[0] > 0, run, empty)
 
 
-def _build_archive(model: keras.Model) -> tuple[keras.export.ExportArchive, dict]:
+def _build_archive(model: keras.Model, provenance: dict | None = None) -> tuple[keras.export.ExportArchive, dict]:
     archive = keras.export.ExportArchive()
     archive.track(model)
     probe = named_outputs(model, model(tf.zeros([1, INPUT_SIZE, INPUT_SIZE, 1]), training=False))
@@ -149,10 +153,18 @@ def _build_archive(model: keras.Model) -> tuple[keras.export.ExportArchive, dict
     bytes_spec = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)
     pixels_fn = archive.add_endpoint(SERVING_DEFAULT, serve_pixels, input_signature=[pixels_spec])
     archive.add_endpoint(SERVING_BYTES, serve_bytes, input_signature=[bytes_spec])
+    if provenance is not None:
+        record = json.dumps(provenance, sort_keys=True)
+
+        def serve_provenance():
+            return {PROVENANCE_OUTPUT: tf.constant(record)}
+
+        archive.add_endpoint(PROVENANCE_SIGNATURE, serve_provenance, input_signature=[])
     return archive, pixels_fn.get_concrete_function().structured_outputs
 
 
-def export_saved_model(model: keras.Model, export_root: str | os.PathLike, version: int | None = None) -> Path:
+def export_saved_model(model: keras.Model, export_root: str | os.PathLike, version: int | None = None,
+                       provenance: dict | None = None) -> Path:
     """Write `model` to `export_root/<version>/` as a TF Serving SavedModel and return that folder.
 
     Args:
@@ -160,6 +172,9 @@ def export_saved_model(model: keras.Model, export_root: str | os.PathLike, versi
         export_root: folder of numbered versions (e.g. `RUN_DIR/export/va2att`); created if missing.
         version: int or None. None = one more than the largest existing version (1 for the first).
             An existing version is never overwritten.
+        provenance: dict or None, where the model comes from (`va2att.provenance.make_record`): stored in
+            `assets.extra/va2att.json` under "provenance" and answered by a `provenance` signature
+            (no inputs; output `provenance`, a JSON string).
     """
     if not model.built:
         raise ValueError("The model must be built (called once or created from keras.Input) before export.")
@@ -178,11 +193,14 @@ def export_saved_model(model: keras.Model, export_root: str | os.PathLike, versi
         # Saving traces the endpoints again (in TensorFlow's save context), so the whole export,
         # not only the first trace, runs with the portable recurrent implementation.
         with portable_recurrent_layers(model):
-            archive, outputs = _build_archive(model)
+            archive, outputs = _build_archive(model, provenance)
             archive.write_out(str(tmp), verbose=False)
         meta = tmp / METADATA_FILE
         meta.parent.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps(_metadata(model, outputs), indent=2) + "\n")
+        metadata = _metadata(model, outputs)
+        if provenance is not None:
+            metadata["provenance"] = provenance
+        meta.write_text(json.dumps(metadata, indent=2) + "\n")
     return final
 
 

@@ -1,8 +1,9 @@
 """Parameters and forward MFLOPs per image of the network variants; optional training-speed benchmark.
 
-    python -m va2att.flops                 # table for blocks 0-3 x heads at the default width -> docs/model_table.md
+    python -m va2att.flops                 # table for blocks 0-3 x heads at the default width
+    python -m va2att.flops --out docs/model_table.md    # also write it (the repository's copy)
     python -m va2att.flops --benchmark     # also time training steps (batch 256) of the default model on this machine
-    python -m va2att.flops --model.width=16 --no-write
+    python -m va2att.flops --model.width=16
 
 FLOPs are TensorFlow's profiler count (`float_ops`) of the frozen forward graph for one image:
 convolutions, matrix products, element-wise ops with a registered cost; one multiply-add = 2 FLOPs.
@@ -18,8 +19,6 @@ from pathlib import Path
 
 from va2att.config import ModelConfig, RunConfig, apply_overrides
 from va2att.heads import HEADS
-
-DEFAULT_TABLE = Path(__file__).resolve().parent.parent / "docs" / "model_table.md"
 
 
 def count_flops(model) -> int:
@@ -130,10 +129,13 @@ def benchmark_training(cfg: ModelConfig, batch_size: int = 256, steps: int = 6, 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from va2att.cli import program_name
+
+    parser = argparse.ArgumentParser(prog=program_name("va2att.flops", __file__), description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="model.field=value overrides, e.g. model.width=16")
-    parser.add_argument("--out", type=Path, default=DEFAULT_TABLE, help="where to write the Markdown table")
-    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--out", type=Path, metavar="FILE.md", help="also write the Markdown table to this file")
+    parser.add_argument("--no-write", action="store_true", help="print only (the default without --out)")
     parser.add_argument("--benchmark", action="store_true", help="also time training steps of the configured model")
     parser.add_argument("--batch-size", type=int, default=256)
     args, extra = parser.parse_known_args(argv)
@@ -141,7 +143,7 @@ def main(argv=None) -> int:
     base = apply_overrides(RunConfig(), overrides).model
     table = markdown_table(model_rows(base), base)
     print(table)
-    if not args.no_write:
+    if args.out and not args.no_write:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(table)
         print(f"wrote {args.out}")

@@ -42,7 +42,8 @@ CIRCUMPLEX_WORDS: tuple[tuple[str, float], ...] = (
 
 _WORD_RADIUS = 0.92  # where the words sit, inside the unit circle
 _MAX_POINT_LABELS = 60  # beyond this many points, per-point labels are not drawn
-_MAX_TRUTH_LINES = 2000  # beyond this many points, true-to-predicted lines are not drawn
+_MAX_TRUTH_LINES = 200  # beyond this many faces with truth: densities of truth and predictions, no lines
+_MAX_SCATTER = 2000  # beyond this many faces without truth: a density instead of dots
 
 
 def _save(fig: Figure, path) -> Path:
@@ -75,20 +76,44 @@ def circumplex(
         path: str or Path, the PNG to write.
         valence, arousal: array-like of N predicted values in [-1, 1] (values outside are drawn
             where they fall; the axes extend a little beyond the circle).
-        true_valence, true_arousal: optional array-like of N ground-truth values; when both are
-            given they are drawn as hollow markers joined to their prediction by a thin line
-            (lines only up to 2000 points).
+        true_valence, true_arousal: optional array-like of N ground-truth values. Up to 200 faces,
+            each truth is a hollow marker joined to its prediction by a thin line; beyond that, a
+            density (hexbin) of the truth beside a density of the predictions.
         labels: optional N strings written next to the predicted points (skipped above 60 points).
         title: str, the figure title.
 
     Returns:
         The Path written.
     """
+    return _save(circumplex_figure(valence, arousal, true_valence, true_arousal, labels, title), path)
+
+
+def _circumplex_frame(ax, limit: float) -> None:
+    """Unit circle, quadrant axes and Russell's affect words (on a light box, readable over data)."""
+    theta = np.linspace(0.0, 2.0 * np.pi, 361)
+    ax.plot(np.cos(theta), np.sin(theta), color="0.6", lw=1.0, zorder=1)
+    ax.axhline(0.0, color="0.6", lw=0.8, zorder=1)
+    ax.axvline(0.0, color="0.6", lw=0.8, zorder=1)
+    for word, degrees in CIRCUMPLEX_WORDS:
+        rad = math.radians(degrees)
+        x, y = _WORD_RADIUS * math.cos(rad), _WORD_RADIUS * math.sin(rad)
+        ax.text(x, y, word, fontsize=8, color="0.3", ha="center", va="center", zorder=7,
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.7})
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-limit, limit)
+    ax.set_aspect("equal")
+    ax.set_xlabel("valence")
+    ax.set_ylabel("arousal")
+
+
+def circumplex_figure(valence, arousal, true_valence=None, true_arousal=None, labels=None, title: str = "") -> Figure:
+    """The figure `circumplex` writes (see there), e.g. for TensorBoard."""
     v = _flat(valence, "valence")
     a = _flat(arousal, "arousal")
     if v.shape != a.shape:
         raise ValueError(f"valence and arousal must have the same length. Received: {v.size} and {a.size}.")
     has_truth = true_valence is not None and true_arousal is not None
+    tv = ta = np.zeros(0)
     if has_truth:
         tv = _flat(true_valence, "true_valence")
         ta = _flat(true_arousal, "true_arousal")
@@ -98,41 +123,37 @@ def circumplex(
             )
     if labels is not None and len(labels) != v.size:
         raise ValueError(f"labels must have one entry per point. Received: {len(labels)} labels for {v.size} points.")
+    values = np.concatenate([v, a, tv, ta])
+    limit = max(1.1, float(np.max(np.abs(values))) + 0.05) if values.size else 1.1
+
+    if v.size > (_MAX_TRUTH_LINES if has_truth else _MAX_SCATTER):
+        panels = [("true", tv, ta, "Greens"), ("predicted", v, a, "Blues")] if has_truth else [
+            ("predicted", v, a, "Blues")]
+        fig = Figure(figsize=(6.5 * len(panels), 6.8), dpi=100)
+        for index, (name, x, y, cmap) in enumerate(panels):
+            ax = fig.add_subplot(1, len(panels), index + 1)
+            ax.hexbin(x, y, gridsize=36, extent=(-limit, limit, -limit, limit), cmap=cmap, mincnt=1, bins="log",
+                      zorder=2)
+            _circumplex_frame(ax, limit)
+            ax.set_title(f"{name}: density of {v.size} faces (log scale)", fontsize=10)
+        fig.suptitle(title or f"{v.size} faces on the valence-arousal circumplex")
+        return fig
 
     fig = Figure(figsize=(7, 7), dpi=100)
     ax = fig.add_subplot(1, 1, 1)
-    theta = np.linspace(0.0, 2.0 * np.pi, 361)
-    ax.plot(np.cos(theta), np.sin(theta), color="0.6", lw=1.0, zorder=1)
-    ax.axhline(0.0, color="0.6", lw=0.8, zorder=1)
-    ax.axvline(0.0, color="0.6", lw=0.8, zorder=1)
-    for word, degrees in CIRCUMPLEX_WORDS:
-        rad = math.radians(degrees)
-        x, y = _WORD_RADIUS * math.cos(rad), _WORD_RADIUS * math.sin(rad)
-        ax.text(x, y, word, fontsize=8, color="0.45", ha="center", va="center", zorder=2)
-
-    many = v.size > 2000
-    marker_size = 6 if many else 30
-    alpha = 0.35 if many else 0.85
     if has_truth:
-        if v.size <= _MAX_TRUTH_LINES:
-            segments = np.stack([np.stack([tv, ta], axis=1), np.stack([v, a], axis=1)], axis=1)
-            ax.add_collection(LineCollection(segments, colors="0.7", linewidths=0.6, zorder=3))
-        ax.scatter(tv, ta, s=marker_size, facecolors="none", edgecolors="tab:green", alpha=alpha, label="true", zorder=4)
-    ax.scatter(v, a, s=marker_size, color="tab:blue", alpha=alpha, label="predicted", zorder=5)
+        segments = np.stack([np.stack([tv, ta], axis=1), np.stack([v, a], axis=1)], axis=1)
+        ax.add_collection(LineCollection(segments, colors="0.7", linewidths=0.6, zorder=3))
+        ax.scatter(tv, ta, s=30, facecolors="none", edgecolors="tab:green", alpha=0.85, label="true", zorder=4)
+    ax.scatter(v, a, s=30, color="tab:blue", alpha=0.85, label="predicted", zorder=5)
     if labels is not None and v.size <= _MAX_POINT_LABELS:
         for x, y, text in zip(v, a, labels):
             ax.annotate(str(text), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7, zorder=6)
-
-    limit = max(1.1, float(np.max(np.abs(np.concatenate([v, a])))) + 0.05) if v.size else 1.1
-    ax.set_xlim(-limit, limit)
-    ax.set_ylim(-limit, limit)
-    ax.set_aspect("equal")
-    ax.set_xlabel("valence")
-    ax.set_ylabel("arousal")
+    _circumplex_frame(ax, limit)
     ax.set_title(title or f"{v.size} face(s) on the valence-arousal circumplex")
     if has_truth or v.size:
         ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return fig
 
 
 def confusion_matrix(path, matrix, class_names: Sequence[str], title: str = "") -> Path:
@@ -228,12 +249,20 @@ def _panel_columns(columns: dict[str, list[float]]):
     return panels
 
 
+def epoch_axis(columns: dict[str, list[float]]) -> np.ndarray:
+    """The epochs of a history (its `epoch` column, removed from `columns`): history.csv numbers them
+    from 1 already; without the column, rows are numbered 1, 2, ..."""
+    epochs = columns.pop("epoch", None)
+    n = max((len(v) for v in columns.values()), default=0)
+    return np.asarray(epochs, dtype=np.float64) if epochs is not None else np.arange(1, n + 1, dtype=np.float64)
+
+
 def training_curves(path, history_csv) -> Path:
     """Plot loss and valence/arousal CCC per epoch from a Keras `CSVLogger` file.
 
     Train and validation columns (`x` and `val_x`) share a panel. Only columns that exist are
     drawn: a history without CCC columns gives just the loss panel (plus per-output losses if
-    logged). The epoch axis is the `epoch` column (shown 1-based) or the row number.
+    logged). The epoch axis is the `epoch` column as written (history.csv counts from 1) or the row number.
 
     Args:
         path: str or Path, the PNG to write.
@@ -243,9 +272,8 @@ def training_curves(path, history_csv) -> Path:
         The Path written.
     """
     columns = _read_history(history_csv)
-    epochs = columns.pop("epoch", None)
-    n = max((len(v) for v in columns.values()), default=0)
-    x = np.asarray(epochs, dtype=np.float64) + 1 if epochs is not None else np.arange(1, n + 1, dtype=np.float64)
+    x = epoch_axis(columns)
+    n = x.size
     panels = _panel_columns(columns)
     if not panels:
         raise ValueError(f"{history_csv} has no loss or CCC columns. Received columns: {sorted(columns)}.")

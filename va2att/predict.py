@@ -36,8 +36,9 @@ _GLOB_CHARS = frozenset("*?[")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from va2att.cli import program_name
     parser = argparse.ArgumentParser(
-        prog="va2att-predict",
+        prog=program_name("va2att.predict", __file__),
         description="Valence, arousal and expression of every face in images, folders and videos.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, folders, or glob patterns")
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-confidence", type=float, default=0.9, metavar="C",
                         help="drop face detections below this confidence (default 0.9)")
     parser.add_argument("--batch-size", type=int, default=64, metavar="B", help="faces per network call (default 64)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own start-up and log lines (also: VA2ATT_VERBOSE=1)")
     return parser
 
 
@@ -260,10 +263,25 @@ def main(argv=None) -> int:
     if not inputs:
         print("error: no image or video files found in the given paths", file=sys.stderr)
         return 1
+    # Inputs and model are checked before TensorFlow and the model are loaded (seconds).
+    missing = [str(path) for kind, path in inputs if kind == "missing"]
+    if len(missing) == len(inputs):
+        print(f"error: no such file or pattern: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    from va2att.loading import resolve_model_path
 
+    try:
+        resolve_model_path(args.model)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: cannot load the model from {args.model}: {exc}", file=sys.stderr)
+        return 2
+
+    from va2att.quiet import quiet_tensorflow
+
+    quiet_tensorflow(args.verbose)
     from tqdm import tqdm
 
-    from va2att.annotate import write_annotated
+    from va2att.annotate import left_to_right, write_annotated
     from va2att.predictor import Predictor
 
     try:
@@ -279,6 +297,7 @@ def main(argv=None) -> int:
     with tqdm(_items(inputs, args.every), total=_expected_count(inputs, args.every), unit="picture",
               file=sys.stderr, disable=None, dynamic_ncols=True) as progress:
         for result in predictor.iter_predict(progress, keep_images=names is not None):
+            result.faces = left_to_right(result.faces)  # numbered left to right, in the table and the picture
             if names is not None and result.image is not None:
                 try:
                     write_annotated(names(result.source, result.frame), result.image.pixels, result.faces,

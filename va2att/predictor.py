@@ -30,6 +30,7 @@ from va2att.data.align import FaceDetector, align_detection
 from va2att.data.images import ImageError, RGBImage, from_array, read_image
 from va2att.face_input import centre_crop, flip_average
 from va2att.loading import load_inference_model
+from va2att.provenance import read_provenance, warn_if_synthetic
 
 _FLUSH_PENDING_BYTES = 512 * 2**20  # with keep_images, run the network once held pictures reach this size
 
@@ -153,6 +154,8 @@ class Predictor:
             raise ValueError(f"min_confidence must be in [0, 1]. Received: min_confidence={min_confidence!r}.")
         self.model_path = model_path
         self.model = load_inference_model(model_path)
+        self.provenance = read_provenance(model_path)  # where the model comes from (va2att.provenance)
+        warn_if_synthetic(model_path, self.provenance or {})  # photos are never the synthetic set
         self.min_confidence = float(min_confidence)
         self.detector = detector if detector is not None else FaceDetector(min_confidence=self.min_confidence)
         self.batch_size = batch_size

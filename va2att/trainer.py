@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -119,15 +120,40 @@ def build_compiled_model(cfg: RunConfig, adjacency=None):
     return model
 
 
-def start_run(cfg: RunConfig, run_dir, argv) -> RunDir:
-    """Create the run folder and write config.json; refuse a folder that already holds a run."""
+def completed_epochs(run_dir) -> int:
+    """Epochs the run in `run_dir` has committed (0 for a run that never finished one, or no run)."""
+    run = RunDir(run_dir)
+    if not run.state.is_file():
+        return 0
+    try:
+        return int(fileio.read_json(run.state).get("epoch") or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def start_run(cfg: RunConfig, run_dir, argv, log=print) -> RunDir:
+    """Create the run folder and write config.json.
+
+    A folder whose run completed at least one epoch is refused (`RunExistsError`); one whose run never
+    completed an epoch (a failed or interrupted start) is started over with the new config."""
     run = RunDir(run_dir)
     if RunDir.is_run_dir(run.root):
-        raise RunExistsError(f"{run.root} already holds a run. Continue it with `python train.py --resume "
-                             f"{run.root}` or choose another --out.")
+        done = completed_epochs(run.root)
+        if done:
+            raise RunExistsError(f"{run.root} already holds a run ({done} epoch{'s' if done != 1 else ''} done). "
+                                 f"Continue it with `python train.py --resume {run.root}`, choose another --out, "
+                                 "or delete the folder to start it again.")
     with folder_lock(run.root, "training run"):
-        if RunDir.is_run_dir(run.root):  # another process started it meanwhile
+        done = completed_epochs(run.root)
+        if done:  # another process started it meanwhile
             raise RunExistsError(f"{run.root} already holds a run; choose another --out.")
+        if RunDir.is_run_dir(run.root):
+            log(f"Starting {run.root} over: its earlier start completed no epoch.")
+            for stale in (run.logs, run.checkpoints):
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+            for stale in (run.history, run.adjacency, run.best):
+                stale.unlink(missing_ok=True)
         fileio.write_json(run.config, {
             "config": to_dict(cfg),
             "argv": list(argv if argv is not None else sys.argv),
@@ -189,6 +215,9 @@ def load_checkpoint(model, run: RunDir, epoch: int, log=print) -> int:
 def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto", log=print) -> TrainResult:
     """Train (or continue) the run in `run_dir`, whose config.json was written by `start_run`.
 
+    `verbose`: "auto" (or 1) prints one compact line per epoch and, on a terminal, a live progress line
+    (`va2att.console.EpochConsole`); 2 prints only the epoch lines; 0 prints no epoch lines.
+
     The chief holds the run folder's lock (`va2att.locking`) throughout: a second process training
     into the same folder (a `--resume` of a run still going) is refused with FolderInUseError.
     """
@@ -217,13 +246,19 @@ def _train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto"
     total_epochs = epochs or cfg.train.epochs
     state = fileio.read_json(run.state) if run.state.is_file() else None
     chief = distribute.is_chief()
+    multiworker = cfg.train.strategy == "multiworker"
+    console = None
+    if verbose not in (0, False) and not multiworker:  # the multi-worker loop prints its own epoch lines
+        from va2att.console import EpochConsole
+
+        console = EpochConsole(total_epochs, live=None if verbose in ("auto", 1, True) else False)
+        log = console.wrap(log)
 
     strategy = distribute.make_strategy(cfg.train.strategy)  # first: multi-worker set-up precedes any TF op
     keras.utils.set_random_seed(cfg.train.seed)
     if cfg.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
-    multiworker = cfg.train.strategy == "multiworker"
     data_cfg = cfg.data
     if multiworker:
         # Every worker must see the same global batches: it keeps its own share of each (DATA sharding).
@@ -267,13 +302,17 @@ def _train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto"
 
     lr_control = LearningRateControl(cfg.train, state=(state or {}).get("lr_control"), log=log)
     checkpoint = RunCheckpoint(run, lr_control, state=state, chief=chief, log=log)
-    callbacks = [lr_control, checkpoint]
+    callbacks = [lr_control, *([console] if console else []), checkpoint]  # the epoch line before "best so far"
     if data_epoch is not None:
         from va2att.callbacks import DataEpoch
 
         callbacks.insert(0, DataEpoch(data_epoch))
     if chief:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.logs)))
+        from va2att import tensorboard_figures as board
+
+        callbacks.append(board.RunTensorBoard(log_dir=str(run.logs)))
+        if not multiworker:  # validation faces and circumplex per epoch (a fixed sample, taken once)
+            callbacks.append(board.ValidationFigures(val_ds, run.logs / board.FIGURES_DIR))
     last_logs: dict = {}
     if initial_epoch < total_epochs:
         try:
@@ -285,7 +324,7 @@ def _train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto"
                 log(f"Worker {distribute.task()[1]}: weights digest {mw.weights_digest(model)}")
             else:
                 history = model.fit(train_ds, validation_data=val_ds, epochs=total_epochs,
-                                    initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose, shuffle=False)
+                                    initial_epoch=initial_epoch, callbacks=callbacks, verbose=0, shuffle=False)
                 last_logs = {k: float(v[-1]) for k, v in history.history.items() if v}
         except KeyboardInterrupt:
             if chief:  # the epoch in progress is dropped: a resumed run redoes it exactly
@@ -299,7 +338,11 @@ def _train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto"
 
     export_dir = None
     if chief:
-        export_dir = _export_best(run, checkpoint.state, log)
+        from va2att.provenance import PROVENANCE_FILE, describe_data, make_record
+
+        provenance = make_record(describe_data(cfg.data.data, prepared), checkpoint.state)
+        fileio.write_json(run.root / PROVENANCE_FILE, provenance)
+        export_dir = _export_best(run, checkpoint.state, log, provenance)
     if multiworker:
         from va2att.multiworker import barrier
 
@@ -308,7 +351,7 @@ def _train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto"
                        checkpoint.state.get("best_mean_ccc"), last_logs, export_dir)
 
 
-def _export_best(run: RunDir, state: dict, log) -> Path:
+def _export_best(run: RunDir, state: dict, log, provenance: dict | None = None) -> Path:
     """Export the best model once per run; a resumed, already exported run keeps its export."""
     from va2att.export import export_saved_model
     from va2att.loading import load_keras_model
@@ -316,7 +359,7 @@ def _export_best(run: RunDir, state: dict, log) -> Path:
     if state.get("export") and (run.root / state["export"]).is_dir():
         return run.root / state["export"]
     best = load_keras_model(run.best)
-    export_dir = export_saved_model(best, run.export_root)
+    export_dir = export_saved_model(best, run.export_root, provenance=provenance)
     state = dict(state, export=str(Path(export_dir).relative_to(run.root)))
     fileio.write_json(run.state, state)
     log(f"Exported the best model (epoch {state.get('best_epoch')}) for TF Serving to {export_dir}")

@@ -453,7 +453,8 @@ def load_report(path) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m va2att.data.prepare", description=__doc__.split("\n\n")[0])
+    from va2att.cli import program_name
+    parser = argparse.ArgumentParser(prog=program_name("va2att.data.prepare", __file__), description=__doc__.split("\n\n")[0])
     parser.add_argument("root", help="AffectNet root (Manually_Annotated_file_lists/, Manually_Annotated_Images/), "
                                      "AffectNet npy root (train_set/, val_set/) or Aff-Wild2 root (cropped_aligned/, "
                                      "Annotations/)")
@@ -470,6 +471,9 @@ def main(argv=None) -> int:
                         help="Aff-Wild2's 'Other' expression: unlabelled (default: V/A kept, no expression label), "
                              "none (AffectNet's code 8, used with data.none_faces), drop (frame not written)")
     args = parser.parse_args(argv)
+    from va2att.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
     try:
         report = prepare(
             args.root, args.out, args.workers, classes=args.classes, shard_size=args.shard_size,

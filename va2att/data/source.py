@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 from va2att.config import DataConfig
@@ -98,10 +99,10 @@ def _resolve_one(cfg: DataConfig, cache_dir=None, log=print) -> Path:
         if not done.is_file():
             log(f"Generating the built-in synthetic demo set ({cfg.demo_train} training and {cfg.demo_val} "
                 f"validation faces in the AffectNet layout) into {raw} (first use only).")
-            synthetic.generate(raw, train=cfg.demo_train, val=cfg.demo_val, seed=cfg.demo_seed)
+            synthetic.generate(raw, train=cfg.demo_train, val=cfg.demo_val, seed=cfg.demo_seed, progress=True)
             done.write_text("complete\n")
         log(f"Preparing the demo set into {prepared} (first use only).")
-        prepare.prepare(raw, prepared, workers=workers)
+        prepare.prepare(raw, prepared, workers=workers, progress=sys.stderr.isatty())  # no bar in a log file
         return prepared
     path = Path(cfg.data).expanduser()
     if not path.exists():

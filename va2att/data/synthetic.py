@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import multiprocessing as mp
 import os
 import sys
@@ -154,7 +155,8 @@ def _dirt_rows(root: Path, split: str, template: list[str], rng: np.random.Gener
     return rows
 
 
-def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: int = 0, style: str = "cartoon") -> Path:
+def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: int = 0, style: str = "cartoon",
+             progress: bool = False) -> Path:
     """Write the synthetic set under `out` (created); returns the root Path.
 
     Args:
@@ -163,6 +165,7 @@ def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: in
         seed: int; the same seed gives the same files.
         workers: processes; 0 = one per core.
         style: "cartoon" (the demo set's drawing) or "portrait" (another drawing).
+        progress: show a tqdm bar (on stderr, when it is a terminal).
     """
     if train < 1 or val < 1:
         raise ValueError(f"train and val must be >= 1. Received: train={train}, val={val}")
@@ -170,25 +173,40 @@ def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: in
         raise ValueError(f"style must be one of {STYLES}. Received: style={style!r}")
     root = Path(out)
     (root / LISTS_DIR).mkdir(parents=True, exist_ok=True)
+    from tqdm import tqdm
+
     workers = workers or cpu_count()
+    bar = tqdm(total=train + val, unit="face", desc="generate", disable=None if progress else True)
     for split, n in (("training", train), ("validation", val)):
         jobs = [(str(root), split, i, seed, style) for i in range(n)]
         if workers > 1 and n >= 64:
             with mp.get_context("spawn").Pool(workers, initializer=_single_threaded) as pool:
-                rows = pool.map(_render, jobs, chunksize=max(1, n // (workers * 8)))
+                rows = []
+                for row in pool.imap(_render, jobs, chunksize=max(1, n // (workers * 8))):
+                    rows.append(row)
+                    bar.update()
         else:
-            rows = [_render(j) for j in jobs]
+            rows = []
+            for job in jobs:
+                rows.append(_render(job))
+                bar.update()
         rng = np.random.default_rng([seed, SPLITS[split], 10**9])
         rows += _dirt_rows(root, split, rows[-1], rng)
         with open(root / LISTS_DIR / f"{split}.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(COLUMNS)
             writer.writerows(rows)
+    bar.close()
+    # Marks the set as drawn faces, so models trained on it say so (va2att.provenance).
+    (root / "va2att-synthetic.json").write_text(json.dumps(
+        {"generator": "va2att.data.synthetic", "version": VERSION, "style": style, "seed": seed,
+         "train": train, "val": val}, indent=1) + "\n")
     return root
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m va2att.data.synthetic", description=__doc__.split("\n\n")[0])
+    from va2att.cli import program_name
+    parser = argparse.ArgumentParser(prog=program_name("va2att.data.synthetic", __file__), description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="folder to write (AffectNet layout)")
     parser.add_argument("--train", type=int, default=6000, help="usable training faces (default 6000)")
     parser.add_argument("--val", type=int, default=1000, help="usable validation faces (default 1000)")

@@ -214,8 +214,9 @@ def _face_json(face: Face, outputs: dict[str, np.ndarray], i: int) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from va2att.cli import program_name
     parser = argparse.ArgumentParser(
-        prog="python -m va2att.serving.client",
+        prog=program_name("va2att.serving.client", __file__),
         description="Valence, arousal and expression of the faces in images, from a TF Serving instance "
         "serving the exported va2att model (one predict request for all faces).",
     )
@@ -244,6 +245,10 @@ def main(argv=None) -> int:
     if missing:
         print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
+    if not args.aligned:  # face detection (MTCNN) loads TensorFlow
+        from va2att.quiet import quiet_tensorflow
+
+        quiet_tensorflow()
     images, faces = find_faces(args.images, aligned=args.aligned)
     if not faces:
         print("error: no face to send (no face found in the given images)", file=sys.stderr)
@@ -253,6 +258,9 @@ def main(argv=None) -> int:
             outputs = predict_grpc(args.grpc, args.model, images, args.timeout)
         else:
             outputs = post_predict(url, build_predict_body(images), args.timeout)
+            from va2att.provenance import served_provenance, warn_if_synthetic
+
+            warn_if_synthetic(f"the served model {args.model!r}", served_provenance(url, args.timeout) or {})
         counts = {name: len(value) for name, value in outputs.items()}
         if any(count != len(faces) for count in counts.values()):
             raise ServingError(f"The server answered for {counts} faces; {len(faces)} were sent.")

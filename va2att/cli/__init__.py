@@ -1,12 +1,18 @@
-"""Command-line helpers shared by train.py and evaluate.py: plain flags for what users
-type every day, mapped onto the typed config, plus one generic override form
-(`--set section.field=value`, or `--section.field=value`) for everything else."""
+"""The command-line tools (`va2att.cli.train`, `va2att.cli.evaluate`) and the helpers they share:
+plain flags for what users type every day, mapped onto the typed config, plus one generic override
+form (`--set section.field=value`, or `--section.field=value`) for everything else.
+
+`train.py` and `evaluate.py` at the repository root, and the `va2att-train` / `va2att-evaluate`
+console scripts, only call `main()` of the modules here.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import re
+import sys
+from pathlib import Path
 
 from va2att.config import LOSSES, SCHEDULES, STRATEGIES, RunConfig, apply_overrides
 from va2att.heads import HEADS
@@ -29,9 +35,31 @@ PLAIN_FLAGS = {
 _DOTTED = re.compile(r"^--(model|data|train)\.([a-z_]+)(=.*)?$")
 
 
-def quiet_tensorflow() -> None:
-    """Hide TensorFlow's C++ start-up chatter unless the user asked for it."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Load TensorFlow without its start-up logging unless asked for (`va2att.quiet`)."""
+    from va2att.quiet import quiet_tensorflow as quiet
+
+    quiet(verbose)
+
+
+def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own start-up and log lines (also: VA2ATT_VERBOSE=1)")
+
+
+def program_name(module: str, module_file: str) -> str:
+    """The program a usage line should name: the script or console command the user ran
+    (`train.py`, `va2att-train`), or `python -m MODULE` when the module was run with -m."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if not argv0 or argv0 == "-c":
+        return f"python -m {module}"
+    try:
+        ran_module = Path(argv0).resolve() == Path(module_file).resolve()
+    except OSError:
+        ran_module = False
+    if ran_module or Path(argv0).name == "__main__.py":
+        return f"python -m {module}"
+    return Path(argv0).name
 
 
 def split_dotted(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -1,0 +1,66 @@
+"""Provenance: runs and exports say what trained them; a synthetic-trained model used on real faces says so once."""
+
+import io
+import json
+
+import pytest
+from conftest import TINY_MODEL
+
+from va2att import provenance, trainer
+from va2att.config import RunConfig
+
+
+def test_describe_data_tells_synthetic_from_real(prepared, tmp_path):
+    demo = provenance.describe_data("demo", None)
+    assert demo["kind"] == "synthetic" and "synthetic" in demo["name"]
+    synthetic = provenance.describe_data(str(prepared), prepared)  # made by va2att.data.synthetic
+    assert synthetic["kind"] == "synthetic" and synthetic["training_faces"] > 0 and synthetic["validation_faces"] > 0
+    real = tmp_path / "AffectNet-prepared"
+    real.mkdir()
+    report = json.loads((prepared / "report.json").read_text())
+    (real / "report.json").write_text(json.dumps(dict(report, root=str(tmp_path / "AffectNet"))))
+    assert provenance.describe_data(str(real), real)["kind"] == "real"
+
+
+@pytest.fixture()
+def demo_run(tmp_path):
+    run = tmp_path / "run"
+    trainer.start_run(RunConfig(), run, ["train.py"])
+    (run / "best.keras").write_bytes(b"")  # stands in for the model: only the run folder is read
+    return run
+
+
+def test_a_demo_trained_model_warns_once_on_photos_and_not_on_its_own_data(demo_run):
+    out = io.StringIO()
+    for model in (demo_run, demo_run / "best.keras"):
+        assert provenance.read_provenance(model)["data"]["kind"] == "synthetic"
+    assert not provenance.warn_if_synthetic(demo_run, data="demo", stream=out)  # evaluate on the demo set
+    assert provenance.warn_if_synthetic(demo_run, stream=out)  # photos
+    assert provenance.warn_if_synthetic(demo_run, stream=out)
+    text = out.getvalue()
+    assert text.count("warning:") == 1
+    assert "synthetic" in text and "mean nothing" in text and provenance.REAL_TRAINING_COMMAND in text
+
+
+def test_a_model_of_unknown_or_real_origin_does_not_warn(tmp_path):
+    out = io.StringIO()
+    assert not provenance.warn_if_synthetic(tmp_path / "nothing", stream=out)
+    assert not provenance.warn_if_synthetic("m", {"data": {"kind": "real"}}, stream=out)
+    assert out.getvalue() == ""
+
+
+def test_the_saved_model_answers_where_it_comes_from(tmp_path):
+    import tensorflow as tf
+
+    from va2att.config import ModelConfig
+    from va2att.export import export_saved_model
+    from va2att.model import build_model
+
+    record = provenance.make_record(provenance.describe_data("demo", None),
+                                    {"epoch": 3, "best_epoch": 2, "best_mean_ccc": 0.5,
+                                     "history": [{"epoch": 2, "val_valence_ccc": 0.6, "lr": 0.001}]})
+    assert record["training"]["best_metrics"] == {"val_valence_ccc": 0.6}
+    path = export_saved_model(build_model(ModelConfig(**TINY_MODEL)), tmp_path / "export", provenance=record)
+    assert provenance.read_provenance(path) == record  # from assets.extra, no run folder around it
+    served = tf.saved_model.load(str(path)).signatures["provenance"]()
+    assert json.loads(served["provenance"].numpy().decode()) == record

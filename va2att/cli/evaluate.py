@@ -1,0 +1,96 @@
+"""Evaluate a trained model on a split, with flip averaging, and write a report.
+
+    python evaluate.py --model runs/2att-2mt                       # the run's own data, validation split
+    python evaluate.py --model runs/2att-2mt/export/va2att/1 --data /data/AffectNet --json metrics.json
+
+Writes metrics.json, report.md, circumplex.png, confusion.png and (for a run
+folder) curves.png into --out (default RUN_DIR/eval-<split>, or eval/<name>-<split>).
+The same as `va2att-evaluate` or `python -m va2att.cli.evaluate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from va2att.cli import add_verbose_flag, program_name, quiet_tensorflow
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog=program_name("va2att.cli.evaluate", __file__), description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="run folder, .keras file, SavedModel folder or export root")
+    p.add_argument("--data", help="'demo', an AffectNet root or a prepared folder (default: the run's data, else demo)")
+    p.add_argument("--split", default="validation", choices=("validation", "training"),
+                   help="the split to score (default validation; AffectNet has no public test set)")
+    p.add_argument("--json", metavar="FILE", help="also write the metrics to this JSON file")
+    p.add_argument("--out", metavar="DIR", help="report folder (default RUN_DIR/eval-<split>, else eval/<name>-<split>)")
+    p.add_argument("--classes", type=int, choices=(8, 7), help="expression classes to score (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=256, help="faces per network call (default 256)")
+    p.add_argument("--cache-dir", help="cache for the demo set and prepared data "
+                                       "(default $VA2ATT_CACHE or ~/.cache/va2att)")
+    add_verbose_flag(p)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    quiet_tensorflow(args.verbose)
+    import numpy as np
+
+    from va2att import fileio, plots
+    from va2att.config import EXPRESSION_NAMES, DataConfig
+    from va2att.evaluation import evaluate, markdown_report
+    from va2att.loading import load_inference_model
+    from va2att.run_dir import RunDir
+    from va2att.trainer import load_run_config
+
+    model_path = Path(args.model)
+    run = RunDir(model_path) if RunDir.is_run_dir(model_path) else None
+    run_cfg = load_run_config(model_path) if run else None
+    try:
+        model = load_inference_model(model_path)
+    except (OSError, ValueError) as e:
+        print(f"error: cannot load a model from {model_path}: {e}", file=sys.stderr)
+        return 2
+    data_cfg = run_cfg.data if run_cfg else DataConfig()
+    data_cfg = dataclasses.replace(data_cfg, data=args.data or data_cfg.data, batch_size=args.batch_size)
+    from va2att.provenance import warn_if_synthetic
+
+    warn_if_synthetic(model_path, data=data_cfg.data)  # a synthetic-trained model scored on real faces
+    seed = run_cfg.train.seed if run_cfg else 0
+    num_classes = args.classes or getattr(model, "num_classes", None) or (run_cfg.model.num_classes if run_cfg else 8)
+    try:
+        evaluation = evaluate(model, data_cfg, args.split, num_classes, seed=seed, cache_dir=args.cache_dir)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result, predictions, labels = evaluation.metrics, evaluation.predictions, evaluation.labels
+
+    name = model_path.resolve().name
+    out = Path(args.out) if args.out else (run.root / f"eval-{args.split}" if run else Path("eval") / f"{name}-{args.split}")
+    meta = {"model": str(model_path), "data": data_cfg.data, "split": args.split, "classes": num_classes}
+    report = dict(meta, **result)
+    fileio.write_json(out / "metrics.json", report)
+    if args.json:
+        fileio.write_json(args.json, report)
+    fileio.write_text(out / "report.md", markdown_report(result, f"Evaluation of {name}", meta))
+    if "valence" in predictions and "arousal" in predictions:
+        va = np.isfinite(labels["valence"]) & np.isfinite(labels["arousal"])  # frames with V/A labels
+        plots.circumplex(out / "circumplex.png", predictions["valence"][va], predictions["arousal"][va],
+                         true_valence=labels["valence"][va], true_arousal=labels["arousal"][va],
+                         title=f"{name}: predicted (dots) vs true valence-arousal, {args.split}")
+    if "expression" in result:
+        plots.confusion_matrix(out / "confusion.png", result["expression"]["confusion"],
+                               list(EXPRESSION_NAMES[:num_classes]), title=f"{name}: expression, {args.split}")
+    if run and run.history.is_file():
+        plots.training_curves(out / "curves.png", run.history)
+    print((out / "report.md").read_text())
+    print(f"Report, metrics and plots in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
