@@ -202,6 +202,7 @@ def test_evaluation_per_video_ccc_equals_numpy_and_masks_are_respected(affwild2_
     assert mixed.metrics["videos"] == 3
 
 
+@pytest.mark.large
 def test_training_on_a_mixture_of_affectnet_and_affwild2(affwild2_set, npy_set, tmp_path):
     from va2att.config import RunConfig, apply_overrides
     from va2att.data.source import detect_layout, resolve_data

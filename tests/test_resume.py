@@ -38,6 +38,7 @@ def runs(prepared, tmp_path_factory):
     return whole, resumed
 
 
+@pytest.mark.large
 def test_a_resumed_deterministic_run_is_bit_identical_to_an_uninterrupted_one(runs):
     whole, resumed = runs
     a, b = weights(whole.checkpoint(2)), weights(resumed.checkpoint(2))
@@ -48,6 +49,7 @@ def test_a_resumed_deterministic_run_is_bit_identical_to_an_uninterrupted_one(ru
     assert not list(resumed.checkpoints.glob(".*.tmp*"))  # the killed writer's temporary is gone
 
 
+@pytest.mark.large
 def test_a_truncated_checkpoint_falls_back_to_the_previous_one(runs, tmp_path):
     import shutil
 

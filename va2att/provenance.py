@@ -53,8 +53,24 @@ def git_commit(folder: str | os.PathLike | None = None) -> str | None:
     return commit if proc.returncode == 0 and len(commit) == 40 else None
 
 
-def describe_data(data: str, prepared: str | os.PathLike | None) -> dict:
-    """Name, kind and size of the data behind `--data` (`prepared`: its prepared folder, when known)."""
+def describe_data(data: str, prepared) -> dict:
+    """Name, kind and size of the data behind `--data` (`prepared`: its prepared folder, when known).
+
+    A mixture (`--data` given twice: `data` joined by os.pathsep, `prepared` a tuple of folders) is
+    described part by part and summed; it counts as synthetic only when every part is."""
+    if isinstance(prepared, (tuple, list)):
+        names = str(data).split(os.pathsep)
+        if len(names) != len(prepared):
+            names = [str(p) for p in prepared]
+        parts = [describe_data(n, p) for n, p in zip(names, prepared)]
+        total = {k: sum(p[k] or 0 for p in parts) for k in ("training_faces", "validation_faces")}
+        return {
+            "data": data,
+            "kind": SYNTHETIC if all(p["kind"] == SYNTHETIC for p in parts) else REAL,
+            "name": " + ".join(p["name"] for p in parts),
+            "root": [p["root"] for p in parts],
+            **total,
+        }
     report = {}
     if prepared is not None and (Path(prepared) / "report.json").is_file():
         try:
@@ -62,10 +78,10 @@ def describe_data(data: str, prepared: str | os.PathLike | None) -> dict:
         except (OSError, ValueError):
             report = {}
     root = report.get("root")
-    synthetic = data == "demo" or any(
+    synthetic = str(data).startswith("demo") or any(
         p is not None and (Path(p) / SYNTHETIC_MARKER).is_file() for p in (root, data))
-    if data == "demo":
-        name = "the built-in synthetic demo set (drawn faces)"
+    if str(data).startswith("demo"):
+        name = f"the built-in synthetic {data} set" if data != "demo" else "the built-in synthetic demo set (drawn faces)"
     else:
         name = Path(root or data).name or str(root or data)
         name = f"{name} (synthetic drawn faces)" if synthetic else name

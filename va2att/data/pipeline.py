@@ -180,6 +180,25 @@ def _count(prepared_dir, split, data_cfg: DataConfig, num_classes, none_faces, h
     return held if holdout == "only" else kept
 
 
+def _traced_without_zero_global_seed(build):
+    """Run `build` (which traces tf.data functions with a tensor op seed) with TF's global seed lifted if it is 0.
+
+    `tf.random`'s seed resolution compares `(global, op)` with `(0, 0)` in Python; with a global seed of
+    0 (`train.seed=0`, the default) that comparison reaches the tensor op seed and fails to trace. The
+    global seed is set again afterwards."""
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    global_seed = context.global_seed() if context.executing_eagerly() else None
+    if global_seed is None or global_seed % (2**31 - 1) != 0:
+        return build()
+    tf.random.set_seed(None)
+    try:
+        return build()
+    finally:
+        tf.random.set_seed(global_seed)
+
+
 def epoch_seed(seed, epoch):
     """The shuffle and augmentation seed of one epoch: a function of (seed, epoch) only (int64, TF)."""
     import tensorflow as tf
@@ -336,7 +355,8 @@ def make_dataset(
         if epoch is None or not deterministic:  # unseeded augmentation: no order to reproduce
             ds = one_epoch(seed)
         else:  # read the epoch when an iteration starts: one flat_map element builds that epoch's stream
-            ds = tf.data.Dataset.range(1).flat_map(lambda _: one_epoch(epoch_seed(seed, epoch)))
+            ds = _traced_without_zero_global_seed(
+                lambda: tf.data.Dataset.range(1).flat_map(lambda _: one_epoch(epoch_seed(seed, epoch))))
 
         def train_map(p, k):
             image = tf.cast(augment(p["image"], k), tf.float32)

@@ -62,6 +62,28 @@ def resolve_data(cfg: DataConfig, cache_dir=None, log=print):
     return _resolve_one(cfg, cache_dir, log)
 
 
+def _prepare_shared(raw, prepared: Path, log, **kwargs) -> None:
+    """Prepare into a cache folder that other processes (the workers of one run) may be preparing too:
+    when one of them holds the folder's lock, wait for it to finish instead of failing."""
+    import time
+
+    from va2att.data import prepare
+    from va2att.locking import FolderInUseError
+
+    told = False
+    while True:
+        try:
+            prepare.prepare(raw, prepared, **kwargs)
+            return
+        except FolderInUseError as error:
+            if not told:
+                log(f"{error} Waiting for it to finish.")
+                told = True
+            time.sleep(1.0)
+            if prepare.is_prepared(prepared):
+                return
+
+
 def _demo(cfg: DataConfig, cache: Path, log) -> Path:
     """Generate (first use) and prepare a named synthetic set in the cache."""
     from va2att.data import prepare, synthetic_affectnet_npy, synthetic_affwild2
@@ -79,7 +101,7 @@ def _demo(cfg: DataConfig, cache: Path, log) -> Path:
         module.generate_demo(raw, train=cfg.demo_train, val=cfg.demo_val, seed=cfg.demo_seed)
         done.write_text("complete\n")
     log(f"Preparing the {name} set into {prepared} (first use only).")
-    prepare.prepare(raw, prepared, workers=cfg.prepare_workers)
+    _prepare_shared(raw, prepared, log, workers=cfg.prepare_workers)
     return prepared
 
 
@@ -102,7 +124,7 @@ def _resolve_one(cfg: DataConfig, cache_dir=None, log=print) -> Path:
             synthetic.generate(raw, train=cfg.demo_train, val=cfg.demo_val, seed=cfg.demo_seed, progress=True)
             done.write_text("complete\n")
         log(f"Preparing the demo set into {prepared} (first use only).")
-        prepare.prepare(raw, prepared, workers=workers, progress=sys.stderr.isatty())  # no bar in a log file
+        _prepare_shared(raw, prepared, log, workers=workers, progress=sys.stderr.isatty())  # no bar in a log file
         return prepared
     path = Path(cfg.data).expanduser()
     if not path.exists():
@@ -118,7 +140,7 @@ def _resolve_one(cfg: DataConfig, cache_dir=None, log=print) -> Path:
         prepared = cache / f"{layout}-{digest}"
         if not prepare.is_prepared(prepared):
             log(f"Preparing the {layout} copy at {path} into {prepared} (first use only; resumable if interrupted).")
-            prepare.prepare(path, prepared, workers=workers)
+            _prepare_shared(path, prepared, log, workers=workers)
         return prepared
     raise ValueError(f"--data {cfg.data!r} is neither a data set root (AffectNet: {AFFECTNET_LISTS}/ or "
                      "train_set/annotations/; Aff-Wild2: cropped_aligned/ and Annotations/) nor a prepared folder "
