@@ -120,54 +120,29 @@ def read_labels(annotations: Path, face_id: str, classes: int):
 
 def process_ids(root: str, rows: list[tuple], use_mtcnn: bool = True) -> dict:
     """Read the labels and align the faces of one work unit; same result shape as `prepare.process_rows`."""
-    from va2att.data import affectnet
-    from va2att.data.align import (
-        align_any,
-        default_detector,
-        five_points_from_68,
-        usable_points,
+    from va2att.data.work_unit import (
+        align_or_note,
+        new_result,
+        note,
+        read_image_or_note,
     )
-    from va2att.data.images import ImageError, read_image
 
-    out = {"records": [], "skipped": Counter(), "fallbacks": Counter(), "methods": Counter(), "examples": {}}
-
-    def note(kind, reason, path):
-        out[kind][reason] += 1
-        ex = out["examples"].setdefault(reason, [])
-        if len(ex) < 5:
-            ex.append(path)
-
+    out = new_result()
     for split_dir, face_id, image_name, classes in rows:
         base = Path(root) / split_dir
         rel = f"{split_dir}/{IMAGES}/{image_name or face_id + '.jpg'}"
         labels, reason = read_labels(base / ANNOTATIONS, face_id, classes)
         if reason is not None:
-            note("skipped", reason, rel)
+            note(out, "skipped", reason, rel)
             continue
         expr, v, a, lm_text = labels
-        try:
-            image = read_image(Path(root) / rel)
-        except ImageError as e:
-            note("skipped", e.reason, rel)
+        image = read_image_or_note(out, Path(root) / rel, rel)
+        if image is None:
             continue
-        except Exception:  # noqa: BLE001
-            note("skipped", "unreadable", rel)
-            continue
-        lm, lm_reason = affectnet.parse_landmarks(lm_text)
-        if lm is not None and not usable_points(five_points_from_68(lm), image):
-            lm, lm_reason = None, "landmarks_implausible"
         h, w = image.original_size
-        try:
-            face, method = align_any(image, landmarks68=lm, box=np.array([0.0, 0.0, w, h]),
-                                     detector=default_detector() if use_mtcnn else None)
-        except ImageError as e:
-            note("skipped", e.reason, rel)
+        aligned = align_or_note(out, image, lm_text, np.array([0.0, 0.0, w, h]), use_mtcnn, rel)
+        if aligned is None:
             continue
-        except Exception:  # noqa: BLE001
-            note("skipped", "align_failed", rel)
-            continue
-        if lm_reason is not None:
-            note("fallbacks", lm_reason, rel)
-        out["methods"][method] += 1
+        face, method = aligned
         out["records"].append((face.tobytes(), v, a, expr, rel, method))
     return out

@@ -272,26 +272,14 @@ def process_frames(root: str, rows: list[tuple], use_mtcnn: bool = True) -> dict
     import cv2
 
     from va2att.config import FACE_SIZE
-    from va2att.data.images import ImageError, read_image
+    from va2att.data.work_unit import new_result, read_image_or_note
 
     del use_mtcnn  # the faces are already aligned
     frames = Path(root) / FRAMES_DIR
-    out = {"records": [], "skipped": Counter(), "fallbacks": Counter(), "methods": Counter(), "examples": {},
-           "labels": Counter(), "masked": Counter()}
+    out = new_result("labels", "masked")
     for rel, video, frame, has_va, v, a, has_expr, code, masked in rows:
-        try:
-            image = read_image(frames / rel)
-        except ImageError as e:
-            reason = e.reason
-        except Exception:  # noqa: BLE001 - a decoder crash must not stop the run
-            reason = "unreadable"
-        else:
-            reason = None
-        if reason is not None:
-            out["skipped"][reason] += 1
-            ex = out["examples"].setdefault(reason, [])
-            if len(ex) < 5:
-                ex.append(rel)
+        image = read_image_or_note(out, frames / rel, rel)
+        if image is None:
             continue
         gray = cv2.cvtColor(np.ascontiguousarray(image.pixels), cv2.COLOR_RGB2GRAY)
         face = cv2.resize(gray, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA)

@@ -42,12 +42,18 @@ import numpy as np
 from va2att import fileio
 from va2att.config import FACE_SIZE
 from va2att.data import affectnet
+from va2att.data.work_unit import (
+    MAX_EXAMPLES,
+    align_or_note,
+    new_result,
+    note,
+    read_image_or_note,
+)
 from va2att.locking import FolderInUseError, folder_lock
 
 FORMAT = "va2att-faces-v1"
 SPLITS = tuple(affectnet.SPLIT_FILES)
 SHARD_SIZE = 1024  # CSV rows per shard (one work unit)
-MAX_EXAMPLES = 5  # paths kept per skip reason in report.json
 PROGRESS_DIR = ".progress"
 EXTRA_COUNTS = ("labels", "masked")  # Aff-Wild2: written frames by labels present, and why a label is missing
 
@@ -94,58 +100,23 @@ def process_rows(root: str, rows: list[tuple], use_mtcnn: bool = True, allow_sym
     Returns {"records": [(face bytes, valence, arousal, expression, path, method)],
     "skipped", "fallbacks", "methods": Counter, "examples": {reason: [paths]}}.
     """
-    from va2att.data.align import (
-        align_any,
-        default_detector,
-        five_points_from_68,
-        usable_box,
-        usable_points,
-    )
-    from va2att.data.images import ImageError, read_image
+    from va2att.data.align import usable_box
 
     images = Path(root) / affectnet.IMAGES_DIR
-    out = {"records": [], "skipped": Counter(), "fallbacks": Counter(), "methods": Counter(), "examples": {}}
-
-    def note(kind, reason, path):
-        out[kind][reason] += 1
-        ex = out["examples"].setdefault(reason, [])
-        if len(ex) < MAX_EXAMPLES:
-            ex.append(path)
-
+    out = new_result()
     for path, box, lm_text, expr, v, a in rows:
         if outside_root(images, path, allow_symlinks):
-            note("skipped", "outside_root", path)
+            note(out, "skipped", "outside_root", path)
             continue
         box = np.asarray(box, np.float64)
         min_scale = None
         if usable_box(box):
             min_scale = min(1.0, 2.5 * FACE_SIZE / max(box[2], box[3]))
-        try:
-            image = read_image(images / path, min_scale=min_scale)
-        except ImageError as e:
-            note("skipped", e.reason, path)
+        image = read_image_or_note(out, images / path, path, min_scale=min_scale)
+        aligned = None if image is None else align_or_note(out, image, lm_text, box, use_mtcnn, path)
+        if aligned is None:
             continue
-        except Exception:  # noqa: BLE001 - a decoder crash must not stop the run
-            note("skipped", "unreadable", path)
-            continue
-        lm, lm_reason = affectnet.parse_landmarks(lm_text)
-        if lm is not None and not usable_points(five_points_from_68(lm), image):
-            lm, lm_reason = None, "landmarks_implausible"
-        try:
-            face, method = align_any(
-                image, landmarks68=lm, box=box, detector=default_detector() if use_mtcnn else None
-            )
-        except ImageError as e:  # no usable face
-            note("skipped", e.reason, path)
-            continue
-        except Exception:  # noqa: BLE001
-            note("skipped", "align_failed", path)
-            continue
-        if lm_reason is not None:
-            note("fallbacks", lm_reason, path)
-        if method == "mtcnn":
-            note("fallbacks", "box_unusable", path)
-        out["methods"][method] += 1
+        face, method = aligned
         out["records"].append((face.tobytes(), float(v), float(a), int(expr), path, method))
     return out
 
