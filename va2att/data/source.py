@@ -11,6 +11,7 @@ The cache is `$VA2ATT_CACHE`, else `~/.cache/va2att`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -85,47 +86,45 @@ def _prepare_shared(raw, prepared: Path, log, **kwargs) -> None:
 
 
 def _demo(cfg: DataConfig, cache: Path, log) -> Path:
-    """Generate (first use) and prepare a named synthetic set in the cache."""
-    from va2att.data import prepare, synthetic_affectnet_npy, synthetic_affwild2
+    """Generate (first use) and prepare a named synthetic set (`DEMOS`) in the cache."""
+    from va2att.data import (
+        prepare,
+        synthetic,
+        synthetic_affectnet_npy,
+        synthetic_affwild2,
+    )
 
     name = cfg.data
-    module = synthetic_affwild2 if name == "demo-affwild2" else synthetic_affectnet_npy
-    base = cache / f"{name}-v{module.VERSION}-{cfg.demo_train}-{cfg.demo_val}-seed{cfg.demo_seed}"
+    if name == "demo":
+        version, layout, generate = synthetic.VERSION, "AffectNet", functools.partial(synthetic.generate, progress=True)
+        what, size = "the demo set", "the built-in synthetic demo set ("
+        bars = {"progress": sys.stderr.isatty()}  # no bar in a log file
+    else:
+        module = synthetic_affwild2 if name == "demo-affwild2" else synthetic_affectnet_npy
+        version, layout, generate = module.VERSION, module.LAYOUT, module.generate_demo
+        what, size, bars = f"the {name} set", f"the synthetic {name} set (about ", {}
+    base = cache / f"{name}-v{version}-{cfg.demo_train}-{cfg.demo_val}-seed{cfg.demo_seed}"
     prepared = base / "prepared"
     if prepare.is_prepared(prepared):
         return prepared
     raw, done = base / "raw", base / "raw.done"
     if not done.is_file():
-        log(f"Generating the synthetic {name} set (about {cfg.demo_train} training and {cfg.demo_val} validation "
-            f"faces in the {module.LAYOUT} layout) into {raw} (first use only).")
-        module.generate_demo(raw, train=cfg.demo_train, val=cfg.demo_val, seed=cfg.demo_seed)
+        log(f"Generating {size}{cfg.demo_train} training and {cfg.demo_val} validation faces in the {layout} "
+            f"layout) into {raw} (first use only).")
+        generate(raw, train=cfg.demo_train, val=cfg.demo_val, seed=cfg.demo_seed)
         done.write_text("complete\n")
-    log(f"Preparing the {name} set into {prepared} (first use only).")
-    _prepare_shared(raw, prepared, log, workers=cfg.prepare_workers)
+    log(f"Preparing {what} into {prepared} (first use only).")
+    _prepare_shared(raw, prepared, log, workers=cfg.prepare_workers, **bars)
     return prepared
 
 
 def _resolve_one(cfg: DataConfig, cache_dir=None, log=print) -> Path:
-    from va2att.data import prepare, synthetic
+    from va2att.data import prepare
 
     cache = cache_root(cache_dir)
     workers = cfg.prepare_workers
-    if cfg.data in ("demo-affwild2", "demo-affectnet-npy"):
+    if cfg.data in DEMOS:
         return _demo(cfg, cache, log)
-    if cfg.data == "demo":
-        base = cache / f"demo-v{synthetic.VERSION}-{cfg.demo_train}-{cfg.demo_val}-seed{cfg.demo_seed}"
-        prepared = base / "prepared"
-        if prepare.is_prepared(prepared):
-            return prepared
-        raw, done = base / "raw", base / "raw.done"
-        if not done.is_file():
-            log(f"Generating the built-in synthetic demo set ({cfg.demo_train} training and {cfg.demo_val} "
-                f"validation faces in the AffectNet layout) into {raw} (first use only).")
-            synthetic.generate(raw, train=cfg.demo_train, val=cfg.demo_val, seed=cfg.demo_seed, progress=True)
-            done.write_text("complete\n")
-        log(f"Preparing the demo set into {prepared} (first use only).")
-        _prepare_shared(raw, prepared, log, workers=workers, progress=sys.stderr.isatty())  # no bar in a log file
-        return prepared
     path = Path(cfg.data).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"--data {cfg.data!r}: no such folder. Give {', '.join(map(repr, DEMOS))}, an "
