@@ -8,6 +8,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,3 +83,18 @@ def spawn():
     yield start
     for proc in started:
         kill_group(proc)
+
+
+class Probe:
+    """A stand-in for an InferenceModel whose answers differ between a crop and its mirror (a fixed
+    function of the pixels: valence from the left half, arousal from the top half)."""
+
+    outputs = ("valence", "arousal", "expression")
+    num_classes = 8
+
+    def __call__(self, images):
+        left = images[:, :, :24].mean(axis=(1, 2, 3)) / 127.5 - 1.0
+        top = images[:, :24].mean(axis=(1, 2, 3)) / 127.5 - 1.0
+        logits = np.stack([images[:, 6 * k, 5 * k, 0] for k in range(8)], axis=1) / 64.0
+        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        return {"valence": left[:, None], "arousal": top[:, None], "expression": probabilities}

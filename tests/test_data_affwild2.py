@@ -5,7 +5,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, Probe
 
 from va2att import metrics
 from va2att.config import EXPRESSION_NAMES, DataConfig
@@ -160,19 +160,6 @@ def test_affectnet_npy_report_counts_equal_what_the_generator_planted(npy_set):
         assert s["none_faces"] == planted[split]["none_faces"]
         assert s["methods"] == {"landmarks": s["written"]}
     assert pipeline.count_examples(base / "prepared", "training") == planted["training"]["written"] - 1
-
-
-class Probe:
-    """A stand-in for an InferenceModel (as in test_evaluation)."""
-
-    outputs = ("valence", "arousal", "expression")
-    num_classes = 8
-
-    def __call__(self, images):
-        left = images[:, :, :24].mean(axis=(1, 2, 3)) / 127.5 - 1.0
-        top = images[:, :24].mean(axis=(1, 2, 3)) / 127.5 - 1.0
-        logits = np.stack([images[:, 6 * k, 5 * k, 0] for k in range(8)], axis=1) / 64.0
-        return {"valence": left[:, None], "arousal": top[:, None], "expression": np.exp(logits)}
 
 
 def test_evaluation_per_video_ccc_equals_numpy_and_masks_are_respected(affwild2_set, npy_set):

@@ -2,25 +2,12 @@
 
 import numpy as np
 import pytest
+from conftest import Probe
 
 from va2att import metrics
 from va2att.config import DataConfig
 from va2att.data import pipeline
 from va2att.evaluation import evaluate
-
-
-class Probe:
-    """A stand-in for an InferenceModel whose answers differ between a crop and its mirror."""
-
-    outputs = ("valence", "arousal", "expression")
-    num_classes = 8
-
-    def __call__(self, images):
-        left = images[:, :, :24].mean(axis=(1, 2, 3)) / 127.5 - 1.0
-        top = images[:, :24].mean(axis=(1, 2, 3)) / 127.5 - 1.0
-        logits = np.stack([images[:, 6 * k, 5 * k, 0] for k in range(8)], axis=1) / 64.0
-        probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        return {"valence": left[:, None], "arousal": top[:, None], "expression": probabilities}
 
 
 @pytest.mark.parametrize("classes", [8, 7])
