@@ -57,7 +57,7 @@ def test_defaults_are_the_papers_recipe():
     assert (t.optimizer, t.lr, t.epochs, t.schedule, t.lr_factor, d.batch_size) == ("rmsprop", 1e-3, 10, "plateau",
                                                                                       0.1, 256)
     # The knobs added around the paper's recipe (docs/architecture.md explains each default).
-    assert (m.tukey_form, m.tukey_min_scale) == ("residual", 0.0)
+    assert (m.tukey_form, m.tukey_min_scale, m.input_normalization) == ("residual", 0.0, "per_image")
     assert (t.plateau_monitor, t.plateau_patience, t.plateau_cooldown, t.min_lr) == ("ccc", 1, 1, 1e-5)
 
 
@@ -65,3 +65,10 @@ def test_dotted_flags_become_overrides():
     rest, overrides = split_dotted(["--blocks", "2", "--model.gru_units=32", "--train.lr", "0.01"])
     assert rest == ["--blocks", "2"]
     assert overrides == ["model.gru_units=32", "train.lr=0.01"]
+
+
+def test_a_config_saved_before_a_changed_default_keeps_its_old_meaning():
+    saved = to_dict(RunConfig())
+    del saved["model"]["input_normalization"]  # config.json of a run made before the field existed
+    assert from_dict(saved).model.input_normalization == "rescale"
+    assert from_dict(to_dict(RunConfig())).model.input_normalization == "per_image"

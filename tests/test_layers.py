@@ -11,6 +11,7 @@ from va2att.layers import (
     FusedBatchNormalization,
     GraphConvolution,
     LevelAttention,
+    PerImageStandardization,
     ResidualAttentionBlock,
     ResidualUnit,
 )
@@ -170,3 +171,17 @@ def test_shortcut_average_pool_selects_the_strided_pixels(size):
     x = np.random.default_rng(size).normal(size=(2, size, size, 3)).astype("float32")
     pooled = keras.ops.convert_to_numpy(keras.ops.average_pool(x, 1, 2, "valid"))
     np.testing.assert_array_equal(pooled, x[:, ::2, ::2, :])
+
+
+def test_per_image_standardization_matches_tensorflow(tmp_path):
+    import tensorflow as tf
+
+    faces = np.random.default_rng(1).uniform(0, 255, size=(3, 6, 6, 1)).astype("float32")
+    faces[1] = 0.3 * faces[0] + 90.0  # the same pattern, dimmer and flatter: standardises to the same values
+    faces[2] = 128.0  # uniform: all zeros, not NaN
+    _, out = run_layer_test(PerImageStandardization, {"name": "standardize"}, faces, (3, 6, 6, 1),
+                            expected_num_trainable_weights=0, tmp_path=tmp_path)
+    out = keras.ops.convert_to_numpy(out)
+    np.testing.assert_allclose(out, tf.image.per_image_standardization(faces).numpy(), atol=1e-5)
+    np.testing.assert_allclose(out[1], out[0], atol=1e-4)
+    assert np.all(out[2] == 0.0)

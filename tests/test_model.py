@@ -166,9 +166,22 @@ def test_parameter_count_is_pinned():
     assert build_model(tiny()).count_params() == PINNED_DEFAULT
 
 
-def test_pixels_are_rescaled_inside_the_graph():
+def test_pixels_are_normalised_inside_the_graph():
+    faces = np.random.default_rng(0).uniform(0, 255, size=(2, 48, 48, 1)).astype("float32")
     model = build_model(tiny())
-    assert model.get_layer("rescale").scale == pytest.approx(1.0 / 255.0)
+    assert model.get_layer("standardize").count_params() == 0
+    # Brightness and contrast of a face do not change what the network sees.
+    first = model.get_layer("stem_conv").input
+    standardized = keras.Model(model.inputs, first)
+    np.testing.assert_allclose(standardized(faces * 0.5 + 40.0), standardized(faces), atol=1e-4)
+    rescaled = build_model(tiny(input_normalization="rescale"))
+    assert rescaled.get_layer("rescale").scale == pytest.approx(1.0 / 255.0)
+
+
+def test_a_model_saved_before_input_normalization_existed_keeps_rescaling():
+    config = build_model(tiny()).get_config()
+    del config["input_normalization"]
+    assert VA2AttModel.from_config(config).model_config.input_normalization == "rescale"
 
 
 @pytest.mark.parametrize(

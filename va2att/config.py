@@ -19,6 +19,7 @@ from va2att.heads import HEADS
 FACE_SIZE = 56  # side of the aligned grayscale face written by preparation
 INPUT_SIZE = 48  # side of the crop the network sees (random in training, centre in evaluation)
 
+INPUT_NORMALIZATIONS = ("per_image", "rescale")
 LOSSES = ("tukey", "mse", "ccc")
 TUKEY_FORMS = ("residual", "scaled")
 PLATEAU_MONITORS = ("ccc", "val_loss")
@@ -58,6 +59,7 @@ def _check_bool(name: str, value) -> None:
 class ModelConfig:
     """The network: backbone, both attention levels, head, loss. Defaults are the paper's 2Att-2Mt."""
 
+    input_normalization: str = "per_image"  # per_image: each face to zero mean, unit variance; rescale: pixels / 255
     blocks: int = 2  # residual attention blocks in the first N of the 3 stages (0 = no first-level attention)
     blocks_add_depth: bool = True  # a stage without a block has no trunk units (the paper's Table 2); false: trunk kept
     second_level: bool = True  # BiGRU + dot-product self-attention over the level vectors; off = GAP of the last stage
@@ -81,6 +83,7 @@ class ModelConfig:
     dropout: float = 0.0  # dropout before the head (0 = none, as in the paper)
 
     def __post_init__(self):
+        _check_choice("model.input_normalization", self.input_normalization, INPUT_NORMALIZATIONS)
         _check_int("model.blocks", self.blocks, 0, 3)
         _check_bool("model.blocks_add_depth", self.blocks_add_depth)
         _check_bool("model.second_level", self.second_level)
@@ -200,6 +203,16 @@ class RunConfig:
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
+# Fields whose default changed, with the value that a config saved before the field existed meant.
+# A saved config (config.json, a .keras file's model config) that lacks one of them is read with this
+# value, not the new default, so an older run resumes and an older model predicts as it was trained.
+LEGACY_VALUES = {"model": {"input_normalization": "rescale"}}
+
+
+def with_legacy_values(section: str, values: dict) -> dict:
+    """`values` of a saved `section`, with `LEGACY_VALUES` filled in for the fields it lacks."""
+    return {**LEGACY_VALUES.get(section, {}), **values}
+
 
 def to_dict(cfg) -> dict:
     """A JSON-ready dict of a (nested) config dataclass."""
@@ -255,11 +268,11 @@ def _section_from_dict(section: str, values: dict):
 
 
 def from_dict(values: dict) -> RunConfig:
-    """Rebuild a RunConfig from `to_dict` output (as read from config.json)."""
+    """Rebuild a RunConfig from `to_dict` output (as read from config.json; see `LEGACY_VALUES`)."""
     unknown = sorted(set(values) - set(SECTIONS))
     if unknown:
         raise ValueError(f"Unknown config section(s) {unknown}: allowed sections are {', '.join(SECTIONS)}.")
-    return RunConfig(**{s: _section_from_dict(s, values.get(s, {})) for s in SECTIONS})
+    return RunConfig(**{s: _section_from_dict(s, with_legacy_values(s, values.get(s, {}))) for s in SECTIONS})
 
 
 def apply_overrides(cfg: RunConfig, overrides: typing.Iterable[str]) -> RunConfig:

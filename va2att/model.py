@@ -1,7 +1,7 @@
 """The 2Att-2Mt network as one Keras functional model: backbone with first-level attention, level
 vectors with second-level attention (the "features"), then a swappable head (`va2att.heads`).
 
-    image 48x48x1 (0-255) -> /255 -> stem 3x3 conv (48x48, width)
+    image 48x48x1 (0-255) -> per-image standardisation (or /255) -> stem 3x3 conv (48x48, width)
       -> stage1 24x24 (width)   : down-sampling residual unit, then an attention block (stage < blocks)
       -> stage2 12x12 (2*width) : idem
       -> stage3  6x6  (4*width) : idem
@@ -21,11 +21,12 @@ import dataclasses
 import keras
 import numpy as np
 
-from va2att.config import INPUT_SIZE, ModelConfig
+from va2att.config import INPUT_SIZE, ModelConfig, with_legacy_values
 from va2att.heads import apply_head
 from va2att.layers import (
     FusedBatchNormalization,
     LevelAttention,
+    PerImageStandardization,
     ResidualAttentionBlock,
     ResidualUnit,
 )
@@ -57,7 +58,10 @@ def apply_stage(x, cfg: ModelConfig, index: int):
 
 def apply_backbone(image, cfg: ModelConfig):
     """Raw pixels -> the three stage outputs (pre-activation feature maps), low to high level."""
-    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(image)
+    if cfg.input_normalization == "per_image":
+        x = PerImageStandardization(name="standardize")(image)
+    else:
+        x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(image)
     x = keras.layers.Conv2D(
         cfg.width, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name="stem_conv"
     )(x)
@@ -159,7 +163,7 @@ class VA2AttModel(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return cls(**config)
+        return cls(**with_legacy_values("model", config))
 
 
 def build_model(cfg: ModelConfig, adjacency=None, node_features=None) -> VA2AttModel:

@@ -6,6 +6,7 @@ sublayer factories)."""
 from va2att.layers.fused_batch_normalization import FusedBatchNormalization
 from va2att.layers.graph_convolution import EmotionGCN, GraphConvolution
 from va2att.layers.level_attention import LevelAttention
+from va2att.layers.per_image_standardization import PerImageStandardization
 from va2att.layers.residual_attention import ResidualAttentionBlock
 from va2att.layers.residual_unit import ResidualUnit
 
@@ -14,6 +15,7 @@ __all__ = [
     "FusedBatchNormalization",
     "GraphConvolution",
     "LevelAttention",
+    "PerImageStandardization",
     "ResidualAttentionBlock",
     "ResidualUnit",
 ]
