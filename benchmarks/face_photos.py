@@ -119,6 +119,21 @@ def group_photo(size=(800, 1280)) -> Photo:
     return Photo(f"group {size[1]}x{size[0]}", canvas, tuple(faces))
 
 
+def shifted(photo: Photo, dx: int, dy: int = 0) -> Photo:
+    """`photo` moved right by dx and down by dy pixels (BACKGROUND where it leaves), faces moved along."""
+    pixels = np.full_like(photo.pixels, BACKGROUND)
+    h, w = pixels.shape[:2]
+    pixels[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)] = \
+        photo.pixels[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+    return Photo(f"{photo.name} +{dx},{dy}", pixels, tuple((x + dx, y + dy, bw, bh) for x, y, bw, bh in photo.faces))
+
+
+def moving_clip(frames: int, step: tuple[int, int] = (4, 2)) -> list[Photo]:
+    """`frames` frames of the 640×480 frame drifting by `step` pixels per frame: a one-face video."""
+    first = frame_640x480()
+    return [shifted(first, step[0] * i, step[1] * i) for i in range(frames)]
+
+
 def recall_photos() -> list[Photo]:
     """The photos of the recall table: both portraits, the frame, the group photo and every scale."""
     source = portraits()

@@ -78,3 +78,13 @@ def test_bench_predict_quick(tmp_path):
     report = _run("bench_predict", tmp_path, "--quick")
     assert {"machine", "model", "rows", "seconds_per_row"} <= set(report)
     assert {"detect+align (512x512, 1 face)", "model batch 1", "model batch 256"} <= set(report["rows"])
+    default = "default (smallest face 32, step 0.5)"
+    frame_rows = [k for k in report["rows"] if k.startswith("frame 640x480") and default in k]
+    assert any("photo mode" in k for k in frame_rows) and any("video mode" in k for k in frame_rows)
+    assert any(k.startswith("group photo") for k in report["rows"])
+    # One recall row per detector setting, one cell per photo, counted against the photo's faces.
+    assert set(report["recall"]) == {default, "whole picture (MTCNN settings)"}
+    group = report["recall"][default]["group 1280x800"]
+    assert group["expected"] == 8 and 0 <= group["found"] <= 8
+    assert set(report["targets"]) == {"frame_640x480_photo_mode_fps", "frame_640x480_best_mode_fps",
+                                      "recall_no_worse_than_whole_picture"}

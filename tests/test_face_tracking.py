@@ -32,13 +32,9 @@ def detector():
 
 
 def shifted(dx: int, dy: int = 0):
-    """The frame moved right by dx and down by dy (grey where it leaves), and its face box."""
-    pixels = np.full_like(FRAME.pixels, face_photos.BACKGROUND)
-    h, w = pixels.shape[:2]
-    pixels[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)] = \
-        FRAME.pixels[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
-    x, y, bw, bh = FRAME.faces[0]
-    return from_array(pixels, order="rgb"), (x + dx, y + dy, bw, bh)
+    """The frame moved right by dx and down by dy, and its face box."""
+    moved = face_photos.shifted(FRAME, dx, dy)
+    return from_array(moved.pixels, order="rgb"), moved.faces[0]
 
 
 def blank():

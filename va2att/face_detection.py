@@ -102,12 +102,14 @@ class FaceDetector:
         smallest_face: int, smallest face searched for in the picture's own pixels; the copy is
             reduced so that such a face is `min_face_size` pixels wide (0: only `max_side` reduces).
         scale_factor: float, MTCNN's pyramid step (fewer, coarser levels below 0.709).
+        compiled: bool, run the networks as tf.functions (`compiled_mtcnn`); False runs the
+            package's own eager calls (same outputs, slower; kept for comparison).
 
     The networks are built on the first `detect` call and reused.
     """
 
     def __init__(self, min_face_size: int = 20, max_side: int = 1024, min_confidence: float = 0.9, *,
-                 smallest_face: int = 0, scale_factor: float = MTCNN_SCALE_FACTOR):
+                 smallest_face: int = 0, scale_factor: float = MTCNN_SCALE_FACTOR, compiled: bool = True):
         if not 0.0 < scale_factor < 1.0:
             raise ValueError(f"scale_factor must be in (0, 1). Received: scale_factor={scale_factor!r}")
         if smallest_face < 0 or min_face_size < 1 or max_side < 1:
@@ -118,12 +120,18 @@ class FaceDetector:
         self.min_confidence = min_confidence
         self.smallest_face = smallest_face
         self.scale_factor = scale_factor
+        self.compiled = compiled
         self._mtcnn = None
 
     @property
     def mtcnn(self):
         if self._mtcnn is None:
-            self._mtcnn = compiled_mtcnn()
+            if self.compiled:
+                self._mtcnn = compiled_mtcnn()
+            else:
+                from mtcnn import MTCNN
+
+                self._mtcnn = MTCNN(device="CPU:0")
         return self._mtcnn
 
     def detect(self, image: RGBImage) -> list[Detection]:
