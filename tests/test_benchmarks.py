@@ -52,6 +52,19 @@ def test_bench_train_quick(tmp_path):
 
 
 @pytest.mark.large
+def test_bench_gpu_train_quick(tmp_path):
+    # Mixed precision and two steps per execution: the options the default --quick run leaves out.
+    report = _run("bench_gpu_train", tmp_path, "--quick", "--modes", "mixed", "--steps-per-execution", "2")
+    (row,) = report["rows"]
+    assert (row["mode"], row["steps_per_execution"], row["strategy"]) == ("mixed", 2, "auto")
+    assert row["images_per_s"] > 0 and row["steps"] == report["settings"]["steps"]
+    assert report["data"]["generate"]["items"] >= 256 and report["data"]["prepare"]["items"] > 0
+    assert report["training_faces"] > 0 and report["pipeline"]["cached"]["items"] > 0
+    assert set(report["targets"]) == {"training_images_per_s", "pipeline_images_per_s"}
+    assert all(isinstance(t["met"], bool) for t in report["targets"].values())
+
+
+@pytest.mark.large
 def test_bench_inference_quick(tmp_path):
     report = _run("bench_inference", tmp_path, "--quick", "--blocks", "0")
     paths = {r["path"] for r in report["rows"]}
