@@ -6,11 +6,9 @@ its face boxes. "Whole picture" is `FaceDetector()`: MTCNN with its own settings
 reduced to 1024 pixels, as prediction ran before the reduced copy.
 """
 
-import sys
-
+import face_photos
 import numpy as np
 import pytest
-from conftest import REPO
 
 from va2att.data.images import from_array
 from va2att.face_detection import (
@@ -20,10 +18,6 @@ from va2att.face_detection import (
     box_iou,
     detection_scale,
 )
-
-if str(REPO / "benchmarks") not in sys.path:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-import face_photos
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,9 @@ The clips are made of benchmarks/face_photos.py's 640×480 frame (the astronaut,
 pixels wide), shifted, blanked or joined by a second face; the detector is the real MTCNN.
 """
 
-import sys
-
+import face_photos
 import numpy as np
 import pytest
-from conftest import REPO
 
 from va2att.data.images import from_array
 from va2att.face_detection import (
@@ -18,10 +16,6 @@ from va2att.face_detection import (
     box_iou,
 )
 from va2att.face_tracking import FaceTracker
-
-if str(REPO / "benchmarks") not in sys.path:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-import face_photos
 
 FRAME = face_photos.frame_640x480()
 
