@@ -1,16 +1,28 @@
-"""Throughput of the prediction path on this machine: detection + alignment, and the network alone.
+"""Throughput of the prediction path on this machine, and the face detector's recall on real photos.
 
     python benchmarks/bench_predict.py [--seconds 5] [--json bench_predict.json]
     python benchmarks/bench_predict.py --quick      # 0.2 s per row, small peak: checks the script runs
 
-Rows (faces per second; higher is better):
+Speed rows (frames or faces per second; higher is better), each for the detector settings in
+`DETECTORS` side by side:
   - detect+align: `FaceDetector.detect` (MTCNN) and `align_detection` on a 512×512 photo with one
     face (scikit-image's astronaut), one picture at a time;
   - model batch 1 / batch 256: `InferenceModel` calls on 48×48 crops with the default-size network
     (`build_model(ModelConfig())`, untrained weights, loaded from a `.keras` file as `Predictor`
     does). `Predictor` feeds each face together with its mirror image, so its network cost per face
     is that of two crops;
-  - predict end-to-end: `Predictor.predict` on the same photo (reading the file included).
+  - predict end-to-end: `Predictor.predict` on the astronaut photo read from a file;
+  - frame 640x480, photo mode: `Predictor.predict` on the one-face 640×480 frame of
+    benchmarks/face_photos.py, frames/s (the target: >= 20);
+  - frame 640x480, video mode: `Predictor.predict_many` on a 30-frame clip of that frame drifting
+    4 pixels right and 2 down per frame, passed as `Frame`s of one video (whole-frame detection
+    once every `detect_every` frames, tracking in between), frames/s;
+  - group photo: `Predictor.predict` on the 1280×800 photo of eight faces, faces/s.
+Recall table: for each detector setting, faces found / faces expected on every photo of
+`face_photos.recall_photos()` (a detection finds a face when their boxes overlap by IoU >= 0.3),
+plus the detections that match no face. "whole picture" is MTCNN with its own settings on the
+picture reduced to 1024 pixels (prediction's detector before the reduced copy), "eager" the same
+run through the mtcnn package's own uncompiled networks.
 Each row runs for about `--seconds` after one warm-up call. The report also holds the machine
 (`system`: CPU, cores, TF threads, oneDNN, GPU, load average) and its float32 matmul peak
 (`matmul_peak`), from benchmarks/common.py.
@@ -51,29 +63,74 @@ def _timed(fn, seconds: float, faces_per_call: int) -> dict:
     }
 
 
-def run(seconds: float) -> dict:
+FRAME_TARGET_FPS = 20
+CLIP_FRAMES = 30
+# name: (FaceDetector keyword arguments, Predictor detect_every); the first is prediction's default.
+DETECTORS = {
+    "default (smallest face 32, step 0.5)": ({"smallest_face": 32, "scale_factor": 0.5}, None),
+    "whole picture (MTCNN settings)": ({}, 1),
+    "whole picture, eager (before)": ({"compiled": False}, 1),
+    "smallest face 40, step 0.5": ({"smallest_face": 40, "scale_factor": 0.5}, None),
+    "smallest face 32, step 0.6": ({"smallest_face": 32, "scale_factor": 0.6}, None),
+    "smallest face 48, step 0.5": ({"smallest_face": 48, "scale_factor": 0.5}, None),
+}
+QUICK_DETECTORS = ("default (smallest face 32, step 0.5)", "whole picture (MTCNN settings)")
+SPEED_DETECTORS = ("default (smallest face 32, step 0.5)", "whole picture (MTCNN settings)",
+                   "whole picture, eager (before)")
+
+
+def recall_table(detectors: dict) -> dict:
+    """{setting: {photo: {"found", "expected", "extra"}}} over face_photos.recall_photos()."""
+    import face_photos
+
+    from va2att.data.images import from_array
+
+    photos = face_photos.recall_photos()
+    table = {}
+    for name, detector in detectors.items():
+        table[name] = {}
+        for photo in photos:
+            found = detector.detect(from_array(photo.pixels, order="rgb"))
+            hit, extra = face_photos.match(photo.faces, [d.box for d in found])
+            table[name][photo.name] = {"found": hit, "expected": len(photo.faces), "extra": extra}
+    return table
+
+
+def run(seconds: float, quick: bool = False) -> dict:
     import cv2
+    import face_photos
     import keras
     import tensorflow as tf
     from skimage import data
 
     from va2att.config import INPUT_SIZE, ModelConfig
-    from va2att.data.align import FaceDetector, align_detection
+    from va2att.data.align import align_detection
     from va2att.data.images import from_array
+    from va2att.face_detection import FaceDetector
     from va2att.loading import load_inference_model
     from va2att.model import build_model
-    from va2att.predictor import Predictor
+    from va2att.predictor import Frame, Predictor
 
+    names = QUICK_DETECTORS if quick else tuple(DETECTORS)
+    detectors = {name: FaceDetector(**DETECTORS[name][0]) for name in names}
     rows: dict[str, dict] = {}
     photo = from_array(data.astronaut(), order="rgb")
-    detector = FaceDetector()
+    frame = face_photos.frame_640x480()
+    group = face_photos.group_photo()
+    clip = [Frame("clip", frame=i, image=p.pixels) for i, p in enumerate(face_photos.moving_clip(CLIP_FRAMES))]
 
-    def detect_align():
-        found = detector.detect(photo)
-        assert len(found) == 1, f"expected one face in the astronaut photo, found {len(found)}"
-        align_detection(photo, found[0])
+    for name in names:
+        if name not in SPEED_DETECTORS:
+            continue
+        detector = detectors[name]
 
-    rows["detect+align (512x512, 1 face)"] = _timed(detect_align, seconds, 1)
+        def detect_align(detector=detector):
+            found = detector.detect(photo)
+            assert len(found) == 1, f"expected one face in the astronaut photo, found {len(found)}"
+            align_detection(photo, found[0])
+
+        key = "detect+align (512x512, 1 face)" if name == names[0] else f"detect+align (512x512, 1 face), {name}"
+        rows[key] = _timed(detect_align, seconds, 1)
 
     with tempfile.TemporaryDirectory() as tmp:
         model = build_model(ModelConfig())
@@ -87,9 +144,28 @@ def run(seconds: float) -> dict:
 
         image_path = Path(tmp) / "astronaut.png"
         cv2.imwrite(str(image_path), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
-        predictor = Predictor(Path(tmp) / "default.keras", detector=detector)
-        rows["predict end-to-end (file, 1 face)"] = _timed(lambda: predictor.predict(image_path), seconds, 1)
+        for name in names:
+            if name not in SPEED_DETECTORS:
+                continue
+            detect_every = DETECTORS[name][1]
+            options = {} if detect_every is None else {"detect_every": detect_every}
+            predictor = Predictor(Path(tmp) / "default.keras", detector=detectors[name], **options)
+            suffix = f", {name}"
+            rows["predict end-to-end (file, 1 face)" + suffix] = _timed(lambda p=predictor: p.predict(image_path),
+                                                                         seconds, 1)
+            rows["frame 640x480, photo mode" + suffix] = _timed(lambda p=predictor: p.predict(frame.pixels), seconds, 1)
+            if predictor.detect_every > 1:
+                rows[f"frame 640x480, video mode (detect every {predictor.detect_every})" + suffix] = _timed(
+                    lambda p=predictor: p.predict_many(clip), seconds, len(clip))
+            faces = len(predictor.predict(group.pixels))
+            rows[f"group photo ({faces} of {len(group.faces)} faces found)" + suffix] = _timed(
+                lambda p=predictor: p.predict(group.pixels), seconds, faces)
 
+    recall = recall_table(detectors)
+    frame_rows = {k: r for k, r in rows.items() if k.startswith("frame 640x480") and names[0] in k}
+    best = max(r["faces_per_s"] for r in frame_rows.values())
+    photo_mode = next(r["faces_per_s"] for k, r in frame_rows.items() if "photo mode" in k)
+    default, whole = recall[names[0]], recall["whole picture (MTCNN settings)"]
     return {
         "machine": {
             "platform": platform.platform(),
@@ -101,18 +177,38 @@ def run(seconds: float) -> dict:
         },
         "model": {"config": "ModelConfig() defaults", "parameters": parameters, "weights": "untrained"},
         "seconds_per_row": seconds,
+        "detectors": {name: {"options": DETECTORS[name][0], "detect_every": DETECTORS[name][1]} for name in names},
         "rows": rows,
+        "recall": recall,
+        "targets": {
+            "frame_640x480_photo_mode_fps": {"target": f">= {FRAME_TARGET_FPS}", "value": photo_mode,
+                                             "met": photo_mode >= FRAME_TARGET_FPS},
+            "frame_640x480_best_mode_fps": {"target": f">= {FRAME_TARGET_FPS}", "value": best,
+                                            "met": best >= FRAME_TARGET_FPS},
+            "recall_no_worse_than_whole_picture": {
+                "target": "every photo", "value": sorted(k for k in whole if default[k]["found"] < whole[k]["found"]),
+                "met": all(default[k]["found"] >= whole[k]["found"] for k in whole)},
+        },
     }
 
 
 def format_table(report: dict) -> str:
-    header = ("benchmark", "faces/s", "ms/call", "calls")
+    header = ("benchmark", "per s", "ms/call", "calls")
     rows = [(name, f"{r['faces_per_s']:.1f}", f"{r['ms_per_call']:.2f}", str(r["calls"]))
             for name, r in report["rows"].items()]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     for r in rows:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    lines.append("(per s: frames/s for frame rows, faces/s otherwise)")
+    recall = report["recall"]
+    photos = list(next(iter(recall.values())))
+    cells = [[name] + [f"{c['found']}/{c['expected']}" + (f" +{c['extra']}" if c["extra"] else "")
+                       for c in (recall[name][p] for p in photos)] for name in recall]
+    lines += ["", "recall: faces found / expected (+ detections matching no face)",
+              common.format_table(["detector"] + photos, cells)]
+    for name, t in report["targets"].items():
+        lines.append(f"target {name} {t['target']}: {t['value']} -> {'met' if t['met'] else 'MISSED'}")
     m = report["machine"]
     lines.append(f"({m['cpu_count']} CPU cores, GPUs: {m['gpus'] or 'none'}, TF {m['tensorflow']}, "
                  f"model {report['model']['parameters']:,} parameters)")
@@ -131,7 +227,7 @@ def main(argv=None) -> int:
         args.seconds = min(args.seconds, 0.2)
     threads = common.configure_threads(args.threads, args.inter_threads)
     peak = common.peak_or_none(args, quick=args.quick)
-    report = run(args.seconds)
+    report = run(args.seconds, quick=args.quick)
     report["matmul_peak"] = peak
     report["system"] = common.system_report()
     report["threads"] = threads

@@ -52,6 +52,19 @@ def test_bench_train_quick(tmp_path):
 
 
 @pytest.mark.large
+def test_bench_gpu_train_quick(tmp_path):
+    # Mixed precision and two steps per execution: the options the default --quick run leaves out.
+    report = _run("bench_gpu_train", tmp_path, "--quick", "--modes", "mixed", "--steps-per-execution", "2")
+    (row,) = report["rows"]
+    assert (row["mode"], row["steps_per_execution"], row["strategy"]) == ("mixed", 2, "auto")
+    assert row["images_per_s"] > 0 and row["steps"] == report["settings"]["steps"]
+    assert report["data"]["generate"]["items"] >= 256 and report["data"]["prepare"]["items"] > 0
+    assert report["training_faces"] > 0 and report["pipeline"]["cached"]["items"] > 0
+    assert set(report["targets"]) == {"training_images_per_s", "pipeline_images_per_s"}
+    assert all(isinstance(t["met"], bool) for t in report["targets"].values())
+
+
+@pytest.mark.large
 def test_bench_inference_quick(tmp_path):
     report = _run("bench_inference", tmp_path, "--quick", "--blocks", "0")
     paths = {r["path"] for r in report["rows"]}
@@ -78,3 +91,13 @@ def test_bench_predict_quick(tmp_path):
     report = _run("bench_predict", tmp_path, "--quick")
     assert {"machine", "model", "rows", "seconds_per_row"} <= set(report)
     assert {"detect+align (512x512, 1 face)", "model batch 1", "model batch 256"} <= set(report["rows"])
+    default = "default (smallest face 32, step 0.5)"
+    frame_rows = [k for k in report["rows"] if k.startswith("frame 640x480") and default in k]
+    assert any("photo mode" in k for k in frame_rows) and any("video mode" in k for k in frame_rows)
+    assert any(k.startswith("group photo") for k in report["rows"])
+    # One recall row per detector setting, one cell per photo, counted against the photo's faces.
+    assert set(report["recall"]) == {default, "whole picture (MTCNN settings)"}
+    group = report["recall"][default]["group 1280x800"]
+    assert group["expected"] == 8 and 0 <= group["found"] <= 8
+    assert set(report["targets"]) == {"frame_640x480_photo_mode_fps", "frame_640x480_best_mode_fps",
+                                      "recall_no_worse_than_whole_picture"}

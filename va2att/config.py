@@ -168,6 +168,7 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: bool = False  # float16 compute (useful on GPUs only)
     jit_compile: bool = False  # XLA compilation of the train step
+    steps_per_execution: int = 1  # train steps per call of the compiled step (fewer Python round trips per step)
     strategy: str = "auto"  # tf.distribute strategy: auto, one, mirrored, multiworker
 
     def __post_init__(self):
@@ -189,6 +190,7 @@ class TrainConfig:
         _check_int("train.seed", self.seed, 0)
         _check_bool("train.mixed_precision", self.mixed_precision)
         _check_bool("train.jit_compile", self.jit_compile)
+        _check_int("train.steps_per_execution", self.steps_per_execution, 1)
         _check_choice("train.strategy", self.strategy, STRATEGIES)
 
 

@@ -1,10 +1,11 @@
 """Valence, arousal and expression of the faces in photos, folders and videos.
 
     python -m va2att.predict photo.jpg album/ "shots/*.png" clip.mp4 --model runs/exp1 \\
-        [--every 10] [--json out.json] [--csv out.csv] [--annotate annotated/] [--plot va.png]
+        [--every 10] [--detect-every 5] [--smallest-face 32] [--json out.json] [--csv out.csv] [--annotate annotated/] [--plot va.png]
 
 PATHs are image files, folders (searched recursively for image and video files), glob patterns
-or video files (one frame in every `--every` is analysed). `--model` is a run folder, a `.keras`
+or video files (one frame in every `--every` is analysed; faces are searched in the whole frame once
+every `--detect-every` analysed frames and followed in between). `--model` is a run folder, a `.keras`
 file, a SavedModel or an export root. A table of faces is printed; `--json` / `--csv` keep every
 result (one CSV row per face; a picture without a face or an unreadable file gets one row with a
 note or an error), `--annotate` writes each picture or sampled frame with its faces drawn,
@@ -26,6 +27,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from va2att.face_detection import PREDICT_SMALLEST_FACE
+from va2att.face_tracking import DETECT_EVERY
 from va2att.fileio import write_text
 
 IMAGE_EXTENSIONS = frozenset(
@@ -50,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", type=Path, metavar="FILE.png", help="plot every face on the valence-arousal circumplex")
     parser.add_argument("--min-confidence", type=float, default=0.9, metavar="C",
                         help="drop face detections below this confidence (default 0.9)")
+    parser.add_argument("--smallest-face", type=int, default=PREDICT_SMALLEST_FACE, metavar="PX",
+                        help="smallest face searched for, in pixels of the picture; smaller is slower "
+                             f"(default {PREDICT_SMALLEST_FACE}; 0 searches the picture reduced to 1024 pixels)")
+    parser.add_argument("--detect-every", type=int, default=DETECT_EVERY, metavar="K",
+                        help="video: search the whole frame once every K analysed frames and follow the faces "
+                             f"in between (default {DETECT_EVERY}; 1 = search every frame)")
     parser.add_argument("--batch-size", type=int, default=64, metavar="B", help="faces per network call (default 64)")
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's own start-up and log lines (also: VA2ATT_VERBOSE=1)")
@@ -254,6 +263,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.every < 1:
         parser.error(f"--every must be >= 1 (received {args.every})")
+    if args.detect_every < 1:
+        parser.error(f"--detect-every must be >= 1 (received {args.detect_every})")
+    if args.smallest_face < 0:
+        parser.error(f"--smallest-face must be >= 0 (received {args.smallest_face})")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1 (received {args.batch_size})")
     if not 0.0 <= args.min_confidence <= 1.0:
@@ -285,7 +298,8 @@ def main(argv=None) -> int:
     from va2att.predictor import Predictor
 
     try:
-        predictor = Predictor(args.model, min_confidence=args.min_confidence, batch_size=args.batch_size)
+        predictor = Predictor(args.model, min_confidence=args.min_confidence, batch_size=args.batch_size,
+                              smallest_face=args.smallest_face, detect_every=args.detect_every)
     except Exception as exc:  # noqa: BLE001 - any failure to load is reported the same way
         print(f"error: cannot load the model from {args.model}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

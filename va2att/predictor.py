@@ -2,7 +2,8 @@
 
 `Predictor` runs the whole inference path on photos: read the picture (EXIF orientation,
 grayscale and RGBA handled by `va2att.data.images.read_image`), detect faces with MTCNN
-(`va2att.data.align.FaceDetector`), align each face to the 56×56 grayscale template used in
+(`va2att.face_detection.FaceDetector`, on a copy reduced so that the smallest face searched for
+is MTCNN's smallest; consecutive video frames through `va2att.face_tracking.FaceTracker`), align each face to the 56×56 grayscale template used in
 preparation, take the centre 48×48 crop, and average the network's predictions for the crop and
 its mirror image (as `evaluate` does). Faces from many pictures are gathered into batches before
 they go through the network.
@@ -26,9 +27,15 @@ import cv2
 import numpy as np
 
 from va2att.config import EXPRESSION_NAMES, FACE_SIZE
-from va2att.data.align import FaceDetector, align_detection
+from va2att.data.align import align_detection
 from va2att.data.images import ImageError, RGBImage, from_array, read_image
+from va2att.face_detection import (
+    PREDICT_SCALE_FACTOR,
+    PREDICT_SMALLEST_FACE,
+    FaceDetector,
+)
 from va2att.face_input import centre_crop, flip_average
+from va2att.face_tracking import DETECT_EVERY, FaceTracker
 from va2att.loading import load_inference_model
 from va2att.provenance import read_provenance, warn_if_synthetic
 
@@ -124,11 +131,19 @@ class Predictor:
         model_path: str or Path: a run folder, a `.keras` file, a SavedModel folder or an export
             root (anything `va2att.loading.load_inference_model` accepts).
         detector: a `FaceDetector` (or any object with `detect(RGBImage) -> list[Detection]`
-            in original-image coordinates); default: `FaceDetector(min_confidence=min_confidence)`,
-            which detects on a copy reduced to 1024 pixels on the longer side.
+            in original-image coordinates); default: `FaceDetector(min_confidence=min_confidence,
+            smallest_face=smallest_face, scale_factor=PREDICT_SCALE_FACTOR)`, which detects on a copy
+            reduced to at most 1024 pixels on the longer side and so that a face `smallest_face`
+            pixels wide is MTCNN's smallest. `FaceDetector()` searches the whole 1024-pixel copy.
         min_confidence: float, detections below this confidence are dropped.
         batch_size: int, faces per network call (each face goes in with its mirror image, so a
             call holds twice as many inputs).
+        smallest_face: int, smallest face searched for, in pixels of the picture (default
+            `PREDICT_SMALLEST_FACE`); only for the default detector.
+        detect_every: int, video frames (`Frame`s with a frame index, in order) are searched
+            whole once every this many frames and at every lost face; in between the faces of the
+            previous frame are searched again around where they were (`FaceTracker`). 1 searches
+            every frame whole. Needs a detector with `detect_pixels` (as `FaceDetector`).
 
     Faces are aligned from the picture as decoded, not the detector's reduced copy
     (`align_detection`: five points, or the box when the points are unusable), and listed most
@@ -147,17 +162,30 @@ class Predictor:
         detector=None,
         min_confidence: float = 0.9,
         batch_size: int = 64,
+        smallest_face: int | None = None,
+        detect_every: int = DETECT_EVERY,
     ):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1. Received: batch_size={batch_size!r}.")
+        if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 1:
+            raise ValueError(f"detect_every must be an integer >= 1. Received: detect_every={detect_every!r}.")
         if not 0.0 <= float(min_confidence) <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1]. Received: min_confidence={min_confidence!r}.")
+        if detector is not None and smallest_face is not None:
+            raise ValueError("smallest_face sets the default detector; give it to your detector instead. "
+                             f"Received: detector={detector!r}, smallest_face={smallest_face!r}")
         self.model_path = model_path
         self.model = load_inference_model(model_path)
         self.provenance = read_provenance(model_path)  # where the model comes from (va2att.provenance)
         warn_if_synthetic(model_path, self.provenance or {})  # photos are never the synthetic set
         self.min_confidence = float(min_confidence)
-        self.detector = detector if detector is not None else FaceDetector(min_confidence=self.min_confidence)
+        if detector is None:
+            detector = FaceDetector(min_confidence=self.min_confidence, scale_factor=PREDICT_SCALE_FACTOR,
+                                    smallest_face=PREDICT_SMALLEST_FACE if smallest_face is None else smallest_face)
+        self.detector = detector
+        self.detect_every = detect_every
+        self.tracker = FaceTracker(detector, detect_every=detect_every) if hasattr(detector, "detect_pixels") else None
+        self._video: tuple[str, int] | None = None  # (source, frame) of the last video frame the tracker saw
         self.batch_size = batch_size
         self.outputs = tuple(self.model.outputs)
         num_classes = getattr(self.model, "num_classes", None) or 0
@@ -209,7 +237,17 @@ class Predictor:
 
     def detect(self, image: RGBImage) -> list:
         """Detections at or above `min_confidence`, in the original coordinates of `image`."""
-        return [d for d in self.detector.detect(image) if float(d.confidence) >= self.min_confidence]
+        return self._confident(self.detector.detect(image))
+
+    def detect_frame(self, image: RGBImage, source: str, frame: int) -> list:
+        """Like `detect`, for frame `frame` of video `source`: tracked from the previous frame when it
+        is an earlier frame of the same video (see `detect_every`), else searched whole."""
+        if self.tracker is None or self.detect_every == 1:
+            return self.detect(image)
+        if self._video is None or self._video[0] != source or frame <= self._video[1]:
+            self.tracker.reset()
+        self._video = (source, frame)
+        return self._confident(self.tracker.detect(image))
 
     def align(self, image: RGBImage, detection) -> np.ndarray:
         """The network input for one detection: the aligned 56×56 face, centre-cropped to 48×48, uint8."""
@@ -231,13 +269,19 @@ class Predictor:
                 image = _as_image(item.image)
             else:
                 image = _as_image(item)
-            detections = self.detect(image)
+            if isinstance(item, Frame) and item.frame is not None:
+                detections = self.detect_frame(image, item.source, item.frame)
+            else:
+                detections = self.detect(image)
             return result, image, detections, [self.align(image, d) for d in detections]
         except ImageError as exc:
             result.error = str(exc)
         except (OSError, ValueError, cv2.error) as exc:
             result.error = f"{type(exc).__name__}: {exc}"
         return result, None, [], []
+
+    def _confident(self, detections) -> list:
+        return [d for d in detections if float(d.confidence) >= self.min_confidence]
 
     def _network(self, crops: np.ndarray) -> list[dict[str, np.ndarray]]:
         """Per-face predictions for uint8 crops [N, 48, 48], averaged over each crop and its mirror."""

@@ -116,7 +116,8 @@ def build_compiled_model(cfg: RunConfig, adjacency=None):
 
     model = build_model(cfg.model, adjacency=adjacency)
     model.compile(optimizer=_optimizer(cfg), **metric_args(cfg.model),
-                  jit_compile=cfg.train.jit_compile, **compile_args(cfg.model))
+                  jit_compile=cfg.train.jit_compile, steps_per_execution=cfg.train.steps_per_execution,
+                  **compile_args(cfg.model))
     return model
 
 

@@ -11,13 +11,13 @@ else the face box, else MTCNN.
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
-
 import numpy as np
 
 from va2att.config import FACE_SIZE
 from va2att.data.images import ImageError, RGBImage
+
+# The detector lives in va2att.face_detection; its names stay importable from here.
+from va2att.face_detection import Detection, FaceDetector, box_iou, default_detector  # noqa: F401
 
 # (x, y) on the FACE_SIZE x FACE_SIZE canvas: image-left eye, image-right eye, nose tip,
 # image-left mouth corner, image-right mouth corner. Eye distance 18 px; the 48 x 48
@@ -36,21 +36,6 @@ RIGHT_EYE_68 = tuple(range(42, 48))
 NOSE_TIP_68 = 30
 MOUTH_LEFT_68 = 48
 MOUTH_RIGHT_68 = 54
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One detected face in ORIGINAL image coordinates.
-
-    Args:
-        box: tuple (x, y, w, h) floats.
-        points5: np.ndarray (5, 2): image-left eye, image-right eye, nose, left and right mouth corners.
-        confidence: float in [0, 1].
-    """
-
-    box: tuple[float, float, float, float]
-    points5: np.ndarray
-    confidence: float
 
 
 def five_points_from_68(lm68) -> np.ndarray:
@@ -189,68 +174,6 @@ def align_detection(image: RGBImage, detection: Detection, size: int = FACE_SIZE
     return align_box(image, detection.box, size)
 
 
-class FaceDetector:
-    """MTCNN (package `mtcnn`, weights in its wheel) with results in original-image coordinates.
-
-    Args:
-        min_face_size: int, smallest face searched for, in detection pixels.
-        max_side: int, images are reduced to this longer side before detection.
-        min_confidence: float, detections below are dropped.
-    The network is built on the first `detect` call and reused.
-    """
-
-    def __init__(self, min_face_size: int = 20, max_side: int = 1024, min_confidence: float = 0.9):
-        self.min_face_size = min_face_size
-        self.max_side = max_side
-        self.min_confidence = min_confidence
-        self._mtcnn = None
-
-    @property
-    def mtcnn(self):
-        if self._mtcnn is None:
-            from mtcnn import MTCNN
-
-            self._mtcnn = MTCNN(device="CPU:0")
-        return self._mtcnn
-
-    def detect(self, image: RGBImage) -> list[Detection]:
-        """Faces, most confident first."""
-        _check_image(image)
-        small = image.resized(self.max_side)
-        found = self.mtcnn.detect_faces(np.array(small.pixels), min_face_size=self.min_face_size)
-        out = []
-        for f in found or []:
-            conf = float(f.get("confidence", 0.0))
-            if conf < self.min_confidence:
-                continue
-            kp = f["keypoints"]
-            pts = np.array(
-                [kp["left_eye"], kp["right_eye"], kp["nose"], kp["mouth_left"], kp["mouth_right"]], np.float64
-            )
-            # MTCNN names by image side; keep image-left first even if a face is upside down or mirrored.
-            pts = pts / small.scale
-            x, y, w, h = (float(v) / small.scale for v in f["box"])
-            out.append(Detection((x, y, w, h), pts, conf))
-        out.sort(key=lambda d: -d.confidence)
-        return out
-
-
-@functools.lru_cache(maxsize=1)
-def default_detector() -> FaceDetector:
-    """One FaceDetector per process, built on first use."""
-    return FaceDetector()
-
-
-def _box_iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
-
-
 def align_any(
     image: RGBImage,
     *,
@@ -279,5 +202,5 @@ def align_any(
         raise ImageError("no_face", "MTCNN found no face")
     best = found[0]
     if box is not None and np.all(np.isfinite(np.asarray(box, np.float64))):
-        best = max(found, key=lambda d: (_box_iou(d.box, box), d.confidence))
+        best = max(found, key=lambda d: (box_iou(d.box, box), d.confidence))
     return align_detection(image, best, size), "mtcnn"

@@ -1,0 +1,94 @@
+"""Face detection on real photos: compiled networks, the reduced detection copy, recall.
+
+The photos are benchmarks/face_photos.py's: the two scikit-image portraits, a 640×480 frame, a
+group photo of eight pasted heads and the astronaut at face widths from 16 to 192 pixels, each with
+its face boxes. "Whole picture" is `FaceDetector()`: MTCNN with its own settings on the picture
+reduced to 1024 pixels, as prediction ran before the reduced copy.
+"""
+
+import face_photos
+import numpy as np
+import pytest
+
+from va2att.data.images import from_array
+from va2att.face_detection import (
+    PREDICT_SCALE_FACTOR,
+    PREDICT_SMALLEST_FACE,
+    FaceDetector,
+    box_iou,
+    detection_scale,
+)
+
+
+@pytest.fixture(scope="module")
+def whole():
+    return FaceDetector()
+
+
+@pytest.fixture(scope="module")
+def reduced(whole):
+    detector = FaceDetector(smallest_face=PREDICT_SMALLEST_FACE, scale_factor=PREDICT_SCALE_FACTOR)
+    detector._mtcnn = whole.mtcnn  # same networks, built once
+    return detector
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return {p.name: p for p in face_photos.recall_photos()}
+
+
+def test_detection_scale():
+    assert detection_scale(480, 640, max_side=1024, min_face_size=20) == 1.0  # never enlarged
+    assert detection_scale(3000, 4000, max_side=1024, min_face_size=20) == pytest.approx(1024 / 4000)
+    assert detection_scale(480, 640, max_side=1024, min_face_size=20, smallest_face=40) == pytest.approx(0.5)
+    assert detection_scale(3000, 4000, max_side=1024, min_face_size=20, smallest_face=40) == pytest.approx(1024 / 4000)
+    assert detection_scale(480, 640, max_side=1024, min_face_size=20, smallest_face=10) == 1.0
+    with pytest.raises(ValueError, match="scale_factor"):
+        FaceDetector(scale_factor=1.0)
+
+
+def test_compiled_networks_give_the_package_detections(whole, photos):
+    from mtcnn import MTCNN
+
+    pixels = photos["astronaut"].pixels
+    (eager,) = [f for f in MTCNN(device="CPU:0").detect_faces(pixels) if f["confidence"] >= 0.9]
+    (compiled,) = whole.detect(from_array(pixels, order="rgb"))
+    assert np.allclose(compiled.box, eager["box"], atol=0.5)
+    assert compiled.confidence == pytest.approx(eager["confidence"], abs=1e-4)
+    assert np.allclose(compiled.points5[0], eager["keypoints"]["left_eye"], atol=0.5)
+
+
+def test_recall_is_that_of_the_whole_picture(whole, reduced, photos):
+    counts = {}
+    for name, photo in photos.items():
+        image = from_array(photo.pixels, order="rgb")
+        counts[name] = tuple(face_photos.match(photo.faces, [d.box for d in detector.detect(image)])[0]
+                             for detector in (whole, reduced))
+    assert counts["group 1280x800"][0] >= 5  # the group photo is a many-face photo for the whole-picture search
+    assert {name: r for name, (w, r) in counts.items() if r < w} == {}, counts
+
+
+def test_boxes_from_the_reduced_copy_land_on_the_faces(whole, reduced, photos):
+    for name in ("astronaut", "frame 640x480", "group 1280x800"):
+        image = from_array(photos[name].pixels, order="rgb")
+        full, small = whole.detect(image), reduced.detect(image)
+        assert len(small) == len(full) > 0
+        for d in small:
+            best = max(full, key=lambda f: box_iou(f.box, d.box))
+            assert box_iou(best.box, d.box) > 0.7, (name, d.box, best.box)
+            eye_distance = np.linalg.norm(best.points5[1] - best.points5[0])
+            assert np.abs(d.points5 - best.points5).max() < 0.25 * eye_distance
+
+
+def test_reduced_copy_of_a_reduced_decode_keeps_original_coordinates(whole, photos):
+    import cv2
+
+    photo = photos["frame 640x480"]
+    half = cv2.resize(photo.pixels, (320, 240), interpolation=cv2.INTER_AREA)
+    from va2att.data.images import RGBImage
+
+    decoded_half = RGBImage(half, scale=0.5, original_size=(480, 640))  # as read_image's reduced decode
+    detector = FaceDetector(smallest_face=64, scale_factor=PREDICT_SCALE_FACTOR)
+    detector._mtcnn = whole.mtcnn
+    (face,) = detector.detect(decoded_half)
+    assert box_iou(face.box, photo.faces[0]) > 0.5

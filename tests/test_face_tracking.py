@@ -1,0 +1,114 @@
+"""Following faces through video frames: region searches between whole-frame detections.
+
+The clips are made of benchmarks/face_photos.py's 640×480 frame (the astronaut, one face about 80
+pixels wide), shifted, blanked or joined by a second face; the detector is the real MTCNN.
+"""
+
+import face_photos
+import numpy as np
+import pytest
+
+from va2att.data.images import from_array
+from va2att.face_detection import (
+    PREDICT_SCALE_FACTOR,
+    PREDICT_SMALLEST_FACE,
+    FaceDetector,
+    box_iou,
+)
+from va2att.face_tracking import FaceTracker
+
+FRAME = face_photos.frame_640x480()
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return FaceDetector(smallest_face=PREDICT_SMALLEST_FACE, scale_factor=PREDICT_SCALE_FACTOR)
+
+
+def shifted(dx: int, dy: int = 0):
+    """The frame moved right by dx and down by dy, and its face box."""
+    moved = face_photos.shifted(FRAME, dx, dy)
+    return from_array(moved.pixels, order="rgb"), moved.faces[0]
+
+
+def blank():
+    return from_array(np.full_like(FRAME.pixels, face_photos.BACKGROUND), order="rgb")
+
+
+def test_a_moving_face_is_followed_in_its_region(detector):
+    tracker = FaceTracker(detector, detect_every=10)
+    for i in range(8):
+        image, box = shifted(6 * i, 3 * i)
+        (face,) = tracker.detect(image)
+        assert box_iou(face.box, box) > 0.5, (i, face.box, box)
+        (whole,) = detector.detect(image)
+        assert box_iou(face.box, whole.box) > 0.7
+    assert (tracker.full_detections, tracker.region_detections) == (1, 7)
+
+
+def test_whole_frame_searched_once_every_k_frames(detector):
+    tracker = FaceTracker(detector, detect_every=3)
+    for i in range(7):
+        tracker.detect(shifted(2 * i)[0])
+    assert (tracker.full_detections, tracker.region_detections) == (3, 4)  # frames 0, 3 and 6
+    every = FaceTracker(detector, detect_every=1)
+    for i in range(3):
+        every.detect(shifted(2 * i)[0])
+    assert (every.full_detections, every.region_detections) == (3, 0)
+
+
+def test_a_face_that_jumps_away_is_searched_for_in_the_whole_frame(detector):
+    tracker = FaceTracker(detector, detect_every=10)
+    tracker.detect(shifted(-150)[0])
+    image, box = shifted(150)  # 300 pixels to the right: far outside the region around the last face
+    (face,) = tracker.detect(image)
+    assert box_iou(face.box, box) > 0.5
+    assert tracker.full_detections == 2
+
+
+def test_a_face_that_disappears_and_comes_back(detector):
+    tracker = FaceTracker(detector, detect_every=10)
+    assert len(tracker.detect(shifted(0)[0])) == 1
+    assert tracker.detect(blank()) == []
+    assert tracker.full_detections == 2  # the lost face sent the frame to the whole-frame search
+    image, box = shifted(40)
+    (face,) = tracker.detect(image)  # nothing to follow: whole frame at once
+    assert box_iou(face.box, box) > 0.5 and tracker.full_detections == 3
+
+
+def test_a_new_face_is_found_at_the_next_whole_frame_detection(detector):
+    tracker = FaceTracker(detector, detect_every=3)
+    one, _ = shifted(-150)
+    two = np.array(one.pixels)
+    right, _ = shifted(150)
+    two[:, 320:] = right.pixels[:, 320:]
+    counts = [len(tracker.detect(image)) for image in (one, from_array(two, order="rgb"),
+                                                        from_array(two, order="rgb"), from_array(two, order="rgb"))]
+    assert counts == [1, 1, 1, 2]  # frames 1 and 2 follow the first face; frame 3 searches the whole frame
+
+
+def test_predictor_tracks_frames_of_one_video(tmp_path, detector):
+    from conftest import TINY_MODEL
+
+    from va2att.config import ModelConfig
+    from va2att.model import build_model
+    from va2att.predictor import Frame, Predictor
+
+    path = tmp_path / "tiny.keras"
+    build_model(ModelConfig(**TINY_MODEL)).save(path)
+    predictor = Predictor(path, detector=detector, detect_every=4)
+    frames = [Frame("clip.mp4", frame=i, image=shifted(5 * i)[0]) for i in range(6)]
+    frames += [Frame("other.mp4", frame=0, image=shifted(0)[0])]
+    results = predictor.predict_many(frames)
+    assert [len(r.faces) for r in results] == [1] * 7
+    for i, r in enumerate(results[:6]):
+        assert box_iou(r.faces[0].box, shifted(5 * i)[1]) > 0.5
+    # clip.mp4: whole frames 0 and 4, regions 1-3 and 5; other.mp4 starts with a whole frame.
+    assert (predictor.tracker.full_detections, predictor.tracker.region_detections) == (3, 4)
+    single = Predictor(path, detector=detector, detect_every=1)
+    single.predict_many(frames)
+    assert single.tracker.region_detections == 0
+    with pytest.raises(ValueError, match="smallest_face"):
+        Predictor(path, detector=detector, smallest_face=40)
+    with pytest.raises(ValueError, match="detect_every"):
+        Predictor(path, detect_every=0)
