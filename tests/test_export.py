@@ -139,7 +139,13 @@ def test_export_reloads_without_va2att(exported, images, expected, tmp_path):
         except ImportError:
             pass
         loaded = tf.saved_model.load({str(path)!r})
-        out = loaded.signatures["serving_default"](image=tf.constant(np.load({str(tmp_path / 'images.npy')!r})))
+        serve = loaded.signatures["serving_default"]
+        # The folded export: weights are constants, no variable to restore; no op needs a cuDNN build.
+        assert len(loaded.variables) == 0, loaded.variables
+        graph = serve.graph.as_graph_def()
+        ops = {{n.op for n in graph.node}} | {{n.op for f in graph.library.function for n in f.node_def}}
+        assert "Conv2D" in ops and not [op for op in ops if op.lower().startswith("cudnn")], ops
+        out = serve(image=tf.constant(np.load({str(tmp_path / 'images.npy')!r})))
         print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}}))
         """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
