@@ -20,6 +20,9 @@ Signatures:
   outputs, plus `error` (string `[None]`): empty for a decoded image, else why it was refused, and then
   its other outputs are NaN; the rest of the batch is answered. Over REST, binary values are sent as
   `{"b64": "..."}` (the input name ends in `_bytes`, TF Serving's convention for binary data).
+- `serving_xla` (only in exports made with `xla=True`, never by default): `serving_default` with the
+  network compiled by XLA (same input, checks and outputs). TF Serving runs XLA-compiled functions
+  only when started with `--xla_cpu_compilation_enabled=true`; compose's `serving-cpu-xla` does.
 - `provenance` (when the export is given one, as every training run does): no inputs; output
   `provenance`, a JSON string: the data set that trained the model, its size, the va2att version and
   commit, the best validation scores (`va2att.provenance`). Also in `assets.extra/va2att.json`.
@@ -58,6 +61,7 @@ from va2att.signature import (
     IMAGE_INPUT,
     SERVING_BYTES,
     SERVING_DEFAULT,
+    SERVING_XLA,
 )
 
 METADATA_FILE = "assets.extra/va2att.json"
@@ -93,7 +97,7 @@ def portable_recurrent_layers(model: keras.Model):
             layer.use_cudnn = value
 
 
-def _metadata(model: keras.Model, outputs: dict) -> dict:
+def _metadata(model: keras.Model, outputs: dict, xla: bool = False) -> dict:
     shapes = {name: [None if d is None else int(d) for d in value.shape] for name, value in outputs.items()}
     num_classes = shapes["expression"][-1] if "expression" in shapes else None
     names = list(EXPRESSION_NAMES[:num_classes]) if num_classes and num_classes <= len(EXPRESSION_NAMES) else None
@@ -104,6 +108,8 @@ def _metadata(model: keras.Model, outputs: dict) -> dict:
             SERVING_DEFAULT: {"inputs": {IMAGE_INPUT: ["float32", [None, INPUT_SIZE, INPUT_SIZE, 1]]}},
             SERVING_BYTES: {"inputs": {BYTES_INPUT: ["string", [None]]}, "error_output": BYTES_ERROR,
                             "max_pixels": MAX_PIXELS},
+            **({SERVING_XLA: {"inputs": {IMAGE_INPUT: ["float32", [None, INPUT_SIZE, INPUT_SIZE, 1]]},
+                              "needs": "--xla_cpu_compilation_enabled=true"}} if xla else {}),
         },
         "outputs": shapes,
         "num_classes": num_classes,
@@ -149,8 +155,8 @@ def _keras_forward(model: keras.Model):
     return forward
 
 
-def _build_archive(model: keras.Model, provenance: dict | None = None,
-                   fold: bool = True) -> tuple[keras.export.ExportArchive, dict]:
+def _build_archive(model: keras.Model, provenance: dict | None = None, fold: bool = True,
+                   xla: bool = False) -> tuple[keras.export.ExportArchive, dict]:
     archive = keras.export.ExportArchive()
     pixels_spec = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32, name=IMAGE_INPUT)
     if fold:
@@ -176,6 +182,15 @@ def _build_archive(model: keras.Model, provenance: dict | None = None,
     bytes_spec = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)
     pixels_fn = archive.add_endpoint(SERVING_DEFAULT, serve_pixels, input_signature=[pixels_spec])
     archive.add_endpoint(SERVING_BYTES, serve_bytes, input_signature=[bytes_spec])
+    if xla:
+        # The checks and the empty-batch cond stay outside the compiled function: XLA compiles the
+        # network alone, once per batch size seen.
+        compiled = tf.function(forward, jit_compile=True)
+
+        def serve_pixels_xla(image):
+            return _outputs_or_empty(compiled, checked_pixels(image), specs)
+
+        archive.add_endpoint(SERVING_XLA, serve_pixels_xla, input_signature=[pixels_spec])
     if provenance is not None:
         record = json.dumps(provenance, sort_keys=True)
 
@@ -187,7 +202,7 @@ def _build_archive(model: keras.Model, provenance: dict | None = None,
 
 
 def export_saved_model(model: keras.Model, export_root: str | os.PathLike, version: int | None = None,
-                       provenance: dict | None = None, fold: bool = True) -> Path:
+                       provenance: dict | None = None, fold: bool = True, xla: bool = False) -> Path:
     """Write `model` to `export_root/<version>/` as a TF Serving SavedModel and return that folder.
 
     Args:
@@ -203,6 +218,10 @@ def export_saved_model(model: keras.Model, export_root: str | os.PathLike, versi
             before them; no variables in the SavedModel). False: the Keras model's own graph, reading
             its variables (more graph nodes per call; kept to compare the two, e.g.
             benchmarks/bench_compare.py).
+        xla: bool. Also add the `serving_xla` signature (`serving_default` compiled with XLA). Off by
+            default: TF Serving runs it only when started with `--xla_cpu_compilation_enabled=true`,
+            so such exports belong in their own export root (e.g. `RUN_DIR/export/va2att-xla`, which
+            compose's `serving-cpu-xla` serves; docs/serving.md).
     """
     if not model.built:
         raise ValueError("The model must be built (called once or created from keras.Input) before export.")
@@ -221,11 +240,11 @@ def export_saved_model(model: keras.Model, export_root: str | os.PathLike, versi
         # Saving traces the endpoints again (in TensorFlow's save context), so the whole export,
         # not only the first trace, runs with the portable recurrent implementation.
         with portable_recurrent_layers(model):
-            archive, outputs = _build_archive(model, provenance, fold)
+            archive, outputs = _build_archive(model, provenance, fold, xla)
             archive.write_out(str(tmp), verbose=False)
         meta = tmp / METADATA_FILE
         meta.parent.mkdir(parents=True, exist_ok=True)
-        metadata = _metadata(model, outputs)
+        metadata = _metadata(model, outputs, xla)
         if provenance is not None:
             metadata["provenance"] = provenance
         meta.write_text(json.dumps(metadata, indent=2) + "\n")
