@@ -108,7 +108,7 @@ def _data_format(node) -> bytes:
 def fold_batch_norms(graph_def):
     """`graph_def` with every inference batch norm that directly follows a convolution folded into it.
 
-    Pattern: `Conv2D(x, W)` [-> `BiasAdd(b)`] -> `FusedBatchNorm*` (is_training false, NHWC), where the
+    Pattern: float32 `Conv2D(x, W)` [-> `BiasAdd(b)`] -> `FusedBatchNorm*` (is_training false, NHWC), where the
     kernel, the bias and the four batch-norm tensors are constants and each intermediate result feeds
     only the next node. The convolution's kernel becomes `W * s` (per output channel) and the batch
     norm node becomes a `BiasAdd` of `(b - mean) * s + beta`, under the batch norm's name (so its
@@ -135,6 +135,8 @@ def fold_batch_norms(graph_def):
                 continue
         if producer is None or producer.op not in FOLDABLE_INPUTS or _data_format(producer) != b"NHWC":
             continue
+        if producer.attr["T"].type != tf.float32.as_datatype_enum:
+            continue  # e.g. a float16 convolution of a mixed-precision model: its kernel stays as it is
         if not _only_data_consumer(consumers, producer.name, bias_add or bn):
             continue
         kernel = _constant_value(nodes, producer.input[1])
@@ -147,10 +149,9 @@ def fold_batch_norms(graph_def):
         new_kernel = _const_node(graph_def, f"{bn.name}/folded_kernel", kernel * scale)
         new_bias = _const_node(graph_def, f"{bn.name}/folded_bias", shift)
         producer.input[1] = new_kernel.name
-        dtype = bn.attr["T"].type
         bn.op = "BiasAdd"
         bn.ClearField("attr")
-        bn.attr["T"].type = dtype or tf.float32.as_datatype_enum
+        bn.attr["T"].type = tf.float32.as_datatype_enum
         bn.attr["data_format"].s = b"NHWC"
         control = [ref for ref in bn.input if ref.startswith("^")]
         del bn.input[:]
