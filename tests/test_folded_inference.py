@@ -72,8 +72,8 @@ def test_folded_export_gives_the_keras_outputs_on_random_and_real_faces(variant,
         expected = {k: v.numpy() for k, v in model(images, training=False).items()}
         served = serve(image=tf.constant(images))
         assert set(served) == set(expected)
-        for name in expected:
-            np.testing.assert_allclose(served[name].numpy(), expected[name], atol=ATOL, err_msg=name)
+        for name, value in expected.items():
+            np.testing.assert_allclose(served[name].numpy(), value, atol=ATOL, err_msg=name)
         # Outputs that vary between faces (not saturated), so the comparison can tell graphs apart.
         assert np.ptp(expected["valence"]) > 1e-3
 

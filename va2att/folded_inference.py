@@ -202,7 +202,9 @@ def freeze(forward, input_spec) -> FoldedGraph:
     """Trace `forward` (a callable, float32 `[None, 48, 48, 1]` -> dict of tensors) for `input_spec` and
     turn every variable it reads into a constant. Nothing folded yet (`folded == 0`)."""
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
 
     concrete = tf.function(forward).get_concrete_function(input_spec)
     frozen = convert_variables_to_constants_v2(concrete)
