@@ -184,10 +184,19 @@ def drop_identities(graph_def, keep: set[str]):
 
 
 def prune(graph_def, output_tensors):
-    """Only the nodes that the named output tensors need."""
-    import tensorflow as tf
-
-    return tf.compat.v1.graph_util.extract_sub_graph(graph_def, sorted({_node_name(t) for t in output_tensors}))
+    """Only the nodes that the named output tensors need (through data and control inputs), in graph order."""
+    nodes = {node.name: node for node in graph_def.node}
+    needed: set[str] = set()
+    pending = [_node_name(t) for t in output_tensors]
+    while pending:
+        name = pending.pop()
+        if name not in needed:
+            needed.add(name)
+            pending.extend(_node_name(reference) for reference in nodes[name].input)
+    pruned = _copy(graph_def)
+    del pruned.node[:]
+    pruned.node.extend(node for node in graph_def.node if node.name in needed)
+    return pruned
 
 
 def _copy(graph_def):
