@@ -101,3 +101,19 @@ def test_bench_predict_quick(tmp_path):
     assert group["expected"] == 8 and 0 <= group["found"] <= 8
     assert set(report["targets"]) == {"frame_640x480_photo_mode_fps", "frame_640x480_best_mode_fps",
                                       "recall_no_worse_than_whole_picture"}
+
+
+@pytest.mark.large
+def test_bench_compare_quick(tmp_path):
+    report = _run("bench_compare", tmp_path, "--quick")
+    models = [r["model"] for r in report["rows"]]
+    assert models[:3] == ["va2att", "va2att serving_xla", "va2att, Keras graph"]
+    assert {"EfficientNet-B0 224x224x3", "MobileNetV2 224x224x3", "FER CNN 64x64x1"} <= set(models)
+    for r in report["rows"]:
+        assert r["batch1"]["calls"] == 2 * 3 and r["batch1_ms"] > 0 and r["batch_n_images_per_s"] > 0
+    assert next(r for r in report["rows"] if r["model"] == "va2att")["latency_ratio"] == 1.0
+    ops = report["va2att"]["ops"]
+    assert ops["after"]["executed_nodes"] < ops["before"]["executed_nodes"]
+    assert ops["after"]["saved_batch_norms"] < ops["before"]["saved_batch_norms"]
+    assert all(d < 1e-4 for d in report["va2att"]["max_abs_difference_keras_vs_savedmodel"].values())
+    assert all(isinstance(g["met"], bool) for g in report["goals"].values())

@@ -146,3 +146,49 @@ def test_compose_multiworker_services_form_one_cluster(compose):
         assert w["profiles"] == ["multiworker"] and "--strategy" in w["command"]
         assert w["command"][w["command"].index("--strategy") + 1] == "multiworker"
         assert w["command"] == workers["worker0"]["command"]  # one shared run folder
+
+
+# Flags of tensorflow_model_server that the compose file may set (a misspelt flag stops the server).
+TF_SERVING_FLAGS = {"--tensorflow_intra_op_parallelism", "--tensorflow_inter_op_parallelism",
+                    "--rest_api_num_threads", "--xla_cpu_compilation_enabled"}
+XLA_FLAG = "--xla_cpu_compilation_enabled=true"
+
+
+def _servers(compose) -> dict:
+    return {name: s for name, s in compose["services"].items() if s["image"].startswith("tensorflow/serving:")}
+
+
+def test_server_flags_are_known_and_the_cpu_server_runs_one_thread_per_op(compose):
+    servers = _servers(compose)
+    assert {"serving", "serving-cpu", "serving-cpu-xla"} <= set(servers)
+    for name, server in servers.items():
+        for flag in server.get("command", []):
+            assert flag.split("=")[0] in TF_SERVING_FLAGS, f"{name}: unknown TF Serving flag {flag}"
+    command = compose["services"]["serving-cpu"]["command"]
+    assert "--tensorflow_intra_op_parallelism=1" in command
+    # One inter-op thread would queue concurrent requests behind each other: the default is kept.
+    assert not any(flag.startswith("--tensorflow_inter_op_parallelism") for flag in command)
+
+
+def test_xla_flag_only_where_xla_exports_are_served(compose):
+    xla_root = RunDir("RUN_DIR").xla_export_root.relative_to("RUN_DIR").as_posix()
+    servers = _servers(compose)
+    other_host_ports = set()
+    for name, server in servers.items():
+        (volume,) = server["volumes"]
+        serves_xla = default(volume).split(":")[0] == f"../runs/2att-2mt/{xla_root}"
+        assert (XLA_FLAG in server.get("command", [])) == serves_xla, name
+        if serves_xla:
+            assert server["profiles"] == ["xla"]  # never started by `docker compose up`
+            assert image_version(server["image"], "tensorflow/serving")[:2] == tensorflow_pin()
+            assert server["healthcheck"] == compose["services"]["serving-cpu"]["healthcheck"]
+        else:
+            other_host_ports |= {port.rsplit(":", 1)[0] for port in server["ports"]}
+    assert [n for n, s in servers.items() if XLA_FLAG in s.get("command", [])] == ["serving-cpu-xla"]
+    # Its own host ports, so it can run beside the default server.
+    assert not {port.rsplit(":", 1)[0] for port in servers["serving-cpu-xla"]["ports"]} & other_host_ports
+
+
+def test_serving_docs_name_the_xla_signature_and_the_thread_flag():
+    text = (REPO / "docs" / "serving.md").read_text()
+    assert signature.SERVING_XLA in text and XLA_FLAG in text and "--tensorflow_intra_op_parallelism=1" in text

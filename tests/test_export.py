@@ -105,6 +105,34 @@ def test_export_contains_no_cudnn_only_op(exported):
     assert export.cudnn_only_ops(path) == set()
 
 
+def _xla_functions(saved_model_dir) -> list[str]:
+    """Names of the functions in a SavedModel that TensorFlow must compile with XLA."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((saved_model_dir / "saved_model.pb").read_bytes())
+    return [f.signature.name for g in proto.meta_graphs for f in g.graph_def.library.function
+            if f.attr["_XlaMustCompile"].b]
+
+
+def test_xla_signature_only_when_asked(model, exported, images, expected, tmp_path):
+    _, default_path = exported
+    assert _xla_functions(default_path) == []  # TF Serving runs the default export without XLA flags
+    assert "serving_xla" not in json.loads((default_path / export.METADATA_FILE).read_text())["signatures"]
+    path = export.export_saved_model(model, tmp_path / "va2att-xla", xla=True)
+    assert _xla_functions(path)
+    loaded = tf.saved_model.load(str(path))
+    assert set(loaded.signatures) == {"serving_default", "serving_bytes", "serving_xla"}
+    out = loaded.signatures["serving_xla"](image=tf.constant(images))
+    for name in expected:
+        np.testing.assert_allclose(out[name].numpy(), expected[name], atol=1e-4)
+    assert loaded.signatures["serving_xla"](image=tf.zeros([0, 48, 48, 1]))["expression"].shape == (0, 8)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="finite"):  # the input checks run before XLA
+        loaded.signatures["serving_xla"](image=tf.fill([1, 48, 48, 1], float("nan")))
+    meta = json.loads((path / export.METADATA_FILE).read_text())
+    assert "xla_cpu_compilation_enabled" in meta["signatures"]["serving_xla"]["needs"]
+
+
 def _gru_model():
     image = keras.Input((48, 48, 1), name="image")
     x = keras.layers.Conv2D(4, 3, strides=8)(keras.layers.Rescaling(1 / 255)(image))
@@ -139,7 +167,13 @@ def test_export_reloads_without_va2att(exported, images, expected, tmp_path):
         except ImportError:
             pass
         loaded = tf.saved_model.load({str(path)!r})
-        out = loaded.signatures["serving_default"](image=tf.constant(np.load({str(tmp_path / 'images.npy')!r})))
+        serve = loaded.signatures["serving_default"]
+        # The folded export: weights are constants, no variable to restore; no op needs a cuDNN build.
+        assert len(loaded.variables) == 0, loaded.variables
+        graph = serve.graph.as_graph_def()
+        ops = {{n.op for n in graph.node}} | {{n.op for f in graph.library.function for n in f.node_def}}
+        assert "Conv2D" in ops and not [op for op in ops if op.lower().startswith("cudnn")], ops
+        out = serve(image=tf.constant(np.load({str(tmp_path / 'images.npy')!r})))
         print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}}))
         """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

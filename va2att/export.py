@@ -20,9 +20,18 @@ Signatures:
   outputs, plus `error` (string `[None]`): empty for a decoded image, else why it was refused, and then
   its other outputs are NaN; the rest of the batch is answered. Over REST, binary values are sent as
   `{"b64": "..."}` (the input name ends in `_bytes`, TF Serving's convention for binary data).
+- `serving_xla` (only in exports made with `xla=True`, never by default): `serving_default` with the
+  network compiled by XLA (same input, checks and outputs). TF Serving runs XLA-compiled functions
+  only when started with `--xla_cpu_compilation_enabled=true`; compose's `serving-cpu-xla` does.
 - `provenance` (when the export is given one, as every training run does): no inputs; output
   `provenance`, a JSON string: the data set that trained the model, its size, the va2att version and
   commit, the best validation scores (`va2att.provenance`). Also in `assets.extra/va2att.json`.
+
+Every signature runs the model's folded inference graph (`va2att.folded_inference`): the weights are
+constants in the graph and every batch norm that directly follows a convolution is folded into it, so
+a call runs a few hundred nodes instead of the Keras graph's ~1,400 (variable reads, and the `Switch`
+and `Identity` that the empty-batch cond adds per captured variable); `fold=False` exports the Keras
+graph with its variables instead. The outputs equal the Keras model's up to float rounding.
 
 The exported graph never contains cuDNN-only kernels (`CudnnRNN*`): recurrent layers are traced with
 their portable implementation even when the export runs on a GPU machine, so the same SavedModel is
@@ -45,12 +54,14 @@ from va2att import fileio
 from va2att.config import EXPRESSION_NAMES, FACE_SIZE, INPUT_SIZE
 from va2att.encoded_images import MAX_PIXELS, checked_faces
 from va2att.face_input import named_outputs
+from va2att.folded_inference import folded_forward
 from va2att.signature import (
     BYTES_ERROR,
     BYTES_INPUT,
     IMAGE_INPUT,
     SERVING_BYTES,
     SERVING_DEFAULT,
+    SERVING_XLA,
 )
 
 METADATA_FILE = "assets.extra/va2att.json"
@@ -86,7 +97,7 @@ def portable_recurrent_layers(model: keras.Model):
             layer.use_cudnn = value
 
 
-def _metadata(model: keras.Model, outputs: dict) -> dict:
+def _metadata(model: keras.Model, outputs: dict, xla: bool = False) -> dict:
     shapes = {name: [None if d is None else int(d) for d in value.shape] for name, value in outputs.items()}
     num_classes = shapes["expression"][-1] if "expression" in shapes else None
     names = list(EXPRESSION_NAMES[:num_classes]) if num_classes and num_classes <= len(EXPRESSION_NAMES) else None
@@ -97,6 +108,8 @@ def _metadata(model: keras.Model, outputs: dict) -> dict:
             SERVING_DEFAULT: {"inputs": {IMAGE_INPUT: ["float32", [None, INPUT_SIZE, INPUT_SIZE, 1]]}},
             SERVING_BYTES: {"inputs": {BYTES_INPUT: ["string", [None]]}, "error_output": BYTES_ERROR,
                             "max_pixels": MAX_PIXELS},
+            **({SERVING_XLA: {"inputs": {IMAGE_INPUT: ["float32", [None, INPUT_SIZE, INPUT_SIZE, 1]]},
+                              "needs": "--xla_cpu_compilation_enabled=true"}} if xla else {}),
         },
         "outputs": shapes,
         "num_classes": num_classes,
@@ -120,11 +133,12 @@ def checked_pixels(image):
     return tf.debugging.check_numerics(image, f"{IMAGE_INPUT}: pixels must be finite numbers (0-255), found NaN or inf")
 
 
-def _outputs_or_empty(model: keras.Model, images, specs: dict) -> dict:
-    """The model's named outputs for `images`, or empty outputs for an empty batch (the model is not run)."""
+def _outputs_or_empty(forward, images, specs: dict) -> dict:
+    """`forward(images)`, the model's named outputs, or empty outputs for an empty batch (the model is not run:
+    some of its kernels refuse an empty batch)."""
 
     def run():
-        return named_outputs(model, model(images, training=False))
+        return forward(images)
 
     def empty():
         return {name: tf.zeros([0, *spec.shape[1:]], tf.float32) for name, spec in specs.items()}
@@ -132,27 +146,51 @@ def _outputs_or_empty(model: keras.Model, images, specs: dict) -> dict:
     return tf.cond(tf.shape(images)[0] > 0, run, empty)
 
 
-def _build_archive(model: keras.Model, provenance: dict | None = None) -> tuple[keras.export.ExportArchive, dict]:
+def _keras_forward(model: keras.Model):
+    """The Keras model's own inference graph, reading its variables."""
+
+    def forward(images):
+        return named_outputs(model, model(images, training=False))
+
+    return forward
+
+
+def _build_archive(model: keras.Model, provenance: dict | None = None, fold: bool = True,
+                   xla: bool = False) -> tuple[keras.export.ExportArchive, dict]:
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    probe = named_outputs(model, model(tf.zeros([1, INPUT_SIZE, INPUT_SIZE, 1]), training=False))
-    specs = {name: tf.TensorSpec([None, *value.shape[1:]], tf.float32) for name, value in probe.items()}
+    pixels_spec = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32, name=IMAGE_INPUT)
+    if fold:
+        forward = folded_forward(model)  # the weights as constants, batch norms folded into convolutions
+    else:
+        archive.track(model)
+        forward = _keras_forward(model)
+    # Output shapes from a trace, not a run: the export itself never executes the model.
+    traced = tf.function(forward).get_concrete_function(pixels_spec).structured_outputs
+    specs = {name: tf.TensorSpec([None, *value.shape[1:]], tf.float32) for name, value in traced.items()}
 
     def serve_pixels(image):
-        return _outputs_or_empty(model, checked_pixels(image), specs)
+        return _outputs_or_empty(forward, checked_pixels(image), specs)
 
     def serve_bytes(image_bytes):
         faces, errors = checked_faces(tf.ensure_shape(image_bytes, [None]))
-        outputs = _outputs_or_empty(model, faces, specs)
+        outputs = _outputs_or_empty(forward, faces, specs)
         failed = tf.not_equal(errors, "")
         outputs = {name: tf.where(tf.reshape(failed, [-1, 1]), tf.constant(float("nan")), value)
                    for name, value in outputs.items()}
         return {**outputs, BYTES_ERROR: errors}
 
-    pixels_spec = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32, name=IMAGE_INPUT)
     bytes_spec = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)
     pixels_fn = archive.add_endpoint(SERVING_DEFAULT, serve_pixels, input_signature=[pixels_spec])
     archive.add_endpoint(SERVING_BYTES, serve_bytes, input_signature=[bytes_spec])
+    if xla:
+        # The checks and the empty-batch cond stay outside the compiled function: XLA compiles the
+        # network alone, once per batch size seen.
+        compiled = tf.function(forward, jit_compile=True)
+
+        def serve_pixels_xla(image):
+            return _outputs_or_empty(compiled, checked_pixels(image), specs)
+
+        archive.add_endpoint(SERVING_XLA, serve_pixels_xla, input_signature=[pixels_spec])
     if provenance is not None:
         record = json.dumps(provenance, sort_keys=True)
 
@@ -164,7 +202,7 @@ def _build_archive(model: keras.Model, provenance: dict | None = None) -> tuple[
 
 
 def export_saved_model(model: keras.Model, export_root: str | os.PathLike, version: int | None = None,
-                       provenance: dict | None = None) -> Path:
+                       provenance: dict | None = None, fold: bool = True, xla: bool = False) -> Path:
     """Write `model` to `export_root/<version>/` as a TF Serving SavedModel and return that folder.
 
     Args:
@@ -175,6 +213,15 @@ def export_saved_model(model: keras.Model, export_root: str | os.PathLike, versi
         provenance: dict or None, where the model comes from (`va2att.provenance.make_record`): stored in
             `assets.extra/va2att.json` under "provenance" and answered by a `provenance` signature
             (no inputs; output `provenance`, a JSON string).
+        fold: bool. True (default): the signatures run the folded inference graph
+            (`va2att.folded_inference`: weights as constants, batch norms folded into the convolutions
+            before them; no variables in the SavedModel). False: the Keras model's own graph, reading
+            its variables (more graph nodes per call; kept to compare the two, e.g.
+            benchmarks/bench_compare.py).
+        xla: bool. Also add the `serving_xla` signature (`serving_default` compiled with XLA). Off by
+            default: TF Serving runs it only when started with `--xla_cpu_compilation_enabled=true`,
+            so such exports belong in their own export root (e.g. `RUN_DIR/export/va2att-xla`, which
+            compose's `serving-cpu-xla` serves; docs/serving.md).
     """
     if not model.built:
         raise ValueError("The model must be built (called once or created from keras.Input) before export.")
@@ -193,11 +240,11 @@ def export_saved_model(model: keras.Model, export_root: str | os.PathLike, versi
         # Saving traces the endpoints again (in TensorFlow's save context), so the whole export,
         # not only the first trace, runs with the portable recurrent implementation.
         with portable_recurrent_layers(model):
-            archive, outputs = _build_archive(model, provenance)
+            archive, outputs = _build_archive(model, provenance, fold, xla)
             archive.write_out(str(tmp), verbose=False)
         meta = tmp / METADATA_FILE
         meta.parent.mkdir(parents=True, exist_ok=True)
-        metadata = _metadata(model, outputs)
+        metadata = _metadata(model, outputs, xla)
         if provenance is not None:
             metadata["provenance"] = provenance
         meta.write_text(json.dumps(metadata, indent=2) + "\n")

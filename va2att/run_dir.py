@@ -7,6 +7,7 @@ RUN_DIR/logs/                  TensorBoard event files
 RUN_DIR/checkpoints/           epoch-NNN.weights.h5 (model + optimizer) and state.json
 RUN_DIR/best.keras             best model by mean validation CCC
 RUN_DIR/export/va2att/<N>/     SavedModel for TF Serving
+RUN_DIR/export/va2att-xla/<N>/ optional: a SavedModel with the XLA signature, made by hand (docs/serving.md)
 ```
 """
 
@@ -59,6 +60,12 @@ class RunDir:
     @property
     def export_root(self) -> Path:
         return self.root / "export" / MODEL_NAME
+
+    @property
+    def xla_export_root(self) -> Path:
+        """Exports with the `serving_xla` signature, kept apart: only a server started with
+        `--xla_cpu_compilation_enabled=true` runs them (compose's `serving-cpu-xla`)."""
+        return self.root / "export" / f"{MODEL_NAME}-xla"
 
     @staticmethod
     def is_run_dir(path) -> bool:

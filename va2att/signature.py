@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 SERVING_DEFAULT = "serving_default"  # signature: float32 pixels of aligned, centre-cropped faces
+SERVING_XLA = "serving_xla"  # optional signature (exports made with xla=True): SERVING_DEFAULT compiled with XLA
 SERVING_BYTES = "serving_bytes"  # signature: encoded images of aligned faces
 IMAGE_INPUT = "image"  # input of SERVING_DEFAULT, float32 [N, 48, 48, 1], pixels 0-255
 BYTES_INPUT = "image_bytes"  # input of SERVING_BYTES, string [N] (TF Serving's `_bytes` convention: sent as b64)

@@ -1,0 +1,152 @@
+"""The folded inference graph (`va2att.folded_inference`) and the export that serves it: the same outputs
+as the Keras model on random and on real faces, no batch norm left after a convolution, fewer ops run."""
+
+import cv2
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import TINY_MODEL
+
+from va2att import export, folded_inference, graph_ops
+from va2att.config import ModelConfig
+from va2att.face_input import prepare_faces
+from va2att.model import build_model
+from va2att.signature import SERVING_DEFAULT
+
+ATOL = 1e-4
+VARIANTS = {"default": {}, "blocks0": {"blocks": 0}, "gcn": {"head": "gcn"}}
+
+
+def trained_like_batch_norms(model, seed=0):
+    """Batch-norm statistics and affine weights away from their initial values, as after training
+    (with the initial ones a folded kernel equals the original and the test would prove little)."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        leaf = weight.path.rsplit("/", 1)[-1]
+        if leaf == "moving_variance":
+            weight.assign(rng.uniform(0.5, 2.0, weight.shape).astype("float32"))
+        elif leaf == "gamma":
+            weight.assign(rng.uniform(0.8, 1.25, weight.shape).astype("float32"))
+        elif leaf in ("moving_mean", "beta"):
+            weight.assign(rng.normal(0.0, 0.3, weight.shape).astype("float32"))
+
+
+@pytest.fixture(scope="module")
+def real_faces():
+    """Aligned crops of the faces MTCNN finds in scikit-image's astronaut and camera photos, and their mirrors."""
+    from skimage import data
+
+    from va2att.data.align import FaceDetector, align_detection
+    from va2att.data.images import from_array
+
+    detector = FaceDetector()
+    faces = []
+    for pixels in (data.astronaut(), cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2RGB)):
+        image = from_array(pixels, order="rgb")
+        faces.extend(align_detection(image, found) for found in detector.detect(image))
+    assert len(faces) >= 2
+    crops = prepare_faces(np.stack(faces))
+    return np.concatenate([crops, crops[:, :, ::-1]])
+
+
+@pytest.fixture(scope="module")
+def random_faces():
+    return np.random.default_rng(3).integers(0, 256, (6, 48, 48, 1)).astype("float32")
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def variant(request, tmp_path_factory):
+    """(name, Keras model with trained-like batch norms, its folded SavedModel folder)."""
+    keras.utils.set_random_seed(1)
+    model = build_model(ModelConfig(**TINY_MODEL, **VARIANTS[request.param]))
+    trained_like_batch_norms(model)
+    path = export.export_saved_model(model, tmp_path_factory.mktemp(request.param) / "va2att")
+    return request.param, model, path
+
+
+def test_folded_export_gives_the_keras_outputs_on_random_and_real_faces(variant, random_faces, real_faces):
+    _, model, path = variant
+    serve = tf.saved_model.load(str(path)).signatures[SERVING_DEFAULT]
+    for images in (random_faces, real_faces):
+        expected = {k: v.numpy() for k, v in model(images, training=False).items()}
+        served = serve(image=tf.constant(images))
+        assert set(served) == set(expected)
+        for name, value in expected.items():
+            np.testing.assert_allclose(served[name].numpy(), value, atol=ATOL, err_msg=name)
+        # Outputs that vary between faces (not saturated), so the comparison can tell graphs apart.
+        assert np.ptp(expected["valence"]) > 1e-3
+
+
+def test_folding_leaves_no_batch_norm_after_a_convolution(variant):
+    _, model, path = variant
+    spec = tf.TensorSpec([None, 48, 48, 1], tf.float32, name="image")
+    frozen = folded_inference.freeze(lambda x: model(x, training=False), spec)
+    before = folded_inference.batch_norms_after_convolutions(frozen.graph_def)
+    folded = folded_inference.fold_model(model)
+    assert before > 0 and folded.folded == before
+    assert folded_inference.batch_norms_after_convolutions(folded.graph_def) == 0
+    # The same holds for the graph saved in the SavedModel (all its functions).
+    assert folded_inference.batch_norms_after_convolutions(
+        tf.saved_model.load(str(path)).signatures[SERVING_DEFAULT].graph.as_graph_def()) == 0
+    # Batch norms that follow something else (an addition: the pre-activation BN-ReLU) stay.
+    saved = graph_ops.saved_op_counts(path)
+    assert 0 < saved["FusedBatchNormV3"] < sum(1 for w in model.weights if w.path.endswith("moving_mean"))
+    assert export.cudnn_only_ops(path) == set()
+
+
+def test_the_folded_export_runs_far_fewer_ops_than_the_keras_graph(tmp_path):
+    keras.utils.set_random_seed(2)
+    model = build_model(ModelConfig(**TINY_MODEL))
+    trained_like_batch_norms(model)
+    keras_graph = export.export_saved_model(model, tmp_path / "keras", fold=False)
+    folded = export.export_saved_model(model, tmp_path / "folded")
+    before, after = graph_ops.executed_op_counts(keras_graph), graph_ops.executed_op_counts(folded)
+    assert sum(after.values()) < 0.5 * sum(before.values())
+    # No variable is read: the weights are constants of the graph.
+    assert before["ReadVariableOp"] > 0 and after["ReadVariableOp"] == after["VarHandleOp"] == 0
+    assert len(tf.saved_model.load(str(folded)).variables) == 0
+    # The input checks are still in the served graph.
+    assert after["EnsureShape"] == 1 and after["CheckNumerics"] == 1
+    saved_before, saved_after = graph_ops.saved_op_counts(keras_graph), graph_ops.saved_op_counts(folded)
+    assert saved_after["FusedBatchNormV3"] < saved_before["FusedBatchNormV3"]
+    assert saved_after["Conv2D"] == saved_before["Conv2D"]
+
+
+def _run(graph_def, fetch, feed):
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+        with tf.compat.v1.Session(graph=graph) as session:
+            return session.run(fetch, {"x:0": feed})
+
+
+def test_fold_batch_norms_arithmetic_and_what_it_leaves_alone():
+    rng = np.random.default_rng(4)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 6, 6, 3], name="x")
+
+        def batch_norm(y, name):
+            params = [tf.constant(v.astype("float32")) for v in (
+                rng.uniform(0.5, 2, 4), rng.normal(0, 1, 4), rng.normal(0, 1, 4), rng.uniform(0.5, 2, 4))]
+            return tf.compat.v1.nn.fused_batch_norm(y, *params[:2], mean=params[2], variance=params[3],
+                                                    epsilon=1e-3, is_training=False, name=name)[0]
+
+        kernel = tf.constant(rng.normal(0, 1, (3, 3, 3, 4)).astype("float32"))
+        plain = batch_norm(tf.nn.conv2d(x, kernel, 1, "SAME"), "plain")
+        with_bias = batch_norm(tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "SAME"), tf.constant([1.0, -2, 3, 0.5])),
+                               "with_bias")
+        shared = tf.nn.conv2d(x, kernel, 1, "SAME")  # also read by the addition: folding would change it
+        tf.identity(batch_norm(shared, "shared_bn") + shared, name="shared")
+        tf.identity(batch_norm(tf.nn.relu(tf.nn.conv2d(x, kernel, 1, "SAME")), "after_relu"), name="after_relu_out")
+    graph_def = graph.as_graph_def()
+    fetch = [plain.name, with_bias.name, "shared:0", "after_relu_out:0"]
+    folded_def, folded = folded_inference.fold_batch_norms(graph_def)
+    assert folded == 2
+    ops = {node.name: node.op for node in folded_def.node}
+    assert ops["plain"] == ops["with_bias"] == "BiasAdd"
+    assert ops["shared_bn"] == ops["after_relu"] == "FusedBatchNormV3"
+    feed = rng.uniform(0, 1, (2, 6, 6, 3)).astype("float32")
+    for got, want in zip(_run(folded_def, fetch, feed), _run(graph_def, fetch, feed)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,271 @@
+"""The network's inference graph with its weights folded in: what the exported SavedModel serves.
+
+A Keras model traced for serving runs far more graph nodes than arithmetic ops: every weight is a
+variable read, and inside the export's empty-batch `tf.cond` every captured variable also passes
+through a `Switch` and an `Identity` (TensorFlow's lowering of the cond), so at batch 1 the time
+goes to running nodes, not to multiply-adds. `folded_forward` builds the same function without any
+of that:
+
+1. Freeze: the forward pass `model(images, training=False)` is traced once and every variable read
+   becomes a constant (`convert_variables_to_constants_v2`); the weights then live in the graph.
+2. Fold batch norms into convolutions (`fold_batch_norms`): an inference batch norm that directly
+   follows a convolution (with or without a bias) is affine per output channel, so
+   `BN(conv(x, W) + b) = conv(x, W * s) + (b - mean) * s + beta` with `s = gamma / sqrt(var + eps)`:
+   the convolution gets the scaled kernel and the batch norm becomes a `BiasAdd`, which TensorFlow's
+   graph optimizer then fuses with the convolution (and a following ReLU) into one kernel. A batch
+   norm after anything else (an addition, a resize: the pre-activation `BN-ReLU` opening each
+   residual unit) is left as it is: a ReLU between a batch norm and the next convolution forbids
+   moving the normalisation into that convolution.
+3. Drop pass-through nodes (`drop_identities`) and every node no output needs.
+
+The result uses only standard TensorFlow ops (no va2att or Keras code, no cuDNN-only kernel: the
+recurrent layers are traced with their portable implementation by the caller,
+`va2att.export.portable_recurrent_layers`), so a SavedModel built on it loads in plain TensorFlow
+and TF Serving. The outputs equal the model's up to float rounding (tests/test_folded_inference.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+FOLDABLE_INPUTS = ("Conv2D",)  # ops whose output channels a following batch norm can be folded into
+BATCH_NORM_OPS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
+INPUT_NAME = "image"  # name of the frozen graph's input placeholder
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldedGraph:
+    """A frozen, folded inference graph.
+
+    Args:
+        graph_def: tf.compat.v1.GraphDef with the weights as constants.
+        input_tensor: str, the name of the float32 `[None, 48, 48, 1]` input tensor (e.g. "image:0").
+        output_tensors: dict, output name -> tensor name in `graph_def`.
+        folded: int, the batch norms folded into the convolution before them.
+    """
+
+    graph_def: object
+    input_tensor: str
+    output_tensors: dict
+    folded: int
+
+
+def _node_name(reference: str) -> str:
+    """`"^name"`, `"name:1"` or `"name"` -> `"name"`."""
+    return reference.lstrip("^").split(":")[0]
+
+
+def _output_index(reference: str) -> int:
+    parts = reference.split(":")
+    return int(parts[1]) if len(parts) > 1 else 0
+
+
+def _consumers(graph_def) -> dict[str, list[tuple[object, str]]]:
+    """node name -> [(consumer node, the input reference naming it)] over all data and control inputs."""
+    found: dict[str, list] = {}
+    for node in graph_def.node:
+        for reference in node.input:
+            found.setdefault(_node_name(reference), []).append((node, reference))
+    return found
+
+
+def _constant_value(nodes: dict, reference: str):
+    """The NumPy value of `reference` when it is a `Const` (through any chain of `Identity`), else None."""
+    import tensorflow as tf
+
+    node = nodes.get(_node_name(reference))
+    while node is not None and node.op == "Identity" and len(node.input) == 1:
+        node = nodes.get(_node_name(node.input[0]))
+    if node is None or node.op != "Const":
+        return None
+    return tf.make_ndarray(node.attr["value"].tensor)
+
+
+def _only_data_consumer(consumers: dict, name: str, expected) -> bool:
+    """Whether node `name`'s outputs feed `expected` alone, through its first output only."""
+    users = consumers.get(name, [])
+    return len(users) == 1 and users[0][0] is expected and not users[0][1].startswith("^") \
+        and _output_index(users[0][1]) == 0
+
+
+def _const_node(graph_def, name: str, value: np.ndarray):
+    import tensorflow as tf
+
+    node = graph_def.node.add()
+    node.name = name
+    node.op = "Const"
+    node.attr["dtype"].type = tf.float32.as_datatype_enum
+    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value.astype(np.float32)))
+    return node
+
+
+def _data_format(node) -> bytes:
+    return node.attr["data_format"].s or b"NHWC"
+
+
+def fold_batch_norms(graph_def):
+    """`graph_def` with every inference batch norm that directly follows a convolution folded into it.
+
+    Pattern: float32 `Conv2D(x, W)` [-> `BiasAdd(b)`] -> `FusedBatchNorm*` (is_training false, NHWC), where the
+    kernel, the bias and the four batch-norm tensors are constants and each intermediate result feeds
+    only the next node. The convolution's kernel becomes `W * s` (per output channel) and the batch
+    norm node becomes a `BiasAdd` of `(b - mean) * s + beta`, under the batch norm's name (so its
+    consumers are unchanged). Returns `(new_graph_def, number_folded)`; the input is not modified.
+    Replaced constants stay in the graph until pruned (`prune`).
+    """
+    import tensorflow as tf
+
+    graph_def = _copy(graph_def)
+    nodes = {node.name: node for node in graph_def.node}
+    consumers = _consumers(graph_def)
+    folded = 0
+    for bn in list(graph_def.node):
+        if bn.op not in BATCH_NORM_OPS or bn.attr["is_training"].b or _data_format(bn) != b"NHWC":
+            continue
+        if any(_output_index(ref) > 0 for _, ref in consumers.get(bn.name, []) if not ref.startswith("^")):
+            continue  # the batch statistics outputs are used: not an inference-only batch norm
+        producer = nodes.get(_node_name(bn.input[0]))
+        bias_add, bias = None, None
+        if producer is not None and producer.op == "BiasAdd" and _data_format(producer) == b"NHWC":
+            bias = _constant_value(nodes, producer.input[1])
+            bias_add, producer = producer, nodes.get(_node_name(producer.input[0]))
+            if bias is None or not _only_data_consumer(consumers, bias_add.name, bn):
+                continue
+        if producer is None or producer.op not in FOLDABLE_INPUTS or _data_format(producer) != b"NHWC":
+            continue
+        if producer.attr["T"].type != tf.float32.as_datatype_enum:
+            continue  # e.g. a float16 convolution of a mixed-precision model: its kernel stays as it is
+        if not _only_data_consumer(consumers, producer.name, bias_add or bn):
+            continue
+        kernel = _constant_value(nodes, producer.input[1])
+        gamma, beta, mean, variance = (_constant_value(nodes, ref) for ref in bn.input[1:5])
+        if kernel is None or any(v is None for v in (gamma, beta, mean, variance)):
+            continue
+        epsilon = bn.attr["epsilon"].f
+        scale = gamma.astype(np.float64) / np.sqrt(variance.astype(np.float64) + epsilon)
+        shift = beta - mean * scale + (0.0 if bias is None else bias * scale)
+        new_kernel = _const_node(graph_def, f"{bn.name}/folded_kernel", kernel * scale)
+        new_bias = _const_node(graph_def, f"{bn.name}/folded_bias", shift)
+        producer.input[1] = new_kernel.name
+        bn.op = "BiasAdd"
+        bn.ClearField("attr")
+        bn.attr["T"].type = tf.float32.as_datatype_enum
+        bn.attr["data_format"].s = b"NHWC"
+        control = [ref for ref in bn.input if ref.startswith("^")]
+        del bn.input[:]
+        bn.input.extend([producer.name, new_bias.name, *control])
+        folded += 1
+    return graph_def, folded
+
+
+def drop_identities(graph_def, keep: set[str]):
+    """`graph_def` without pass-through `Identity` nodes (one data input, no control input), except
+    those named in `keep` (e.g. the outputs); their consumers read the Identity's input directly."""
+    graph_def = _copy(graph_def)
+    nodes = {node.name: node for node in graph_def.node}
+
+    def source(reference: str) -> str:
+        node = nodes.get(_node_name(reference))
+        while (node is not None and node.op == "Identity" and node.name not in keep and len(node.input) == 1
+               and not node.input[0].startswith("^")):
+            reference = node.input[0]
+            node = nodes.get(_node_name(reference))
+        return reference
+
+    for node in graph_def.node:
+        for i, reference in enumerate(node.input):
+            if reference.startswith("^"):
+                node.input[i] = "^" + _node_name(source(reference[1:]))
+            else:
+                node.input[i] = source(reference)
+    return graph_def
+
+
+def prune(graph_def, output_tensors):
+    """Only the nodes that the named output tensors need (through data and control inputs), in graph order."""
+    nodes = {node.name: node for node in graph_def.node}
+    needed: set[str] = set()
+    pending = [_node_name(t) for t in output_tensors]
+    while pending:
+        name = pending.pop()
+        if name not in needed:
+            needed.add(name)
+            pending.extend(_node_name(reference) for reference in nodes[name].input)
+    pruned = _copy(graph_def)
+    del pruned.node[:]
+    pruned.node.extend(node for node in graph_def.node if node.name in needed)
+    return pruned
+
+
+def _copy(graph_def):
+    import tensorflow as tf
+
+    copy = tf.compat.v1.GraphDef()
+    copy.CopyFrom(graph_def)
+    return copy
+
+
+def freeze(forward, input_spec) -> FoldedGraph:
+    """Trace `forward` (a callable, float32 `[None, 48, 48, 1]` -> dict of tensors) for `input_spec` and
+    turn every variable it reads into a constant. Nothing folded yet (`folded == 0`)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    concrete = tf.function(forward).get_concrete_function(input_spec)
+    frozen = convert_variables_to_constants_v2(concrete)
+    (placeholder,) = frozen.inputs
+    names = tf.nest.pack_sequence_as(concrete.structured_outputs, [t.name for t in frozen.outputs])
+    return FoldedGraph(frozen.graph.as_graph_def(), placeholder.name, dict(names), 0)
+
+
+def fold_model(model) -> FoldedGraph:
+    """`model`'s inference graph (`model(images, training=False)`, outputs as `named_outputs`), frozen,
+    with its batch norms folded into the convolutions before them and pass-through nodes dropped."""
+    import tensorflow as tf
+
+    from va2att.config import INPUT_SIZE
+    from va2att.face_input import named_outputs
+
+    spec = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32, name=INPUT_NAME)
+    frozen = freeze(lambda images: named_outputs(model, model(images, training=False)), spec)
+    graph_def, folded = fold_batch_norms(frozen.graph_def)
+    outputs = set(frozen.output_tensors.values())
+    graph_def = drop_identities(graph_def, keep={_node_name(t) for t in outputs})
+    graph_def = prune(graph_def, outputs)
+    return FoldedGraph(graph_def, frozen.input_tensor, frozen.output_tensors, folded)
+
+
+def folded_forward(model):
+    """A concrete function `images -> {output name: float32 tensor}` computing `model`'s inference
+    outputs from its folded graph (`fold_model`). It holds no variables: the weights are constants
+    in its graph, as of this call. Call it inside a `tf.function` to serve it."""
+    return as_function(fold_model(model))
+
+
+def as_function(graph: FoldedGraph):
+    """The concrete function of a `FoldedGraph`: its input tensor in, its named outputs out."""
+    import tensorflow as tf
+
+    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph.graph_def, name=""), [])
+    fetches = {name: wrapped.graph.as_graph_element(tensor) for name, tensor in graph.output_tensors.items()}
+    return wrapped.prune(feeds=wrapped.graph.as_graph_element(graph.input_tensor), fetches=fetches)
+
+
+def batch_norms_after_convolutions(graph_def) -> int:
+    """How many batch norms in `graph_def` (and its function library) read a convolution's output
+    directly or through its `BiasAdd`: what `fold_batch_norms` removes (0 after folding)."""
+    count = 0
+    for nodes in [list(graph_def.node), *(list(f.node_def) for f in graph_def.library.function)]:
+        by_name = {node.name: node for node in nodes}
+        for node in nodes:
+            if node.op not in BATCH_NORM_OPS or node.attr["is_training"].b:
+                continue
+            producer = by_name.get(_node_name(node.input[0]))
+            if producer is not None and producer.op == "BiasAdd":
+                producer = by_name.get(_node_name(producer.input[0]))
+            count += producer is not None and producer.op in FOLDABLE_INPUTS
+    return count
