@@ -216,11 +216,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    report = run(args)
-    print(format_report(report))
-    common.write_report(args.json, report)
-    return 0
+    return common.run_script(parse_args, run, format_report, argv)
 
 
 if __name__ == "__main__":

@@ -242,3 +242,12 @@ def write_report(path, report: dict) -> None:
 
     write_json(path, report)
     print(f"wrote {path}")
+
+
+def run_script(parse_args, run, format_report, argv=None) -> int:
+    """A benchmark script's `main`: parse its arguments, run it, print the report, write `--json`."""
+    args = parse_args(argv)
+    report = run(args)
+    print(format_report(report))
+    write_report(args.json, report)
+    return 0
