@@ -28,7 +28,7 @@ NumPy in, NumPy out on every call. Also printed: the op counts of the va2att ser
 and after folding (`va2att.graph_ops`: as saved, and as run after TensorFlow's graph optimizer)
 and the largest difference between the Keras model and the SavedModel outputs.
 
-Goals (issue 17, goal 1): batch-1 latency no higher than the FER CNN's; batch-N throughput at least
+Targets: batch-1 latency no higher than the FER CNN's; batch-N throughput at least
 1.5x the FER CNN's.
 """
 
