@@ -211,6 +211,9 @@ def freeze(forward, input_spec) -> FoldedGraph:
     """Trace `forward` (a callable, float32 `[None, 48, 48, 1]` -> dict of tensors) for `input_spec` and
     turn every variable it reads into a constant. Nothing folded yet (`folded == 0`)."""
     import tensorflow as tf
+
+    # TensorFlow's own freezing tool; it lives in a non-public module (no public API does this in TF 2),
+    # so a TensorFlow release could move it: tests/test_folded_inference.py fails at once if it does.
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
