@@ -18,19 +18,12 @@ from skimage import data
 from va2att import predict as cli
 from va2att.config import EXPRESSION_NAMES, ModelConfig
 from va2att.data.images import from_array, read_image
+from va2att.face_detection import box_iou
 from va2att.predictor import FaceResult, Frame, ImageResult, Predictor
 
 ASTRONAUT_FACE = (180.0, 60.0, 85.0, 115.0)  # x, y, w, h: hairline to chin, ear to ear
 CAMERA_FACE = (195.0, 115.0, 60.0, 85.0)
 TINY = ModelConfig(width=8, level_dim=16, gru_units=8, dimensional_units=16, categorical_units=16)
-
-
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    return iw * ih / (aw * ah + bw * bh - iw * ih)
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +60,7 @@ def photos(tmp_path_factory):
 
 
 def check_face(face: FaceResult, true_box, num_classes=8):
-    assert iou(face.box, true_box) > 0.3, face.box
+    assert box_iou(face.box, true_box) > 0.3, face.box
     assert -1.0 <= face.valence <= 1.0 and -1.0 <= face.arousal <= 1.0
     assert len(face.landmarks) == 5
     x, y, w, h = face.box
@@ -233,8 +226,8 @@ def test_cli_folder_with_good_blank_and_corrupt_files(model_file, photos, tmp_pa
     assert by_name["blank.png"]["faces"] == [] and by_name["blank.png"]["note"] == "no face found"
     assert by_name["empty.png"]["error"] and by_name["text.jpg"]["error"]
     face = by_name["astronaut.png"]["faces"][0]
-    assert iou(face["box"], ASTRONAUT_FACE) > 0.3 and len(face["landmarks"]) == 5
-    assert iou(by_name["camera.png"]["faces"][0]["box"], CAMERA_FACE) > 0.3
+    assert box_iou(face["box"], ASTRONAUT_FACE) > 0.3 and len(face["landmarks"]) == 5
+    assert box_iou(by_name["camera.png"]["faces"][0]["box"], CAMERA_FACE) > 0.3
 
     with open(out / "r.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -292,7 +285,7 @@ def test_cli_video_gives_one_result_per_sampled_frame(model_file, tmp_path, caps
     assert [len(r["faces"]) for r in results] == [1, 1, 0, 1, 1]
     for r in results:
         for face in r["faces"]:
-            assert iou(face["box"], ASTRONAUT_FACE) > 0.3
+            assert box_iou(face["box"], ASTRONAUT_FACE) > 0.3
     assert len(list((tmp_path / "frames").glob("clip_f0000*_va.jpg"))) == 5
 
 

@@ -53,7 +53,7 @@ import tensorflow as tf
 from va2att import fileio
 from va2att.config import EXPRESSION_NAMES, FACE_SIZE, INPUT_SIZE
 from va2att.encoded_images import MAX_PIXELS, checked_faces
-from va2att.face_input import named_outputs
+from va2att.face_input import inference_forward
 from va2att.folded_inference import folded_forward
 from va2att.signature import (
     BYTES_ERROR,
@@ -101,15 +101,15 @@ def _metadata(model: keras.Model, outputs: dict, xla: bool = False) -> dict:
     shapes = {name: [None if d is None else int(d) for d in value.shape] for name, value in outputs.items()}
     num_classes = shapes["expression"][-1] if "expression" in shapes else None
     names = list(EXPRESSION_NAMES[:num_classes]) if num_classes and num_classes <= len(EXPRESSION_NAMES) else None
+    pixels = {IMAGE_INPUT: ["float32", [None, INPUT_SIZE, INPUT_SIZE, 1]]}  # serving_default and serving_xla
     return {
         "format": "va2att-saved-model",
         "model_class": type(model).__name__,
         "signatures": {
-            SERVING_DEFAULT: {"inputs": {IMAGE_INPUT: ["float32", [None, INPUT_SIZE, INPUT_SIZE, 1]]}},
+            SERVING_DEFAULT: {"inputs": pixels},
             SERVING_BYTES: {"inputs": {BYTES_INPUT: ["string", [None]]}, "error_output": BYTES_ERROR,
                             "max_pixels": MAX_PIXELS},
-            **({SERVING_XLA: {"inputs": {IMAGE_INPUT: ["float32", [None, INPUT_SIZE, INPUT_SIZE, 1]]},
-                              "needs": "--xla_cpu_compilation_enabled=true"}} if xla else {}),
+            **({SERVING_XLA: {"inputs": pixels, "needs": "--xla_cpu_compilation_enabled=true"}} if xla else {}),
         },
         "outputs": shapes,
         "num_classes": num_classes,
@@ -146,15 +146,6 @@ def _outputs_or_empty(forward, images, specs: dict) -> dict:
     return tf.cond(tf.shape(images)[0] > 0, run, empty)
 
 
-def _keras_forward(model: keras.Model):
-    """The Keras model's own inference graph, reading its variables."""
-
-    def forward(images):
-        return named_outputs(model, model(images, training=False))
-
-    return forward
-
-
 def _build_archive(model: keras.Model, provenance: dict | None = None, fold: bool = True,
                    xla: bool = False) -> tuple[keras.export.ExportArchive, dict]:
     archive = keras.export.ExportArchive()
@@ -163,13 +154,16 @@ def _build_archive(model: keras.Model, provenance: dict | None = None, fold: boo
         forward = folded_forward(model)  # the weights as constants, batch norms folded into convolutions
     else:
         archive.track(model)
-        forward = _keras_forward(model)
+        forward = inference_forward(model)  # the Keras model's own graph, reading its variables
     # Output shapes from a trace, not a run: the export itself never executes the model.
     traced = tf.function(forward).get_concrete_function(pixels_spec).structured_outputs
     specs = {name: tf.TensorSpec([None, *value.shape[1:]], tf.float32) for name, value in traced.items()}
 
-    def serve_pixels(image):
-        return _outputs_or_empty(forward, checked_pixels(image), specs)
+    def serve_pixels_with(network):
+        def serve_pixels(image):
+            return _outputs_or_empty(network, checked_pixels(image), specs)
+
+        return serve_pixels
 
     def serve_bytes(image_bytes):
         faces, errors = checked_faces(tf.ensure_shape(image_bytes, [None]))
@@ -180,17 +174,13 @@ def _build_archive(model: keras.Model, provenance: dict | None = None, fold: boo
         return {**outputs, BYTES_ERROR: errors}
 
     bytes_spec = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)
-    pixels_fn = archive.add_endpoint(SERVING_DEFAULT, serve_pixels, input_signature=[pixels_spec])
+    pixels_fn = archive.add_endpoint(SERVING_DEFAULT, serve_pixels_with(forward), input_signature=[pixels_spec])
     archive.add_endpoint(SERVING_BYTES, serve_bytes, input_signature=[bytes_spec])
     if xla:
         # The checks and the empty-batch cond stay outside the compiled function: XLA compiles the
         # network alone, once per batch size seen.
         compiled = tf.function(forward, jit_compile=True)
-
-        def serve_pixels_xla(image):
-            return _outputs_or_empty(compiled, checked_pixels(image), specs)
-
-        archive.add_endpoint(SERVING_XLA, serve_pixels_xla, input_signature=[pixels_spec])
+        archive.add_endpoint(SERVING_XLA, serve_pixels_with(compiled), input_signature=[pixels_spec])
     if provenance is not None:
         record = json.dumps(provenance, sort_keys=True)
 

@@ -141,6 +141,16 @@ def flip_average(model, crops, mirrors=None) -> dict[str, np.ndarray]:
     return averaged
 
 
+def inference_forward(model):
+    """`images -> model(images, training=False)` as `named_outputs`: the function every inference path
+    (export, folding, loading a `.keras` file) traces."""
+
+    def forward(images):
+        return named_outputs(model, model(images, training=False))
+
+    return forward
+
+
 def named_outputs(model, outputs) -> dict:
     """A Keras model's outputs as a dict of float32 tensors keyed by output name (TF).
 

@@ -32,7 +32,6 @@ import numpy as np
 
 FOLDABLE_INPUTS = ("Conv2D",)  # ops whose output channels a following batch norm can be folded into
 BATCH_NORM_OPS = ("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
-INPUT_NAME = "image"  # name of the frozen graph's input placeholder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,10 +230,11 @@ def fold_model(model) -> FoldedGraph:
     import tensorflow as tf
 
     from va2att.config import INPUT_SIZE
-    from va2att.face_input import named_outputs
+    from va2att.face_input import inference_forward
+    from va2att.signature import IMAGE_INPUT
 
-    spec = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32, name=INPUT_NAME)
-    frozen = freeze(lambda images: named_outputs(model, model(images, training=False)), spec)
+    spec = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32, name=IMAGE_INPUT)
+    frozen = freeze(inference_forward(model), spec)
     graph_def, folded = fold_batch_norms(frozen.graph_def)
     outputs = set(frozen.output_tensors.values())
     graph_def = drop_identities(graph_def, keep={_node_name(t) for t in outputs})

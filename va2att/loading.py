@@ -150,13 +150,10 @@ def load_keras_model(path: str | os.PathLike, compile: bool = False):
 def _from_keras(path: Path, batch_size: int) -> InferenceModel:
     import tensorflow as tf
 
-    from va2att.face_input import named_outputs
+    from va2att.face_input import inference_forward
 
     model = load_keras_model(path)
-
-    def forward(images):
-        return named_outputs(model, model(images, training=False))
-
+    forward = inference_forward(model)
     # One trace for every batch size (a fixed signature), unlike predict_on_batch.
     compiled = tf.function(forward, input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32)])
     specs = compiled.get_concrete_function().structured_outputs
