@@ -89,9 +89,11 @@ def test_folding_leaves_no_batch_norm_after_a_convolution(variant):
     # The same holds for the graph saved in the SavedModel (all its functions).
     assert folded_inference.batch_norms_after_convolutions(
         tf.saved_model.load(str(path)).signatures[SERVING_DEFAULT].graph.as_graph_def()) == 0
-    # Batch norms that follow something else (an addition: the pre-activation BN-ReLU) stay.
+    # Batch norms that follow something else (an addition: the pre-activation BN-ReLU) become a
+    # multiply and an add, or an add alone: no batch-norm kernel is left.
+    assert 0 < folded.scaled < sum(1 for w in model.weights if w.path.endswith("moving_mean"))
     saved = graph_ops.saved_op_counts(path)
-    assert 0 < saved["FusedBatchNormV3"] < sum(1 for w in model.weights if w.path.endswith("moving_mean"))
+    assert not any(op.startswith("FusedBatchNorm") for op in saved)
     assert export.cudnn_only_ops(path) == set()
 
 
@@ -109,8 +111,10 @@ def test_the_folded_export_runs_far_fewer_ops_than_the_keras_graph(tmp_path):
     # The input checks are still in the served graph.
     assert after["EnsureShape"] == 1 and after["CheckNumerics"] == 1
     saved_before, saved_after = graph_ops.saved_op_counts(keras_graph), graph_ops.saved_op_counts(folded)
-    assert saved_after["FusedBatchNormV3"] < saved_before["FusedBatchNormV3"]
-    assert saved_after["Conv2D"] == saved_before["Conv2D"]
+    assert saved_after["FusedBatchNormV3"] == 0 < saved_before["FusedBatchNormV3"]
+    # Every 1x1 convolution runs as a matrix product; the others stay convolutions.
+    rewritten = saved_after["MatMul"] - saved_before["MatMul"]
+    assert rewritten > 0 and saved_after["Conv2D"] + rewritten == saved_before["Conv2D"]
 
 
 def _run(graph_def, fetch, feed):
@@ -150,3 +154,81 @@ def test_fold_batch_norms_arithmetic_and_what_it_leaves_alone():
     feed = rng.uniform(0, 1, (2, 6, 6, 3)).astype("float32")
     for got, want in zip(_run(folded_def, fetch, feed), _run(graph_def, fetch, feed)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _constant(rng, *shape, low=None):
+    if low is not None:
+        return tf.constant(rng.uniform(low, 2.0, shape).astype("float32"))
+    return tf.constant(rng.normal(0, 1, shape).astype("float32"))
+
+
+def _inference_batch_norm(rng, y, name, gamma=None):
+    channels = y.shape[-1]
+    gamma = _constant(rng, channels, low=0.5) if gamma is None else tf.constant(gamma, tf.float32)
+    return tf.compat.v1.nn.fused_batch_norm(y, gamma, _constant(rng, channels), mean=_constant(rng, channels),
+                                            variance=_constant(rng, channels, low=0.5), epsilon=1e-3,
+                                            is_training=False, name=name)[0]
+
+
+def _same_outputs(graph_def, rewritten_def, fetch, rng):
+    feed = rng.uniform(-1, 1, (2, 6, 6, 3)).astype("float32")
+    for got, want in zip(_run(rewritten_def, fetch, feed), _run(graph_def, fetch, feed)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norms_become_scale_and_shift_and_the_scale_moves_into_the_next_convolutions():
+    rng = np.random.default_rng(5)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 6, 6, 3], name="x")
+        total = x + 1.0
+        # BN-ReLU feeding a 3x3 convolution, and through a max pool and a spatial mean a 1x1 one.
+        pre = tf.nn.relu(_inference_batch_norm(rng, total, "moved"))
+        direct = tf.nn.conv2d(pre, _constant(rng, 3, 3, 3, 4), 1, "SAME", name="direct")
+        pooled = tf.nn.max_pool2d(pre, 2, 2, "VALID")
+        pooled = tf.reduce_mean(pooled, axis=[1, 2], keepdims=True)
+        through = tf.nn.conv2d(pooled, _constant(rng, 1, 1, 3, 4), 1, "VALID", name="through")
+        # A negative scale, and a ReLU also read by an addition: the multiply stays.
+        negative = tf.nn.relu(_inference_batch_norm(rng, total, "negative", gamma=[1.0, -0.5, 2.0]))
+        tf.nn.conv2d(negative, _constant(rng, 3, 3, 3, 4), 1, "SAME", name="after_negative")
+        shared = tf.nn.relu(_inference_batch_norm(rng, total, "shared"))
+        tf.identity(tf.nn.conv2d(shared, _constant(rng, 3, 3, 3, 3), 1, "SAME") + shared, name="shared_out")
+    graph_def = graph.as_graph_def()
+    fetch = [direct.name, through.name, "after_negative:0", "shared_out:0"]
+
+    scaled_def, scaled = folded_inference.scale_and_shift_batch_norms(graph_def)
+    assert scaled == 3
+    ops = {node.name: node.op for node in scaled_def.node}
+    assert ops["moved"] == ops["negative"] == ops["shared"] == "BiasAdd"
+    assert not any(op.startswith("FusedBatchNorm") for op in ops.values())
+    _same_outputs(graph_def, scaled_def, fetch, rng)
+
+    moved_def, moved = folded_inference.scales_into_next_convolutions(scaled_def)
+    assert moved == 1
+    reads = {node.name: [folded_inference._node_name(r) for r in node.input] for node in moved_def.node}
+    ops = {node.name: node.op for node in moved_def.node}
+    assert ops[reads["moved"][0]] != "Mul"  # the add reads the batch norm's input directly
+    assert ops[reads["negative"][0]] == ops[reads["shared"][0]] == "Mul"
+    _same_outputs(graph_def, moved_def, fetch, rng)
+
+
+def test_pointwise_convolutions_run_as_matrix_products():
+    rng = np.random.default_rng(6)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 6, 6, 3], name="x")
+        fused = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, _constant(rng, 1, 1, 3, 5), 1, "SAME"),
+                                          _constant(rng, 5)), name="fused")
+        plain = tf.identity(tf.nn.conv2d(fused, _constant(rng, 1, 1, 5, 4), 1, "VALID") + 1.0, name="plain")
+        strided = tf.nn.conv2d(x, _constant(rng, 1, 1, 3, 4), 2, "VALID", name="strided")
+        spatial = tf.nn.conv2d(x, _constant(rng, 3, 3, 3, 4), 1, "SAME", name="spatial")
+    graph_def = graph.as_graph_def()
+    fetch = [fused.name, plain.name, strided.name, spatial.name]
+    rewritten_def, rewritten = folded_inference.pointwise_convolutions_as_matmuls(graph_def)
+    assert rewritten == 2
+    nodes = {node.name: node for node in rewritten_def.node}
+    assert nodes["fused"].op == "Reshape"  # the bias and the ReLU run before the reshape back
+    assert nodes[folded_inference._node_name(nodes["fused"].input[0])].op == "Relu"
+    assert nodes["strided"].op == nodes["spatial"].op == "Conv2D"
+    assert sum(node.op == "MatMul" for node in rewritten_def.node) == 2
+    _same_outputs(graph_def, rewritten_def, fetch, rng)
