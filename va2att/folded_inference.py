@@ -41,6 +41,7 @@ and TF Serving. The outputs equal the model's up to float rounding (tests/test_f
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 
@@ -122,6 +123,25 @@ def _data_format(node) -> bytes:
     return node.attr["data_format"].s or b"NHWC"
 
 
+def _inference_batch_norms(graph_def, consumers):
+    """The NHWC inference batch norms of `graph_def` whose batch-statistics outputs nothing reads."""
+    for bn in list(graph_def.node):
+        if bn.op not in BATCH_NORM_OPS or bn.attr["is_training"].b or _data_format(bn) != b"NHWC":
+            continue
+        if any(_output_index(ref) > 0 for _, ref in consumers.get(bn.name, []) if not ref.startswith("^")):
+            continue  # the batch statistics outputs are used: not an inference-only batch norm
+        yield bn
+
+
+def _batch_norm_affine(bn, nodes):
+    """`(s, t)` with `bn(x) = x * s + t` per channel, from its constant parameters; None if one is not constant."""
+    gamma, beta, mean, variance = (_constant_value(nodes, ref) for ref in bn.input[1:5])
+    if any(v is None for v in (gamma, beta, mean, variance)):
+        return None
+    scale = gamma.astype(np.float64) / np.sqrt(variance.astype(np.float64) + bn.attr["epsilon"].f)
+    return scale, beta - mean * scale
+
+
 def fold_batch_norms(graph_def):
     """`graph_def` with every inference batch norm that directly follows a convolution folded into it.
 
@@ -138,11 +158,7 @@ def fold_batch_norms(graph_def):
     nodes = {node.name: node for node in graph_def.node}
     consumers = _consumers(graph_def)
     folded = 0
-    for bn in list(graph_def.node):
-        if bn.op not in BATCH_NORM_OPS or bn.attr["is_training"].b or _data_format(bn) != b"NHWC":
-            continue
-        if any(_output_index(ref) > 0 for _, ref in consumers.get(bn.name, []) if not ref.startswith("^")):
-            continue  # the batch statistics outputs are used: not an inference-only batch norm
+    for bn in _inference_batch_norms(graph_def, consumers):
         producer = nodes.get(_node_name(bn.input[0]))
         bias_add, bias = None, None
         if producer is not None and producer.op == "BiasAdd" and _data_format(producer) == b"NHWC":
@@ -156,13 +172,11 @@ def fold_batch_norms(graph_def):
             continue  # e.g. a float16 convolution of a mixed-precision model: its kernel stays as it is
         if not _only_data_consumer(consumers, producer.name, bias_add or bn):
             continue
-        kernel = _constant_value(nodes, producer.input[1])
-        gamma, beta, mean, variance = (_constant_value(nodes, ref) for ref in bn.input[1:5])
-        if kernel is None or any(v is None for v in (gamma, beta, mean, variance)):
+        kernel, affine = _constant_value(nodes, producer.input[1]), _batch_norm_affine(bn, nodes)
+        if kernel is None or affine is None:
             continue
-        epsilon = bn.attr["epsilon"].f
-        scale = gamma.astype(np.float64) / np.sqrt(variance.astype(np.float64) + epsilon)
-        shift = beta - mean * scale + (0.0 if bias is None else bias * scale)
+        scale, shift = affine
+        shift = shift + (0.0 if bias is None else bias * scale)
         new_kernel = _const_node(graph_def, f"{bn.name}/folded_kernel", kernel * scale)
         new_bias = _const_node(graph_def, f"{bn.name}/folded_bias", shift)
         producer.input[1] = new_kernel.name
@@ -225,18 +239,11 @@ def scale_and_shift_batch_norms(graph_def):
     nodes = {node.name: node for node in graph_def.node}
     consumers = _consumers(graph_def)
     scaled = 0
-    for bn in list(graph_def.node):
-        if bn.op not in BATCH_NORM_OPS or bn.attr["is_training"].b or _data_format(bn) != b"NHWC":
+    for bn in _inference_batch_norms(graph_def, consumers):
+        affine = _batch_norm_affine(bn, nodes)
+        if bn.attr["T"].type != tf.float32.as_datatype_enum or affine is None:
             continue
-        if bn.attr["T"].type != tf.float32.as_datatype_enum:
-            continue
-        if any(_output_index(ref) > 0 for _, ref in consumers.get(bn.name, []) if not ref.startswith("^")):
-            continue
-        gamma, beta, mean, variance = (_constant_value(nodes, ref) for ref in bn.input[1:5])
-        if any(v is None for v in (gamma, beta, mean, variance)):
-            continue
-        scale = gamma.astype(np.float64) / np.sqrt(variance.astype(np.float64) + bn.attr["epsilon"].f)
-        shift = beta - mean * scale
+        scale, shift = affine
         scale_node = _const_node(graph_def, f"{bn.name}/scale", scale)
         shift_node = _const_node(graph_def, f"{bn.name}/shift", shift)
         control = [ref for ref in bn.input if ref.startswith("^")]
@@ -376,7 +383,7 @@ def pointwise_convolutions_as_matmuls(graph_def):
         _retype(conv, "MatMul", transpose_a=False, transpose_b=False)
         del conv.input[:]
         conv.input.extend([flat.name, matrix.name])
-        for previous, node in zip(chain, chain[1:]):
+        for previous, node in itertools.pairwise(chain):
             node.input[0] = previous.name
         _new_node(graph_def, output_name, "Reshape", [chain[-1].name, map_shape.name], Tshape=tf.int32.as_datatype_enum)
         rewritten += 1
