@@ -12,6 +12,7 @@ frame. Faces that newly enter the picture are found at the next full detection.
 
 from __future__ import annotations
 
+from va2att.checks import check_positive_int
 from va2att.data.images import RGBImage
 from va2att.face_detection import Detection, FaceDetector, box_iou
 
@@ -34,8 +35,7 @@ class FaceTracker:
 
     def __init__(self, detector: FaceDetector, *, detect_every: int = DETECT_EVERY, margin: float = 0.5,
                  track_face_width: int = 48):
-        if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 1:
-            raise ValueError(f"detect_every must be an integer >= 1. Received: detect_every={detect_every!r}")
+        check_positive_int("detect_every", detect_every)
         if margin <= 0 or track_face_width < detector.min_face_size:
             raise ValueError("margin must be > 0 and track_face_width at least the detector's min_face_size. "
                              f"Received: margin={margin!r}, track_face_width={track_face_width!r}")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from va2att.checks import check_positive_int
 from va2att.config import INPUT_SIZE
 from va2att.run_dir import RunDir
 from va2att.signature import SERVING_DEFAULT, ordered_names
@@ -77,8 +78,7 @@ class InferenceModel:
     """
 
     def __init__(self, predict_fn, outputs, num_classes, source, kind, batch_size=DEFAULT_BATCH_SIZE):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer. Received: batch_size={batch_size!r}")
+        check_positive_int("batch_size", batch_size)
         self._predict_fn = predict_fn
         self.outputs = tuple(outputs)
         self.num_classes = num_classes

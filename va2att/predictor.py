@@ -26,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from va2att.checks import check_positive_int
 from va2att.config import EXPRESSION_NAMES, FACE_SIZE
 from va2att.data.align import align_detection
 from va2att.data.images import ImageError, RGBImage, from_array, read_image
@@ -165,10 +166,8 @@ class Predictor:
         smallest_face: int | None = None,
         detect_every: int = DETECT_EVERY,
     ):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1. Received: batch_size={batch_size!r}.")
-        if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 1:
-            raise ValueError(f"detect_every must be an integer >= 1. Received: detect_every={detect_every!r}.")
+        check_positive_int("batch_size", batch_size)
+        check_positive_int("detect_every", detect_every)  # also for a detector without a tracker
         if not 0.0 <= float(min_confidence) <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1]. Received: min_confidence={min_confidence!r}.")
         if detector is not None and smallest_face is not None:

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from va2att.layers.utils import check_positive_int, clone_initializer
+from va2att.checks import check_positive_int
+from va2att.layers.utils import clone_initializer
 
 
 @keras.saving.register_keras_serializable(package="va2att")

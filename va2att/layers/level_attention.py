@@ -7,7 +7,7 @@ import math
 import keras
 from keras import ops
 
-from va2att.layers.utils import check_positive_int
+from va2att.checks import check_positive_int
 
 POOLINGS = ("flatten", "mean")
 

@@ -5,13 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from va2att.checks import check_positive_int
 from va2att.layers.residual_unit import ResidualUnit
-from va2att.layers.utils import (
-    check_positive_int,
-    clone_initializer,
-    make_batch_norm,
-    make_conv,
-)
+from va2att.layers.utils import clone_initializer, make_batch_norm, make_conv
 
 TRUNK_UNITS = 2  # residual units in the trunk branch (t = 2 in Wang et al. 2017)
 

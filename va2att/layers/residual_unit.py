@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from va2att.layers.utils import check_positive_int, make_batch_norm, make_conv
+from va2att.checks import check_positive_int
+from va2att.layers.utils import make_batch_norm, make_conv
 
 
 @keras.saving.register_keras_serializable(package="va2att")

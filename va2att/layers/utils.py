@@ -1,4 +1,4 @@
-"""Helpers shared by va2att's layers: argument checks, and the sublayers a layer owns (convolutions,
+"""Helpers shared by va2att's layers: the sublayers a layer owns (convolutions,
 batch normalisation), named from its prefix, with its initializer and dtype policy."""
 
 from __future__ import annotations
@@ -6,12 +6,6 @@ from __future__ import annotations
 import keras
 
 from va2att.layers.fused_batch_normalization import BN_MOMENTUM, FusedBatchNormalization
-
-
-def check_positive_int(name, value):
-    """Raise ValueError naming the argument unless `value` is an int >= 1 (bool excluded)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
 
 
 def clone_initializer(initializer):
