@@ -192,7 +192,7 @@ def fold_batch_norms(graph_def):
 
 
 def _retype(node, op: str, **attrs):
-    """Turn `node` into a float32 `op` with `attrs` (bool, int, bytes or int list values); inputs are kept."""
+    """Turn `node` into a float32 `op` with `attrs` (bool, bytes or DataType enum values); inputs are kept."""
     import tensorflow as tf
 
     node.op = op
