@@ -19,11 +19,11 @@ class PerImageStandardization(keras.layers.Layer):
 
     def call(self, x):
         x = ops.cast(x, "float32")
-        mean = ops.mean(x, axis=(1, 2, 3), keepdims=True)
-        variance = ops.mean(ops.square(x - mean), axis=(1, 2, 3), keepdims=True)
+        centred = x - ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        variance = ops.mean(ops.square(centred), axis=(1, 2, 3), keepdims=True)
         count = ops.cast(ops.prod(ops.shape(x)[1:]), "float32")
         floor = ops.rsqrt(count)
-        return ops.cast((x - mean) / ops.maximum(ops.sqrt(variance), floor), self.compute_dtype)
+        return ops.cast(centred / ops.maximum(ops.sqrt(variance), floor), self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
