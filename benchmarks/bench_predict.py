@@ -217,7 +217,7 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per row after a warm-up (default 5)")
     parser.add_argument("--quick", action="store_true", help="0.2 s per row and a small matmul peak (tests)")
@@ -225,15 +225,22 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds = min(args.seconds, 0.2)
+    return args
+
+
+def run_report(args) -> dict:
+    """`run` with the threads, the matmul peak and the system of the run added to its report."""
     threads = common.configure_threads(args.threads, args.inter_threads)
     peak = common.peak_or_none(args, quick=args.quick)
     report = run(args.seconds, quick=args.quick)
     report["matmul_peak"] = peak
     report["system"] = common.system_report()
     report["threads"] = threads
-    print(format_table(report))
-    common.write_report(args.json, report)
-    return 0
+    return report
+
+
+def main(argv=None) -> int:
+    return common.run_script(parse_args, run_report, format_table, argv)
 
 
 if __name__ == "__main__":
