@@ -70,3 +70,28 @@ def test_a_damaged_config_json_is_one_clear_error(tmp_path, content):
     (tmp_path / "config.json").write_text(content, encoding="latin-1")
     with pytest.raises(ValueError, match="config.json is damaged"):
         trainer.load_run_config(tmp_path)
+
+
+def test_a_run_trained_on_to_a_new_best_epoch_exports_it_as_a_new_version(tmp_path):
+    """`train.py --resume RUN --epochs N` on a finished run: the newest export (what TF Serving and
+    `load_inference_model(RUN)` take) is the new best model, and an unchanged best is not exported again."""
+    from va2att import fileio
+    from va2att.config import ModelConfig
+    from va2att.model import build_model
+    from va2att.run_dir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    build_model(ModelConfig(**TINY_MODEL)).save(run.best)
+    quiet = lambda *a: None
+    first = trainer._export_best(run, {"best_epoch": 10, "history": []}, quiet)
+    state = fileio.read_json(run.state)
+    assert first.name == "1" and state["export_epoch"] == 10
+
+    assert trainer._export_best(run, state, quiet, resumed_after=10) == first  # best unchanged: kept
+    second = trainer._export_best(run, dict(state, best_epoch=12), quiet, resumed_after=10)
+    assert second.name == "2" and fileio.read_json(run.state)["export_epoch"] == 12
+
+    legacy = {"best_epoch": 12, "export": "export/va2att/2", "history": []}  # a state from before export_epoch
+    assert trainer._export_best(run, legacy, quiet, resumed_after=12) == second
+    assert trainer._export_best(run, legacy, quiet, resumed_after=10).name == "3"  # the best came after the resume

@@ -132,6 +132,18 @@ def completed_epochs(run_dir) -> int:
         return 0
 
 
+def run_history(run_dir) -> list[dict]:
+    """The committed epochs' rows of the run in `run_dir` (state.json's "history"; empty when none)."""
+    run = RunDir(run_dir)
+    if not run.state.is_file():
+        return []
+    try:
+        history = fileio.read_json(run.state).get("history") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [row for row in history if isinstance(row, dict)]
+
+
 def start_run(cfg: RunConfig, run_dir, argv, log=print) -> RunDir:
     """Create the run folder and write config.json.
 
@@ -343,7 +355,7 @@ def _train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto"
 
         provenance = make_record(describe_data(cfg.data.data, prepared), checkpoint.state)
         fileio.write_json(run.root / PROVENANCE_FILE, provenance)
-        export_dir = _export_best(run, checkpoint.state, log, provenance)
+        export_dir = _export_best(run, checkpoint.state, log, provenance, resumed_after=initial_epoch)
     if multiworker:
         from va2att.multiworker import barrier
 
@@ -352,16 +364,24 @@ def _train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto"
                        checkpoint.state.get("best_mean_ccc"), last_logs, export_dir)
 
 
-def _export_best(run: RunDir, state: dict, log, provenance: dict | None = None) -> Path:
-    """Export the best model once per run; a resumed, already exported run keeps its export."""
+def _export_best(run: RunDir, state: dict, log, provenance: dict | None = None, resumed_after: int = 0) -> Path:
+    """Export the best model once per best epoch. A resumed run whose best epoch is exported keeps its
+    export; a run trained on to a new best (`train.py --resume RUN --epochs N`) gets a new version,
+    the one TF Serving and `load_inference_model(RUN)` take (the newest). A state written before
+    `export_epoch` was recorded counts its export as current unless the best epoch came after
+    `resumed_after`, the epoch this call resumed from."""
     from va2att.export import export_saved_model
     from va2att.loading import load_keras_model
 
-    if state.get("export") and (run.root / state["export"]).is_dir():
+    best_epoch = state.get("best_epoch")
+    exported_epoch = state.get("export_epoch")
+    if exported_epoch is None and best_epoch is not None and best_epoch <= resumed_after:
+        exported_epoch = best_epoch
+    if state.get("export") and (run.root / state["export"]).is_dir() and exported_epoch == best_epoch:
         return run.root / state["export"]
     best = load_keras_model(run.best)
     export_dir = export_saved_model(best, run.export_root, provenance=provenance)
-    state = dict(state, export=str(Path(export_dir).relative_to(run.root)))
+    state = dict(state, export=str(Path(export_dir).relative_to(run.root)), export_epoch=state.get("best_epoch"))
     fileio.write_json(run.state, state)
     log(f"Exported the best model (epoch {state.get('best_epoch')}) for TF Serving to {export_dir}")
     return Path(export_dir)
