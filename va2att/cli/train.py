@@ -99,6 +99,11 @@ def main(argv=None) -> int:
     if result.best_epoch:
         print(f"Best mean validation CCC {result.best_mean_ccc:.4f} at epoch {result.best_epoch}; "
               f"SavedModel: {result.export_dir}")
+    from va2att.trend import train_on_advice
+
+    advice = train_on_advice(trainer.run_history(result.run_dir), result.run_dir, result.epochs_done)
+    if advice:
+        print(advice)
     from va2att.provenance import is_synthetic, read_provenance
 
     if is_synthetic(read_provenance(result.run_dir)):
