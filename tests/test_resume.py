@@ -95,3 +95,14 @@ def test_a_run_trained_on_to_a_new_best_epoch_exports_it_as_a_new_version(tmp_pa
     legacy = {"best_epoch": 12, "export": "export/va2att/2", "history": []}  # a state from before export_epoch
     assert trainer._export_best(run, legacy, quiet, resumed_after=12) == second
     assert trainer._export_best(run, legacy, quiet, resumed_after=10).name == "3"  # the best came after the resume
+
+
+@pytest.mark.parametrize("content", ["[]", "\xff not json", '{"epoch": "x", "history": {}}', '{"history": [1, {"epoch": 1}]}'])
+def test_a_damaged_state_json_reads_as_no_progress(tmp_path, content):
+    from va2att.run_dir import RunDir
+
+    state = RunDir(tmp_path).state
+    state.parent.mkdir()
+    state.write_text(content, encoding="latin-1")
+    assert trainer.completed_epochs(tmp_path) == 0
+    assert trainer.run_history(tmp_path) == ([{"epoch": 1}] if content.startswith('{"history": [') else [])

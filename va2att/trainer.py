@@ -121,27 +121,30 @@ def build_compiled_model(cfg: RunConfig, adjacency=None):
     return model
 
 
-def completed_epochs(run_dir) -> int:
-    """Epochs the run in `run_dir` has committed (0 for a run that never finished one, or no run)."""
+def _committed_state(run_dir) -> dict:
+    """state.json of the run in `run_dir`; {} when there is none or it cannot be read."""
     run = RunDir(run_dir)
     if not run.state.is_file():
-        return 0
+        return {}
     try:
-        return int(fileio.read_json(run.state).get("epoch") or 0)
+        state = fileio.read_json(run.state)
     except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def completed_epochs(run_dir) -> int:
+    """Epochs the run in `run_dir` has committed (0 for a run that never finished one, or no run)."""
+    try:
+        return int(_committed_state(run_dir).get("epoch") or 0)
+    except (TypeError, ValueError):
         return 0
 
 
 def run_history(run_dir) -> list[dict]:
     """The committed epochs' rows of the run in `run_dir` (state.json's "history"; empty when none)."""
-    run = RunDir(run_dir)
-    if not run.state.is_file():
-        return []
-    try:
-        history = fileio.read_json(run.state).get("history") or []
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [row for row in history if isinstance(row, dict)]
+    history = _committed_state(run_dir).get("history")
+    return [row for row in history if isinstance(row, dict)] if isinstance(history, list) else []
 
 
 def start_run(cfg: RunConfig, run_dir, argv, log=print) -> RunDir:
