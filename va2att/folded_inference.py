@@ -108,14 +108,15 @@ def _only_data_consumer(consumers: dict, name: str, expected) -> bool:
         and _output_index(users[0][1]) == 0
 
 
-def _const_node(graph_def, name: str, value: np.ndarray):
+def _const_node(graph_def, name: str, value, dtype=np.float32):
+    """A `Const` node holding `value` as `dtype` (float32 unless given, e.g. int32 for a shape)."""
     import tensorflow as tf
 
     node = graph_def.node.add()
     node.name = name
     node.op = "Const"
-    node.attr["dtype"].type = tf.float32.as_datatype_enum
-    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(value.astype(np.float32)))
+    node.attr["dtype"].type = tf.as_dtype(dtype).as_datatype_enum
+    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.asarray(value, dtype)))
     return node
 
 
@@ -212,17 +213,6 @@ def _new_node(graph_def, name: str, op: str, inputs, **attrs):
     node.name = name
     node.input.extend(inputs)
     _retype(node, op, **attrs)
-    return node
-
-
-def _int32_node(graph_def, name: str, value):
-    import tensorflow as tf
-
-    node = graph_def.node.add()
-    node.name = name
-    node.op = "Const"
-    node.attr["dtype"].type = tf.int32.as_datatype_enum
-    node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.asarray(value, np.int32)))
     return node
 
 
@@ -372,8 +362,8 @@ def pointwise_convolutions_as_matmuls(graph_def):
                 break
             chain.append(user)
         name = conv.name
-        flat_shape = _int32_node(graph_def, f"{name}/flat_shape", [-1, kernel.shape[2]])
-        map_shape = _int32_node(graph_def, f"{name}/map_shape", [-1, *shape[1:]])
+        flat_shape = _const_node(graph_def, f"{name}/flat_shape", [-1, kernel.shape[2]], np.int32)
+        map_shape = _const_node(graph_def, f"{name}/map_shape", [-1, *shape[1:]], np.int32)
         flat = _new_node(graph_def, f"{name}/flat", "Reshape", [conv.input[0], flat_shape.name],
                          Tshape=tf.int32.as_datatype_enum)
         matrix = _const_node(graph_def, f"{name}/matrix", kernel[0, 0])
