@@ -9,8 +9,11 @@ The paper's recipe is 10 epochs. On AffectNet that is about 11,000 optimiser ste
 from __future__ import annotations
 
 import dataclasses
+import math
 import shlex
 from collections.abc import Sequence
+
+import numpy as np
 
 from va2att.config import TrainConfig
 
@@ -30,13 +33,6 @@ class Rise:
     def describe(self) -> str:
         values = ", ".join(f"{v:.3f}" for v in self.values)
         return f"{self.target} {values} (epochs {self.epochs[0]}-{self.epochs[-1]})"
-
-
-def _slope(values: Sequence[float]) -> float:
-    n = len(values)
-    mean_x, mean_y = (n - 1) / 2, sum(values) / n
-    num = sum((i - mean_x) * (v - mean_y) for i, v in enumerate(values))
-    return num / sum((i - mean_x) ** 2 for i in range(n))
 
 
 def still_rising(history: Sequence[dict], window: int = WINDOW, min_rise: float = MIN_RISE) -> list[Rise]:
@@ -60,15 +56,14 @@ def still_rising(history: Sequence[dict], window: int = WINDOW, min_rise: float 
     rising = []
     for target in TARGETS:
         key = f"val_{target}_ccc"
-        rows = [(int(row["epoch"]), float(row[key])) for row in history
-                if key in row and row[key] is not None and float(row[key]) == float(row[key])]
+        rows = [(int(row["epoch"]), float(row[key])) for row in history if row.get(key) is not None]
+        rows = [(epoch, value) for epoch, value in rows if not math.isnan(value)]
         if len(rows) < window:
             continue
-        values = [v for _, v in rows]
-        last = rows[-window:]
-        tail = [v for _, v in last]
-        if _slope(tail) * (window - 1) >= min_rise and values[-1] >= max(values):
-            rising.append(Rise(target, tuple(e for e, _ in last), tuple(tail)))
+        epochs, values = zip(*rows[-window:])
+        slope = np.polyfit(np.arange(window), values, 1)[0]  # least-squares line through the last epochs
+        if slope * (window - 1) >= min_rise and values[-1] >= max(value for _, value in rows):
+            rising.append(Rise(target, epochs, values))
     return rising
 
 
