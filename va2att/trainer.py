@@ -384,7 +384,7 @@ def _export_best(run: RunDir, state: dict, log, provenance: dict | None = None, 
         return run.root / state["export"]
     best = load_keras_model(run.best)
     export_dir = export_saved_model(best, run.export_root, provenance=provenance)
-    state = dict(state, export=str(Path(export_dir).relative_to(run.root)), export_epoch=state.get("best_epoch"))
+    state = dict(state, export=str(Path(export_dir).relative_to(run.root)), export_epoch=best_epoch)
     fileio.write_json(run.state, state)
-    log(f"Exported the best model (epoch {state.get('best_epoch')}) for TF Serving to {export_dir}")
+    log(f"Exported the best model (epoch {best_epoch}) for TF Serving to {export_dir}")
     return Path(export_dir)
