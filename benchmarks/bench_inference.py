@@ -165,7 +165,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--blocks", type=int, default=2, choices=[0, 1, 2, 3])
     parser.add_argument("--head", default="2mt")
-    parser.add_argument("--width", type=int, default=None, help="model.width (default: the config's, 32)")
+    parser.add_argument("--width", type=int, default=None, help="model.width (default: the config's)")
     parser.add_argument("--batch-size", type=int, default=256, help="batch of the throughput figure (default 256)")
     parser.add_argument("--calls", type=int, default=None, help="timed batch-1 calls per path (default 300; 10 with --quick)")
     parser.add_argument("--batch-calls", type=int, default=None,

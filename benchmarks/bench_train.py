@@ -167,7 +167,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=None, help="images per step (default 256; 16 with --quick)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per model (default 10; 2 with --quick)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2; 1 with --quick)")
-    parser.add_argument("--width", type=int, default=None, help="model.width (default: the config's, 32)")
+    parser.add_argument("--width", type=int, default=None, help="model.width (default: the config's)")
     parser.add_argument("--jit", action="store_true", help="compile the train step with XLA (train.jit_compile)")
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 policy (train.mixed_precision)")
     parser.add_argument("--no-metrics", action="store_true", help="compile without the streaming metrics")

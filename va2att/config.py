@@ -64,7 +64,7 @@ class ModelConfig:
     blocks_add_depth: bool = True  # a stage without a block has no trunk units (the paper's Table 2); false: trunk kept
     second_level: bool = True  # BiGRU + dot-product self-attention over the level vectors; off = GAP of the last stage
     head: str = "2mt"  # a key of va2att.heads.HEADS: 2mt (two-stage multi-task), mt (V+A only), gcn (Emotion-GCN), single-valence, single-arousal
-    width: int = 32  # base channels; the three stages use width, 2*width, 4*width
+    width: int = 128  # base channels; the stages use width, 2*width, 4*width (128/256/512: ResAttNet's small-input widths)
     level_dim: int = 128  # D: channels of the 1x1 conv that turns each stage into a level vector
     gru_units: int = 64  # units per direction of the bidirectional GRU
     attention_pooling: str = "flatten"  # how the attended level sequence becomes z: flatten or mean
@@ -168,6 +168,7 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: bool = False  # float16 compute (useful on GPUs only)
     jit_compile: bool = False  # XLA compilation of the train step
+    precise_bn_samples: int = 8192  # before each validation, batch-norm statistics recomputed over this many training faces (va2att.precise_batch_norm); 0 = moving averages
     steps_per_execution: int = 1  # train steps per call of the compiled step (fewer Python round trips per step)
     strategy: str = "auto"  # tf.distribute strategy: auto, one, mirrored, multiworker
 
@@ -190,6 +191,7 @@ class TrainConfig:
         _check_int("train.seed", self.seed, 0)
         _check_bool("train.mixed_precision", self.mixed_precision)
         _check_bool("train.jit_compile", self.jit_compile)
+        _check_int("train.precise_bn_samples", self.precise_bn_samples, 0)
         _check_int("train.steps_per_execution", self.steps_per_execution, 1)
         _check_choice("train.strategy", self.strategy, STRATEGIES)
 
@@ -208,7 +210,7 @@ SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 # Fields whose default changed, with the value that a config saved before the field existed meant.
 # A saved config (config.json, a .keras file's model config) that lacks one of them is read with this
 # value, not the new default, so an older run resumes and an older model predicts as it was trained.
-LEGACY_VALUES = {"model": {"input_normalization": "rescale"}}
+LEGACY_VALUES = {"model": {"input_normalization": "rescale"}, "train": {"precise_bn_samples": 0}}
 
 
 def with_legacy_values(section: str, values: dict) -> dict:

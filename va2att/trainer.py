@@ -323,6 +323,9 @@ def _train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto"
         from va2att.callbacks import DataEpoch
 
         callbacks.insert(0, DataEpoch(data_epoch))
+    precise_bn = _precise_batch_norm(cfg, train_ds, single=data_epoch is not None, log=log)
+    if precise_bn is not None:
+        callbacks.insert(0, precise_bn)
     if chief:
         from va2att import tensorboard_figures as board
 
@@ -365,6 +368,22 @@ def _train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto"
         barrier(strategy)  # no worker leaves before the chief has exported
     return TrainResult(run.root, checkpoint.state["epoch"], checkpoint.state.get("best_epoch"),
                        checkpoint.state.get("best_mean_ccc"), last_logs, export_dir)
+
+
+def _precise_batch_norm(cfg: RunConfig, train_ds, single: bool, log):
+    """The callback that recomputes batch-norm statistics before each validation, or None.
+
+    `single`: one process, one replica. With several replicas the statistics would have to be
+    gathered across them; the moving averages are kept there, and the log says so."""
+    from va2att.precise_batch_norm import PreciseBatchNorm, batches_for
+
+    batches = batches_for(cfg.train.precise_bn_samples, cfg.data.batch_size)
+    if not batches:
+        return None
+    if not single:
+        log("Batch-norm statistics: moving averages (train.precise_bn_samples applies to one replica only).")
+        return None
+    return PreciseBatchNorm(train_ds, batches)
 
 
 def _export_best(run: RunDir, state: dict, log, provenance: dict | None = None, resumed_after: int = 0) -> Path:
