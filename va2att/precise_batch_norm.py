@@ -2,15 +2,15 @@
 
 A BatchNormalization layer normalises with its batch's statistics while training and with its
 moving mean and variance at inference. The moving values are an exponential average over training
-steps, so they mix the statistics of the weights of the last few dozen steps. When the weights still
-move fast (the paper's lr 1e-3 on a set of a few thousand faces is 11 steps an epoch) those values
-no longer match the network they are used with: validation CCC then swings by 0.1-0.3 from one
-epoch to the next while the training loss falls smoothly, and the epoch chosen as best, the
-checkpoint and the export carry the mismatch (docs/reproducing.md measures it).
+steps (momentum 0.9), so they mix the statistics of the weights of the last ten to twenty steps.
+While the weights still move fast (the paper's lr 1e-3; 11 steps an epoch on a set of 3,000 faces)
+those values do not match the network they are used with: validation CCC then swings by 0.1-0.3
+from one epoch to the next while the training loss falls smoothly, and the epoch chosen as best,
+the checkpoint and the export carry the mismatch (docs/architecture.md, "Batch-norm statistics").
 
 `recompute_batch_norm_statistics` replaces them with the average over a number of training batches
 of each layer's batch mean and variance, computed with the weights as they are now (Wu & Johnson
-2021, "Rethinking 'Batch' in BatchNorm", https://arxiv.org/abs/2105.07576, section 3: "precise BN").
+2021, "Rethinking 'Batch' in BatchNorm", https://arxiv.org/abs/2105.07576: "precise BN").
 The trainer does this before each validation (`PreciseBatchNorm`), so the validation scores, the
 best model, every checkpoint and the export use statistics of the network they belong to.
 Training itself is unchanged: it normalises with each batch's own statistics either way.
