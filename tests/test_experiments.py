@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from va2att.config import to_dict
+from va2att.config import ModelConfig, to_dict
 from va2att.experiments import runner
 from va2att.experiments.__main__ import parse
 from va2att.experiments.tables import TABLES, run_config
@@ -39,7 +39,7 @@ def test_every_variant_builds_a_valid_config_and_a_documented_table(name):
             for smoke in (False, True):
                 cfg = run_config(variant, part, data="demo", seed=3, smoke=smoke)
                 assert cfg.train.seed == 3
-                assert cfg.model.width == (8 if smoke else 32)
+                assert cfg.model.width == (8 if smoke else ModelConfig().width)
                 assert cfg.train.epochs == (2 if smoke else 10)
     assert len(slugs) == sum(len(v.runs()) for v in table.trained())  # one folder per run
 

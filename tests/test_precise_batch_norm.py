@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import TINY_MODEL
 
 from va2att import precise_batch_norm, trainer
@@ -45,8 +46,8 @@ def test_recomputed_statistics_make_inference_match_training_mode_on_the_same_fa
 
     assert precise_batch_norm.recompute_batch_norm_statistics(model, [x], batches=1) == 1
     precise = {k: np.asarray(v) for k, v in model(x, training=False).items()}
-    for k in trained:  # equal up to the unbiased (N-1) variance the statistics keep
-        np.testing.assert_allclose(precise[k], trained[k], atol=0.02, err_msg=k)
+    for k, value in trained.items():  # equal up to the unbiased (N-1) variance the statistics keep
+        np.testing.assert_allclose(precise[k], value, atol=0.02, err_msg=k)
 
 
 def test_nothing_changes_without_batches():
@@ -90,11 +91,12 @@ def test_training_recomputes_before_every_validation(prepared, tmp_path, monkeyp
     trainer.train(run.root, verbose=0, log=lambda *a: None)
     assert calls == [2, 2]  # 16 faces = 2 batches of 8, once per epoch
 
-    calls.clear()
-    off = apply_overrides(cfg, ["train.precise_bn_samples=0"])
-    run = trainer.start_run(off, tmp_path / "off", ["test"])
-    trainer.train(run.root, verbose=0, log=lambda *a: None)
-    assert calls == []
+
+def test_the_trainer_adds_the_callback_only_when_it_applies():
+    cfg = apply_overrides(RunConfig(), ["train.precise_bn_samples=16", "data.batch_size=8"])
+    dataset = tf.data.Dataset.from_tensors((np.zeros((8, 48, 48, 1), "float32"), {}))
+    callback = trainer._precise_batch_norm(cfg, dataset, single=True, log=print)
+    assert isinstance(callback, precise_batch_norm.PreciseBatchNorm) and callback.batches == 2
 
 
 def test_several_replicas_keep_the_moving_averages_and_say_so():
