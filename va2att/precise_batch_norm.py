@@ -18,6 +18,7 @@ Training itself is unchanged: it normalises with each batch's own statistics eit
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import keras
@@ -56,7 +57,7 @@ def recompute_batch_norm_statistics(model, images, batches: int, forward=None) -
     try:
         for layer in layers:  # with momentum 0 a training-mode call leaves the batch's own statistics
             layer.momentum = 0.0
-        for x in _take(images, batches):
+        for x in itertools.islice(images, batches):
             forward(x)
             for k, layer in enumerate(layers):
                 means[k] += keras.ops.convert_to_numpy(layer.moving_mean)
@@ -78,15 +79,6 @@ def _forward(model):
     return tf.function(lambda x: model(x, training=True), reduce_retracing=True)
 
 
-def _take(images, batches):
-    take = getattr(images, "take", None)
-    iterable = take(batches) if callable(take) else images
-    for k, x in enumerate(iterable):
-        if k >= batches:
-            return
-        yield x
-
-
 class PreciseBatchNorm(keras.callbacks.Callback):
     """Before each validation of `model.fit`, recompute the batch-norm statistics on training batches.
 
@@ -103,9 +95,8 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         self.images = train_ds.map(lambda x, *_: x)
         self.batches = batches
         self.forward = None
-        self.last_count = 0
 
     def on_test_begin(self, logs=None):
         if self.forward is None:
             self.forward = _forward(self.model)
-        self.last_count = recompute_batch_norm_statistics(self.model, self.images, self.batches, self.forward)
+        recompute_batch_norm_statistics(self.model, self.images, self.batches, self.forward)
