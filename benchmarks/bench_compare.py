@@ -6,7 +6,7 @@
 
 Rows, every one a SavedModel written to a temporary folder, loaded with `tf.saved_model.load` and
 called through its serving function, random weights (the cost does not depend on them):
-  - va2att: the default model exported by `va2att.export.export_saved_model` (folded inference
+  - va2att: the default model exported by `va2att.serving.export.export_saved_model` (folded inference
     graph), `serving_default` on float32 `[N, 48, 48, 1]`;
   - va2att serving_xla: the optional XLA-compiled signature of the same export (`xla=True`; TF
     Serving needs `--xla_cpu_compilation_enabled=true` for it, so it is never the default);
@@ -25,7 +25,7 @@ Timing: `--rounds` interleaved rounds; in each, every row runs `--calls` calls a
 median ms per call; batch N: N / median call time (images/s). Ratios are against va2att: latency
 ratio = their ms / our ms (> 1: we answer sooner), throughput ratio = our images/s / theirs.
 NumPy in, NumPy out on every call. Also printed: the op counts of the va2att serving graph before
-and after folding (`va2att.graph_ops`: as saved, and as run after TensorFlow's graph optimizer)
+and after folding (`va2att.serving.graph_ops`: as saved, and as run after TensorFlow's graph optimizer)
 and the largest difference between the Keras model and the SavedModel outputs.
 
 Targets: batch-1 latency no higher than the FER CNN's; batch-N throughput at least
@@ -127,11 +127,11 @@ def build_rows(args, folder: Path) -> tuple[dict, dict]:
     import numpy as np
     import tensorflow as tf
 
-    from va2att import graph_ops
     from va2att.config import INPUT_SIZE, ModelConfig
-    from va2att.export import export_saved_model
-    from va2att.model import build_model
-    from va2att.signature import IMAGE_INPUT, SERVING_DEFAULT, SERVING_XLA
+    from va2att.model.network import build_model
+    from va2att.serving import graph_ops
+    from va2att.serving.export import export_saved_model
+    from va2att.serving.signature import IMAGE_INPUT, SERVING_DEFAULT, SERVING_XLA
 
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)

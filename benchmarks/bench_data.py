@@ -5,7 +5,7 @@
 
 Rows:
   - synthetic generation: `synthetic.generate` (all cores), faces/s;
-  - prepare, landmarks: `prepare.process_rows` (read JPEG + parse landmarks + align) in this
+  - prepare, landmarks: `preparation.process_rows` (read JPEG + parse landmarks + align) in this
     process, i.e. faces/s per core (target >= 300); CPU-time rate alongside, since a shared
     machine inflates wall time;
   - prepare, MTCNN: the same rows with landmarks and boxes removed, so every face is detected;
@@ -58,7 +58,7 @@ def _rate(fn, items):
 
 
 def bench_prepare(root, n_rows, n_mtcnn):
-    from va2att.data.prepare import process_rows
+    from va2att.data.preparation import process_rows
 
     rows = _rows(root, n_rows)
     process_rows(str(root), rows[:20])  # warm-up (imports)
@@ -98,7 +98,7 @@ def bench_model(steps=6, batch=256, overrides=None):
     import tensorflow as tf
 
     from va2att.config import ModelConfig
-    from va2att.model import build_model
+    from va2att.model.network import build_model
 
     cfg = ModelConfig(**(overrides or {}))
     model = build_model(cfg)
@@ -135,7 +135,8 @@ def main(argv=None) -> int:
     threads = common.configure_threads(args.threads, args.inter_threads)
     batch = 16 if args.quick else 256
 
-    from va2att.data import prepare, synthetic
+    from va2att.data import preparation
+    from va2att.data.synthetic import affectnet as synthetic
 
     results = {"machine": {"cpus": synthetic.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}}
     results["matmul_peak"] = common.peak_or_none(args, quick=args.quick)
@@ -149,7 +150,7 @@ def main(argv=None) -> int:
                                              "per_s": round((args.train + args.val) / wall, 1)}
         results.update(bench_prepare(root, args.rows, args.mtcnn_rows))
         t = time.perf_counter()
-        report = prepare.prepare(root, Path(tmp) / "prepared", progress=False)
+        report = preparation.prepare(root, Path(tmp) / "prepared", progress=False)
         results["prepare_all_cores"] = {"items": report["written"], "wall_s": round(time.perf_counter() - t, 2),
                                         "per_s": round(report["written"] / (time.perf_counter() - t), 1)}
         results["pipeline"] = bench_pipeline(Path(tmp) / "prepared", batch=batch)

@@ -7,8 +7,8 @@
 
 Made for a GPU machine (the target, >= 20,000 images/s, is 10 AffectNet-sized epochs in under 3
 minutes); it runs anywhere. Steps, each timed:
-  1. data: without --data, `--faces` synthetic faces (`va2att.data.synthetic.generate`, all cores)
-     prepared into shards (`va2att.data.prepare.prepare`, all cores), as `train.py` would read them;
+  1. data: without --data, `--faces` synthetic faces (`va2att.data.synthetic.affectnet.generate`, all cores)
+     prepared into shards (`va2att.data.preparation.prepare`, all cores), as `train.py` would read them;
   2. pipeline: `make_dataset(training=True)` (the trainer's: shuffle, random crop and flip, batch)
      alone, a first pass (read, parse, fill the cache) and then cached passes, images/s;
   3. training: for every mode × steps_per_execution × strategy, the model `train.py` builds
@@ -44,7 +44,8 @@ QUICK_MODEL = {"blocks": 0, "width": 8, "level_dim": 16, "gru_units": 8, "dimens
 
 def make_data(folder: Path, faces: int, seed: int = 0) -> tuple[Path, dict]:
     """`faces` synthetic training faces (and a tenth as many for validation) prepared into shards."""
-    from va2att.data import prepare, synthetic
+    from va2att.data import preparation
+    from va2att.data.synthetic import affectnet as synthetic
 
     rows = {}
     start = time.perf_counter()
@@ -52,7 +53,7 @@ def make_data(folder: Path, faces: int, seed: int = 0) -> tuple[Path, dict]:
     made = faces + max(1, faces // 10)
     rows["generate"] = _rate(made, time.perf_counter() - start)
     start = time.perf_counter()
-    report = prepare.prepare(root, folder / "prepared", progress=False)
+    report = preparation.prepare(root, folder / "prepared", progress=False)
     rows["prepare"] = _rate(int(report["written"]), time.perf_counter() - start)
     return folder / "prepared", rows
 
@@ -85,10 +86,10 @@ def training_rate(prepared: Path, model_overrides: dict, *, batch_size: int, ste
     """Training images/s of `fit` on the real pipeline: batch × steps / the second epoch's wall time."""
     import keras
 
-    from va2att import distribute
     from va2att.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from va2att.data.pipeline import make_dataset
-    from va2att.trainer import build_compiled_model, only_model_targets
+    from va2att.training import distribute
+    from va2att.training.trainer import build_compiled_model, only_model_targets
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)

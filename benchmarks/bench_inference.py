@@ -7,17 +7,17 @@
 Rows (a freshly built model with the default config unless --width/--blocks/--head; untrained
 weights, which do not change the cost):
   - keras tf.function: `model(x, training=False)` inside one `tf.function` with a `[None, 48, 48, 1]`
-    signature (one trace for every batch size) — the fast path, and what `va2att.loading` uses for
+    signature (one trace for every batch size) — the fast path, and what `va2att.serving.loading` uses for
     `.keras` files;
   - keras predict_on_batch: Keras's own batch call, for comparison (it re-enters Keras's predict
     machinery on every call);
-  - SavedModel serving_default: the model exported with `va2att.export.export_saved_model` into a
+  - SavedModel serving_default: the model exported with `va2att.serving.export.export_saved_model` into a
     temporary folder, loaded with `tf.saved_model.load` and called through its `serving_default`
-    signature, as TF Serving and `va2att.loading` do;
+    signature, as TF Serving and `va2att.serving.loading` do;
   - with --jit, also the tf.function compiled with XLA (`jit_compile=True`).
 Every call takes a NumPy batch and returns NumPy outputs (conversion included). Latency: median
 (and 10th/90th percentile) of `--calls` calls at batch 1. Throughput: batch 256 / median call time
-over `--batch-calls` calls. FLOPs: `va2att.flops.count_flops` (forward, TF profiler); achieved
+over `--batch-calls` calls. FLOPs: `va2att.model.flops.count_flops` (forward, TF profiler); achieved
 GFLOP/s = faces/s x forward FLOPs, as a fraction of the float32 matmul peak measured in the same
 process (benchmarks/common.py).
 
@@ -45,7 +45,7 @@ def _paths(model, export_dir: Path, jit: bool) -> dict:
     import tensorflow as tf
 
     from va2att.config import INPUT_SIZE
-    from va2att.export import export_saved_model
+    from va2att.serving.export import export_saved_model
 
     spec = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32)
 
@@ -73,8 +73,8 @@ def run(args) -> dict:
     import numpy as np
 
     from va2att.config import INPUT_SIZE, ModelConfig
-    from va2att.flops import count_flops
-    from va2att.model import build_model
+    from va2att.model.flops import count_flops
+    from va2att.model.network import build_model
 
     threads = common.configure_threads(args.threads, args.inter_threads)
     overrides = dict(QUICK_MODEL) if args.quick else {}

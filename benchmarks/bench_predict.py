@@ -83,7 +83,7 @@ def recall_table(detectors: dict) -> dict:
     """{setting: {photo: {"found", "expected", "extra"}}} over face_photos.recall_photos()."""
     import face_photos
 
-    from va2att.data.images import from_array
+    from va2att.faces.images import from_array
 
     photos = face_photos.recall_photos()
     table = {}
@@ -104,12 +104,12 @@ def run(seconds: float, quick: bool = False) -> dict:
     from skimage import data
 
     from va2att.config import INPUT_SIZE, ModelConfig
-    from va2att.data.align import align_detection
-    from va2att.data.images import from_array
-    from va2att.face_detection import FaceDetector
-    from va2att.loading import load_inference_model
-    from va2att.model import build_model
-    from va2att.predictor import Frame, Predictor
+    from va2att.faces.align import align_detection
+    from va2att.faces.detection import FaceDetector
+    from va2att.faces.images import from_array
+    from va2att.model.network import build_model
+    from va2att.prediction.predictor import Frame, Predictor
+    from va2att.serving.loading import load_inference_model
 
     names = QUICK_DETECTORS if quick else tuple(DETECTORS)
     detectors = {name: FaceDetector(**DETECTORS[name][0]) for name in names}

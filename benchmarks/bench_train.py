@@ -5,13 +5,13 @@
     python benchmarks/bench_train.py --quick          # tiny network and batch: checks the script runs
 
 One row per number of attention blocks (head `2mt` unless --head): the model `train.py` builds
-(`va2att.trainer.build_compiled_model`: RMSprop, the config's losses and the streaming metrics;
---no-metrics drops the metrics, as `va2att.flops.benchmark_training` does), trained with `fit` on one
+(`va2att.training.trainer.build_compiled_model`: RMSprop, the config's losses and the streaming metrics;
+--no-metrics drops the metrics, as `va2att.model.flops.benchmark_training` does), trained with `fit` on one
 cached random batch repeated, so the input pipeline costs nothing here (benchmarks/bench_data.py
 measures it). Each step is timed on its own; images/s is batch / median step time after the
 warm-up steps (the first traces the graph), which a short burst of other load barely moves.
 
-FLOPs: forward FLOPs per image from `va2att.flops.count_flops` (TF profiler, 1 multiply-add = 2
+FLOPs: forward FLOPs per image from `va2att.model.flops.count_flops` (TF profiler, 1 multiply-add = 2
 FLOPs); a training step is counted as 3x the forward pass (forward, plus a backward pass that
 computes gradients for activations and for weights, each about one forward's worth). Achieved
 GFLOP/s = images/s x 3 x forward FLOPs, reported as a fraction of the float32 matmul peak measured
@@ -40,9 +40,9 @@ def time_training(model_cfg, batch_size: int, steps: int, warmup: int, *, jit: b
     import tensorflow as tf
 
     from va2att.config import RunConfig, TrainConfig
-    from va2att.flops import count_flops, random_batch
-    from va2att.losses import compile_args
-    from va2att.trainer import _optimizer, build_compiled_model
+    from va2att.model.flops import count_flops, random_batch
+    from va2att.model.losses import compile_args
+    from va2att.training.trainer import _optimizer, build_compiled_model
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
@@ -54,7 +54,7 @@ def time_training(model_cfg, batch_size: int, steps: int, warmup: int, *, jit: b
         if metrics:
             model = build_compiled_model(cfg)
         else:
-            from va2att.model import build_model
+            from va2att.model.network import build_model
 
             model = build_model(model_cfg)
             model.compile(optimizer=_optimizer(cfg), jit_compile=jit, **compile_args(model_cfg))
@@ -133,7 +133,7 @@ def run(args) -> dict:
             "quick": args.quick,
             "model_overrides": base,
         },
-        "flops_rule": (f"train FLOPs = {TRAIN_FLOPS_FACTOR} x forward FLOPs (va2att.flops.count_flops, "
+        "flops_rule": (f"train FLOPs = {TRAIN_FLOPS_FACTOR} x forward FLOPs (va2att.model.flops.count_flops, "
                        "TF profiler, 1 multiply-add = 2 FLOPs); images/s from the median step time"),
         "rows": rows,
     }

@@ -238,7 +238,7 @@ def write_report(path, report: dict) -> None:
     """Write `report` as JSON to `path` atomically (a temporary file renamed into place)."""
     if path is None:
         return
-    from va2att.fileio import write_json
+    from va2att.util.fileio import write_json
 
     write_json(path, report)
     print(f"wrote {path}")

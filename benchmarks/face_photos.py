@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from va2att.face_detection import box_iou
+from va2att.faces.detection import box_iou
 
 ASTRONAUT_FACE = (180.0, 60.0, 85.0, 115.0)  # x, y, w, h: hairline to chin, ear to ear
 CAMERA_FACE = (195.0, 115.0, 60.0, 85.0)

@@ -32,11 +32,12 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory):
     """A small prepared synthetic set (40 training, 12 validation faces), made in seconds."""
-    from va2att.data import prepare, synthetic
+    from va2att.data import preparation
+    from va2att.data.synthetic import affectnet as synthetic
 
     base = tmp_path_factory.mktemp("prepared")
     root = synthetic.generate(base / "raw", train=40, val=12, seed=5, workers=1)
-    prepare.prepare(root, base / "prepared", workers=1, shard_size=16, progress=False)
+    preparation.prepare(root, base / "prepared", workers=1, shard_size=16, progress=False)
     return base / "prepared"
 
 

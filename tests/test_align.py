@@ -1,11 +1,11 @@
-"""va2att.data.align: template geometry, 68 -> 5 points, box fallback, MTCNN conventions."""
+"""va2att.faces.align: template geometry, 68 -> 5 points, box fallback, MTCNN conventions."""
 
 import numpy as np
 import pytest
 
 from va2att.config import FACE_SIZE
-from va2att.data import align
-from va2att.data.align import (
+from va2att.faces import align
+from va2att.faces.align import (
     TEMPLATE_5,
     Detection,
     align_any,
@@ -15,7 +15,7 @@ from va2att.data.align import (
     five_points_from_68,
     similarity_transform,
 )
-from va2att.data.images import ImageError, RGBImage, from_array
+from va2att.faces.images import ImageError, RGBImage, from_array
 
 
 def _blob_image(points, shape, sigma):

@@ -2,7 +2,7 @@
 
 import io
 
-from va2att.console import EpochConsole, epoch_line, plural
+from va2att.training.console import EpochConsole, epoch_line, plural
 
 LOGS = {f"{p}{o}_{m}": 0.5 for p in ("", "val_") for o in ("valence", "arousal") for m in ("ccc", "rmse", "pcc", "sagr")}
 LOGS.update(loss=1.25, val_loss=1.5, expression_accuracy=0.4, val_expression_accuracy=0.375, lr=1e-3)

@@ -7,23 +7,19 @@ import numpy as np
 import pytest
 from conftest import TINY_MODEL, Probe
 
-from va2att import metrics
 from va2att.config import EXPRESSION_NAMES, DataConfig
-from va2att.data import (
-    affwild2,
-    pipeline,
-    prepare,
-    synthetic_affectnet_npy,
-    synthetic_affwild2,
-)
+from va2att.data import affwild2, pipeline, preparation
 from va2att.data.records import feature_spec
+from va2att.data.synthetic import affectnet_npy as synthetic_affectnet_npy
+from va2att.data.synthetic import affwild2 as synthetic_affwild2
+from va2att.model import metrics
 
 
 @pytest.fixture(scope="module")
 def affwild2_set(tmp_path_factory):
     base = tmp_path_factory.mktemp("affwild2")
     planted = synthetic_affwild2.generate(base / "raw", videos=3, val_videos=1, frames=20, seed=1)
-    report = prepare.prepare(base / "raw", base / "prepared", workers=1, shard_size=32, progress=False)
+    report = preparation.prepare(base / "raw", base / "prepared", workers=1, shard_size=32, progress=False)
     return base, planted, report
 
 
@@ -31,7 +27,7 @@ def affwild2_set(tmp_path_factory):
 def npy_set(tmp_path_factory):
     base = tmp_path_factory.mktemp("affectnet-npy")
     planted = synthetic_affectnet_npy.generate(base / "raw", train=24, val=8, seed=2)
-    report = prepare.prepare(base / "raw", base / "prepared", workers=1, shard_size=16, progress=False,
+    report = preparation.prepare(base / "raw", base / "prepared", workers=1, shard_size=16, progress=False,
                              use_mtcnn=False)
     return base, planted, report
 
@@ -39,7 +35,7 @@ def npy_set(tmp_path_factory):
 def _records(prepared, split):
     import tensorflow as tf
 
-    files = [str(prepared / n) for n in prepare.load_report(prepared)["splits"][split]["shards"]]
+    files = [str(prepared / n) for n in preparation.load_report(prepared)["splits"][split]["shards"]]
     batches = tf.data.TFRecordDataset(files).batch(4096).map(lambda b: tf.io.parse_example(b, feature_spec()))
     return {k: np.concatenate([b[k].numpy() for b in batches]) for k in feature_spec() if k != "image"}
 
@@ -97,7 +93,7 @@ def test_other_is_unlabelled_by_default_or_none_or_dropped(affwild2_set):
 
 def test_label_masks_reach_the_right_losses(affwild2_set):
     from va2att.config import ModelConfig, RunConfig
-    from va2att.trainer import build_compiled_model
+    from va2att.training.trainer import build_compiled_model
 
     base = affwild2_set[0]
     data = DataConfig(batch_size=64)
@@ -126,7 +122,7 @@ def test_label_masks_reach_the_right_losses(affwild2_set):
 
 
 def test_masked_batch_statistics_ignore_placeholder_labels():
-    from va2att.losses import ConcordanceLoss, TukeyBiweight
+    from va2att.model.losses import ConcordanceLoss, TukeyBiweight
 
     rng = np.random.default_rng(0)
     t = rng.uniform(-1, 1, (9, 1)).astype("float32")
@@ -163,7 +159,7 @@ def test_affectnet_npy_report_counts_equal_what_the_generator_planted(npy_set):
 
 
 def test_evaluation_per_video_ccc_equals_numpy_and_masks_are_respected(affwild2_set, npy_set):
-    from va2att.evaluation import evaluate, markdown_report
+    from va2att.evaluation.evaluate import evaluate, markdown_report
 
     prepared = affwild2_set[0] / "prepared"
     found = evaluate(Probe(), DataConfig(data=str(prepared), batch_size=16), "validation", 8, log=lambda *a: None)
@@ -193,7 +189,7 @@ def test_evaluation_per_video_ccc_equals_numpy_and_masks_are_respected(affwild2_
 def test_training_on_a_mixture_of_affectnet_and_affwild2(affwild2_set, npy_set, tmp_path):
     from va2att.config import RunConfig, apply_overrides
     from va2att.data.source import detect_layout, resolve_data
-    from va2att.trainer import start_run, train
+    from va2att.training.trainer import start_run, train
 
     assert detect_layout(affwild2_set[0] / "raw") == "affwild2"
     assert detect_layout(npy_set[0] / "raw") == "affectnet-npy"

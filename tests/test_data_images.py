@@ -1,4 +1,4 @@
-"""va2att.data.images: decoding, colour order, conversions, EXIF, size limits, error reasons."""
+"""va2att.faces.images: decoding, colour order, conversions, EXIF, size limits, error reasons."""
 
 import time
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from va2att.data import images
-from va2att.data.images import ImageError, RGBImage, from_array, read_image
+from va2att.faces import images
+from va2att.faces.images import ImageError, RGBImage, from_array, read_image
 
 
 def _reason(path, **kw):

@@ -111,7 +111,7 @@ def test_none_faces_train_valence_and_arousal_but_not_the_cross_entropy(prepared
     from conftest import TINY_MODEL
 
     from va2att.config import ModelConfig, RunConfig
-    from va2att.trainer import build_compiled_model
+    from va2att.training.trainer import build_compiled_model
 
     cfg = DataConfig(batch_size=1, deterministic=True)  # every face, none left in a partial batch
     ds = pipeline.make_dataset(prepared, "training", cfg, training=True, none_faces=True)

@@ -1,4 +1,4 @@
-"""va2att.data.prepare on a tiny synthetic set: labels kept, bad rows counted, resumable runs."""
+"""va2att.data.preparation on a tiny synthetic set: labels kept, bad rows counted, resumable runs."""
 
 import csv
 import json
@@ -8,9 +8,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from va2att.data import prepare as prep
-from va2att.data import synthetic
+from va2att.cli import prepare as prepare_cli
+from va2att.data import preparation as prep
 from va2att.data.affectnet import IMAGES_DIR, LISTS_DIR
+from va2att.data.synthetic import affectnet as synthetic
 
 TRAIN, VAL, SHARD = 24, 10, 8
 
@@ -126,7 +127,7 @@ def test_split_without_usable_faces_is_an_error(root, tmp_path):
 
 
 def test_cli(root, tmp_path, capsys):
-    assert prep.main([str(root), str(tmp_path / "o"), "--workers", "1", "--quiet", "--shard-size", "16"]) == 0
+    assert prepare_cli.main([str(root), str(tmp_path / "o"), "--workers", "1", "--quiet", "--shard-size", "16"]) == 0
     assert prep.is_prepared(tmp_path / "o")
     assert "training" in capsys.readouterr().out
-    assert prep.main([str(tmp_path / "nothing"), str(tmp_path / "o2"), "--quiet"]) == 2
+    assert prepare_cli.main([str(tmp_path / "nothing"), str(tmp_path / "o2"), "--quiet"]) == 2

@@ -1,12 +1,12 @@
-"""va2att.data.synthetic: layout, determinism, labels consistent with the drawn face."""
+"""va2att.data.synthetic.affectnet: layout, determinism, labels consistent with the drawn face."""
 
 import csv
 
 import numpy as np
 
-from va2att.data import synthetic
 from va2att.data.affectnet import COLUMNS, IMAGES_DIR, LISTS_DIR
-from va2att.data.synthetic_face import PROTOTYPES, expression_for
+from va2att.data.synthetic import affectnet as synthetic
+from va2att.data.synthetic.face import PROTOTYPES, expression_for
 
 
 def _rows(root, split):
@@ -35,7 +35,7 @@ def test_layout_labels_and_determinism(tmp_path):
 def test_landmarks_sit_on_the_drawn_features():
     import cv2
 
-    from va2att.data.synthetic_face import draw_face
+    from va2att.data.synthetic.face import draw_face
 
     rng = np.random.default_rng(0)
     for v, a in ((0.9, 0.9), (-0.9, -0.9)):
@@ -49,7 +49,7 @@ def test_landmarks_sit_on_the_drawn_features():
 
 
 def test_mouth_curvature_follows_valence_and_opening_follows_arousal():
-    from va2att.data.synthetic_face import face_landmarks
+    from va2att.data.synthetic.face import face_landmarks
 
     def stats(v, a):
         lm = face_landmarks(v, a, np.random.default_rng(0))
@@ -80,7 +80,7 @@ def test_the_portrait_drawing_writes_the_same_layout_with_its_own_faces(tmp_path
 
 
 def test_portrait_labels_have_outliers_and_features_follow_the_shown_labels():
-    from va2att.data.synthetic_portrait import (
+    from va2att.data.synthetic.portrait import (
         OUTLIER_SHARE,
         portrait_landmarks,
         sample_labels,

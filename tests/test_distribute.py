@@ -1,4 +1,4 @@
-"""va2att.distribute: the chief from TF_CONFIG, and batch-norm synchronisation across replicas."""
+"""va2att.training.distribute: the chief from TF_CONFIG, and batch-norm synchronisation across replicas."""
 
 import json
 
@@ -6,9 +6,9 @@ import keras
 import pytest
 from conftest import TINY_MODEL
 
-from va2att import distribute
 from va2att.config import ModelConfig
-from va2att.model import build_model
+from va2att.model.network import build_model
+from va2att.training import distribute
 
 
 def test_chief_and_task_from_tf_config(monkeypatch):

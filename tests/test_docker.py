@@ -13,8 +13,8 @@ import tensorflow as tf
 import yaml
 from conftest import REPO
 
-from va2att import signature
 from va2att.run_dir import RunDir
+from va2att.serving import signature
 
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 COMPOSE = REPO / "docker" / "compose.yaml"

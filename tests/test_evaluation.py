@@ -1,13 +1,13 @@
-"""va2att.evaluation.evaluate: flip averaging over the whole split, expression cut to the scored classes."""
+"""va2att.evaluation.evaluate.evaluate: flip averaging over the whole split, expression cut to the scored classes."""
 
 import numpy as np
 import pytest
 from conftest import Probe
 
-from va2att import metrics
 from va2att.config import DataConfig
 from va2att.data import pipeline
-from va2att.evaluation import evaluate
+from va2att.evaluation.evaluate import evaluate
+from va2att.model import metrics
 
 
 @pytest.mark.parametrize("classes", [8, 7])

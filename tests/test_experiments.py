@@ -10,9 +10,9 @@ import sys
 import pytest
 from conftest import REPO
 
+from va2att.cli.experiments import parse
 from va2att.config import ModelConfig, to_dict
 from va2att.experiments import runner
-from va2att.experiments.__main__ import parse
 from va2att.experiments.tables import TABLES, run_config
 
 
@@ -90,7 +90,7 @@ def test_variants_change_what_the_paper_changes():
 
 
 def _fake_finished_run(run_dir, cfg, valence, arousal, accuracy=0.5):
-    from va2att import fileio
+    from va2att.util import fileio
 
     fileio.write_json(run_dir / "config.json", {"config": to_dict(cfg), "argv": []})
     (run_dir / "export" / "va2att" / "1").mkdir(parents=True)
@@ -199,7 +199,7 @@ def test_smoke_table_end_to_end_then_resumed_without_retraining(tmp_path, cache_
 
 def test_unfinished_runs_are_resumed_in_their_folder_and_new_ones_started(tmp_path, monkeypatch):
     pytest.importorskip("keras")
-    from va2att import trainer
+    from va2att.training import trainer
 
     table = TABLES["table2"]
     variant = table.variants[0]

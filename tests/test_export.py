@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 from conftest import REPO, TINY_MODEL
 
-from va2att import export, loading
 from va2att.config import ModelConfig
-from va2att.model import build_model
+from va2att.model.network import build_model
+from va2att.serving import export, loading
 
 RNN_MODULE = "keras.src.backend.tensorflow.rnn"
 

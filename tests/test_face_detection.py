@@ -10,14 +10,14 @@ import face_photos
 import numpy as np
 import pytest
 
-from va2att.data.images import from_array
-from va2att.face_detection import (
+from va2att.faces.detection import (
     PREDICT_SCALE_FACTOR,
     PREDICT_SMALLEST_FACE,
     FaceDetector,
     box_iou,
     detection_scale,
 )
+from va2att.faces.images import from_array
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_reduced_copy_of_a_reduced_decode_keeps_original_coordinates(whole, phot
 
     photo = photos["frame 640x480"]
     half = cv2.resize(photo.pixels, (320, 240), interpolation=cv2.INTER_AREA)
-    from va2att.data.images import RGBImage
+    from va2att.faces.images import RGBImage
 
     decoded_half = RGBImage(half, scale=0.5, original_size=(480, 640))  # as read_image's reduced decode
     detector = FaceDetector(smallest_face=64, scale_factor=PREDICT_SCALE_FACTOR)

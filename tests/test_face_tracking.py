@@ -8,14 +8,14 @@ import face_photos
 import numpy as np
 import pytest
 
-from va2att.data.images import from_array
-from va2att.face_detection import (
+from va2att.faces.detection import (
     PREDICT_SCALE_FACTOR,
     PREDICT_SMALLEST_FACE,
     FaceDetector,
     box_iou,
 )
-from va2att.face_tracking import FaceTracker
+from va2att.faces.images import from_array
+from va2att.faces.tracking import FaceTracker
 
 FRAME = face_photos.frame_640x480()
 
@@ -91,8 +91,8 @@ def test_predictor_tracks_frames_of_one_video(tmp_path, detector):
     from conftest import TINY_MODEL
 
     from va2att.config import ModelConfig
-    from va2att.model import build_model
-    from va2att.predictor import Frame, Predictor
+    from va2att.model.network import build_model
+    from va2att.prediction.predictor import Frame, Predictor
 
     path = tmp_path / "tiny.keras"
     build_model(ModelConfig(**TINY_MODEL)).save(path)

@@ -1,8 +1,8 @@
-"""va2att.fileio: atomic writes of files and folders, never-overwrite mode, removal of stale temporaries."""
+"""va2att.util.fileio: atomic writes of files and folders, never-overwrite mode, removal of stale temporaries."""
 
 import pytest
 
-from va2att import fileio
+from va2att.util import fileio
 
 
 def test_atomic_path_renames_on_success_and_leaves_nothing_on_failure(tmp_path):

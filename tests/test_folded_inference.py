@@ -1,4 +1,4 @@
-"""The folded inference graph (`va2att.folded_inference`) and the export that serves it: the same outputs
+"""The folded inference graph (`va2att.serving.folded_inference`) and the export that serves it: the same outputs
 as the Keras model on random and on real faces, no batch norm left after a convolution, fewer ops run."""
 
 import cv2
@@ -8,11 +8,11 @@ import pytest
 import tensorflow as tf
 from conftest import TINY_MODEL
 
-from va2att import export, folded_inference, graph_ops
 from va2att.config import ModelConfig
-from va2att.face_input import prepare_faces
-from va2att.model import build_model
-from va2att.signature import SERVING_DEFAULT
+from va2att.faces.network_input import prepare_faces
+from va2att.model.network import build_model
+from va2att.serving import export, folded_inference, graph_ops
+from va2att.serving.signature import SERVING_DEFAULT
 
 ATOL = 1e-4
 VARIANTS = {"default": {}, "blocks0": {"blocks": 0}, "gcn": {"head": "gcn"}}
@@ -37,8 +37,8 @@ def real_faces():
     """Aligned crops of the faces MTCNN finds in scikit-image's astronaut and camera photos, and their mirrors."""
     from skimage import data
 
-    from va2att.data.align import FaceDetector, align_detection
-    from va2att.data.images import from_array
+    from va2att.faces.align import FaceDetector, align_detection
+    from va2att.faces.images import from_array
 
     detector = FaceDetector()
     faces = []

@@ -7,7 +7,7 @@ normalised transpose of A."""
 import numpy as np
 import pytest
 
-from va2att.gcn import build_adjacency, spearman_matrix
+from va2att.model.gcn import build_adjacency, spearman_matrix
 
 # K = 2 classes, 4 samples. Nodes: e0, e1, V, A.
 EXPRESSION = [0, 0, 1, 1]
@@ -34,7 +34,7 @@ HAND_SPEARMAN = np.array(
 
 
 def test_spearman_by_hand():
-    from va2att.gcn import label_matrix
+    from va2att.model.gcn import label_matrix
 
     np.testing.assert_allclose(spearman_matrix(label_matrix(EXPRESSION, VALENCE, AROUSAL, 2)), HAND_SPEARMAN, atol=1e-12)
 

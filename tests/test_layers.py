@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from layer_testing import run_layer_test
 
-from va2att.layers import (
+from va2att.model.layers import (
     EmotionGCN,
     FusedBatchNormalization,
     GraphConvolution,

@@ -9,9 +9,9 @@ import time
 import pytest
 from conftest import REPO, TINY_MODEL
 
-from va2att import locking
+from va2att.util import locking
 
-HOLD = "import sys, time; from va2att.locking import folder_lock\n" \
+HOLD = "import sys, time; from va2att.util.locking import folder_lock\n" \
        "with folder_lock(sys.argv[1], sys.argv[2]):\n    print('locked', flush=True); time.sleep(120)\n"
 
 
@@ -48,18 +48,20 @@ def test_a_second_writer_is_refused_with_the_holders_pid_and_kill_9_frees_the_fo
 
 
 def test_prepare_refuses_a_folder_another_process_prepares(tmp_path, holder):
-    from va2att.data import prepare, synthetic
+    from va2att.cli import prepare as prepare_cli
+    from va2att.data import preparation
+    from va2att.data.synthetic import affectnet as synthetic
 
     root = synthetic.generate(tmp_path / "raw", train=4, val=2, seed=1, workers=1)
     proc = holder(tmp_path / "out", "preparation")
     with pytest.raises(locking.FolderInUseError, match=f"process {proc.pid} is writing a preparation"):
-        prepare.prepare(root, tmp_path / "out", workers=1, progress=False)
-    assert prepare.main([str(root), str(tmp_path / "out"), "--workers", "1", "--quiet"]) == 2
+        preparation.prepare(root, tmp_path / "out", workers=1, progress=False)
+    assert prepare_cli.main([str(root), str(tmp_path / "out"), "--workers", "1", "--quiet"]) == 2
 
 
 def test_resume_of_a_run_that_is_still_training_is_refused(tmp_path, holder, cache_dir):
-    from va2att import trainer
     from va2att.config import RunConfig, apply_overrides
+    from va2att.training import trainer
 
     cfg = apply_overrides(RunConfig(), [f"model.{k}={v}" for k, v in TINY_MODEL.items()])
     run = trainer.start_run(cfg, tmp_path / "run", ["train.py"])

@@ -6,7 +6,12 @@ import pytest
 import tensorflow as tf
 
 from va2att.config import ModelConfig
-from va2att.losses import ConcordanceLoss, MeanSquaredError, TukeyBiweight, compile_args
+from va2att.model.losses import (
+    ConcordanceLoss,
+    MeanSquaredError,
+    TukeyBiweight,
+    compile_args,
+)
 
 C = 4.685
 

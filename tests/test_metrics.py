@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from va2att.config import ModelConfig
-from va2att.metrics import (
+from va2att.model.metrics import (
     CCC,
     PCC,
     RMSE,
@@ -91,8 +91,8 @@ def test_keras_metrics_names():
 
 @pytest.mark.large
 def test_logged_metric_names_from_fit():
-    from va2att.losses import compile_args
-    from va2att.model import build_model
+    from va2att.model.losses import compile_args
+    from va2att.model.network import build_model
 
     for head in ("2mt", "single-arousal"):
         cfg = ModelConfig(width=4, level_dim=8, gru_units=4, dimensional_units=8, categorical_units=8, head=head)

@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from va2att.config import ModelConfig
-from va2att.gcn import build_adjacency
-from va2att.losses import compile_args
-from va2att.model import VA2AttModel, build_model
+from va2att.model.gcn import build_adjacency
+from va2att.model.losses import compile_args
+from va2att.model.network import VA2AttModel, build_model
 
 TINY = {"width": 8, "level_dim": 16, "gru_units": 8, "dimensional_units": 16, "categorical_units": 16, "gcn_hidden": 16}
 
@@ -221,18 +221,27 @@ def test_overfits_a_small_fixed_set():
     assert losses[-1] < 0.1 * losses[0], losses[::10]
 
 
-def test_a_new_head_is_one_registry_entry(monkeypatch):
-    from va2att.heads import HEADS, Head
+def test_a_new_head_is_a_builder_and_its_outputs(monkeypatch):
+    from va2att.config import HEAD_OUTPUTS
+    from va2att.model.heads import HEADS, Head
 
     def apply_arousal_probe(z, cfg, **_):
         return {"arousal": keras.layers.Dense(1, activation="tanh", dtype="float32", name="arousal")(z)}
 
     with pytest.raises(ValueError, match="model.head"):
         tiny(head="probe")
-    monkeypatch.setitem(HEADS, "probe", Head(("arousal",), apply_arousal_probe, lambda cfg: {"arousal": 2.0}))
-    cfg = tiny(head="probe")  # the config validates against the registry, and reads the outputs from it
+    monkeypatch.setitem(HEAD_OUTPUTS, "probe", ("arousal",))
+    monkeypatch.setitem(HEADS, "probe", Head(apply_arousal_probe, lambda cfg: {"arousal": 2.0}))
+    cfg = tiny(head="probe")  # the config validates against HEAD_OUTPUTS, and reads the outputs from it
     assert cfg.outputs == ("arousal",)
     assert compile_args(cfg)["loss_weights"] == {"arousal": 2.0}
     model = build_model(cfg)
     out = model(_images(2))
     assert list(out) == ["arousal"] and tuple(out["arousal"].shape) == (2, 1)
+
+
+def test_every_configured_head_has_a_builder_and_every_builder_a_configuration():
+    from va2att.config import HEAD_OUTPUTS
+    from va2att.model.heads import HEADS
+
+    assert list(HEADS) == list(HEAD_OUTPUTS)

@@ -33,7 +33,10 @@ def test_package_imports_from_the_folder_that_holds_the_clone(tmp_path):
     (["evaluate.py", "--help"], "usage: evaluate.py"),
     (["-m", "va2att.cli.train", "--help"], "usage: python -m va2att.cli.train"),
     (["-m", "va2att.data.prepare", "--help"], "usage: python -m va2att.data.prepare"),
-    (["-m", "va2att.flops", "--help"], "usage: python -m va2att.flops"),
+    (["-m", "va2att.data.synthetic", "--help"], "usage: python -m va2att.data.synthetic"),
+    (["-m", "va2att.experiments", "--help"], "usage: python -m va2att.experiments"),
+    (["-m", "va2att.serving.client", "--help"], "usage: python -m va2att.serving.client"),
+    (["-m", "va2att.cli.flops", "--help"], "usage: python -m va2att.cli.flops"),
     (["-m", "va2att.predict", "--help"], "usage: python -m va2att.predict"),
 ])
 def test_usage_lines_name_the_program_that_was_run(args, usage):
@@ -63,7 +66,7 @@ def test_evaluate_help_documents_every_flag():
 def test_predict_checks_inputs_and_model_before_loading_tensorflow(tmp_path):
     script = textwrap.dedent(f"""
         import sys
-        from va2att.predict import main
+        from va2att.cli.predict import main
         missing_input = main([{str(tmp_path / 'nope.jpg')!r}, "--model", {str(tmp_path)!r}])
         (open({str(tmp_path / 'a.jpg')!r}, "wb")).close()
         missing_model = main([{str(tmp_path / 'a.jpg')!r}, "--model", {str(tmp_path / 'no-model')!r}])

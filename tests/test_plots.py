@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from va2att import plots
 from va2att.config import EXPRESSION_NAMES
+from va2att.evaluation import plots
 
 
 def _check_png(path):

@@ -1,4 +1,4 @@
-"""va2att.precise_batch_norm: batch-norm statistics recomputed for the current weights, before each validation."""
+"""va2att.training.precise_batch_norm: batch-norm statistics recomputed for the current weights, before each validation."""
 
 import keras
 import numpy as np
@@ -6,11 +6,11 @@ import pytest
 import tensorflow as tf
 from conftest import TINY_MODEL
 
-from va2att import precise_batch_norm, trainer
 from va2att.config import ModelConfig, RunConfig, apply_overrides
-from va2att.distribute import batch_norm_layers
-from va2att.layers import FusedBatchNormalization
-from va2att.model import build_model
+from va2att.model.layers import FusedBatchNormalization
+from va2att.model.network import build_model
+from va2att.training import precise_batch_norm, trainer
+from va2att.training.distribute import batch_norm_layers
 
 
 def test_the_statistics_become_the_average_of_the_batches_statistics():

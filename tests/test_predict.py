@@ -15,11 +15,11 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from va2att import predict as cli
+from va2att.cli import predict as cli
 from va2att.config import EXPRESSION_NAMES, ModelConfig
-from va2att.data.images import from_array, read_image
-from va2att.face_detection import box_iou
-from va2att.predictor import FaceResult, Frame, ImageResult, Predictor
+from va2att.faces.detection import box_iou
+from va2att.faces.images import from_array, read_image
+from va2att.prediction.predictor import FaceResult, Frame, ImageResult, Predictor
 
 ASTRONAUT_FACE = (180.0, 60.0, 85.0, 115.0)  # x, y, w, h: hairline to chin, ear to ear
 CAMERA_FACE = (195.0, 115.0, 60.0, 85.0)
@@ -28,7 +28,7 @@ TINY = ModelConfig(width=8, level_dim=16, gru_units=8, dimensional_units=16, cat
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from va2att.model import build_model
+    from va2att.model.network import build_model
 
     return build_model(TINY)
 
@@ -129,7 +129,7 @@ def test_predict_many_batches_and_reports(model_file, predictor, photos):
 
 
 def test_saved_model_export_gives_the_same_faces(tiny_model, predictor, photos, tmp_path):
-    from va2att.export import export_saved_model
+    from va2att.serving.export import export_saved_model
 
     export_root = tmp_path / "run" / "export" / "va2att"
     export_saved_model(tiny_model, export_root)
@@ -155,12 +155,12 @@ class ValenceArousalOnly:
 
 
 def test_model_without_expression_output(monkeypatch, predictor, photos, tmp_path, capsys):
-    import va2att.predictor as predictor_module
+    import va2att.prediction.predictor as predictor_module
 
     monkeypatch.setattr(predictor_module, "load_inference_model", lambda path: ValenceArousalOnly())
-    import va2att.loading
+    import va2att.serving.loading
 
-    monkeypatch.setattr(va2att.loading, "resolve_model_path", Path)  # "any" passes the CLI's early check
+    monkeypatch.setattr(va2att.serving.loading, "resolve_model_path", Path)  # "any" passes the CLI's early check
     (face,) = Predictor("any", detector=predictor.detector).predict(photos / "astronaut.png")
     assert face.expression is None and face.expression_index == -1 and face.probabilities == {}
     assert 0.0 < face.valence <= 1.0 and face.arousal == pytest.approx(-face.valence)
@@ -300,7 +300,7 @@ def test_paths_are_expanded_from_folders_and_globs(photos, tmp_path):
 
 
 def test_faces_are_numbered_left_to_right():
-    from va2att.annotate import draw_faces, left_to_right
+    from va2att.prediction.annotate import draw_faces, left_to_right
 
     right = FaceResult((300.0, 50.0, 80.0, 80.0), (), 0.99, 0.5, 0.1)
     left = FaceResult((20.0, 60.0, 80.0, 80.0), (), 0.95, -0.5, 0.2)

@@ -5,9 +5,10 @@ import shutil
 
 import pytest
 
-from va2att.data import prepare as prep
-from va2att.data import synthetic
+from va2att.cli import prepare as prepare_cli
+from va2att.data import preparation as prep
 from va2att.data.affectnet import IMAGES_DIR, LISTS_DIR
+from va2att.data.synthetic import affectnet as synthetic
 
 TRAIN, VAL, SHARD = 8, 4, 4
 
@@ -68,7 +69,7 @@ def test_a_binary_list_is_one_clear_error(root, tmp_path, capsys):
     raw = tmp_path / "binary"
     shutil.copytree(root, raw)
     (raw / LISTS_DIR / "validation.csv").write_bytes(bytes(range(128, 256)) * 50)
-    assert prep.main([str(raw), str(tmp_path / "out"), "--workers", "1", "--quiet"]) == 2
+    assert prepare_cli.main([str(raw), str(tmp_path / "out"), "--workers", "1", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "validation.csv has no readable CSV row" in err
 

@@ -6,14 +6,15 @@ import json
 import pytest
 from conftest import TINY_MODEL
 
-from va2att import provenance, trainer
 from va2att.config import RunConfig
+from va2att.serving import provenance
+from va2att.training import trainer
 
 
 def test_describe_data_tells_synthetic_from_real(prepared, tmp_path):
     demo = provenance.describe_data("demo", None)
     assert demo["kind"] == "synthetic" and "synthetic" in demo["name"]
-    synthetic = provenance.describe_data(str(prepared), prepared)  # made by va2att.data.synthetic
+    synthetic = provenance.describe_data(str(prepared), prepared)  # made by va2att.data.synthetic.affectnet
     assert synthetic["kind"] == "synthetic" and synthetic["training_faces"] > 0 and synthetic["validation_faces"] > 0
     real = tmp_path / "AffectNet-prepared"
     real.mkdir()
@@ -53,8 +54,8 @@ def test_the_saved_model_answers_where_it_comes_from(tmp_path):
     import tensorflow as tf
 
     from va2att.config import ModelConfig
-    from va2att.export import export_saved_model
-    from va2att.model import build_model
+    from va2att.model.network import build_model
+    from va2att.serving.export import export_saved_model
 
     record = provenance.make_record(provenance.describe_data("demo", None),
                                     {"epoch": 3, "best_epoch": 2, "best_mean_ccc": 0.5,

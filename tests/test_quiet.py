@@ -11,7 +11,7 @@ from conftest import REPO
 TF_STARTUP = re.compile(r"absl::InitializeLog|oneDNN custom operations|cuda drivers|cuInit|cpu_feature_guard|"
                         r"^[IWE]\d{4} \d\d:\d\d:\d\d", re.MULTILINE)
 
-SCRIPT = "from va2att.quiet import quiet_tensorflow; quiet_tensorflow(); import tensorflow as tf; print(int(tf.constant(1) + 1))"
+SCRIPT = "from va2att.util.quiet import quiet_tensorflow; quiet_tensorflow(); import tensorflow as tf; print(int(tf.constant(1) + 1))"
 
 
 def _run(env_extra):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import TINY_MODEL
 
-from va2att import trainer
 from va2att.config import RunConfig, apply_overrides
+from va2att.training import trainer
 
 
 def config(prepared, epochs=2):
@@ -75,10 +75,10 @@ def test_a_damaged_config_json_is_one_clear_error(tmp_path, content):
 def test_a_run_trained_on_to_a_new_best_epoch_exports_it_as_a_new_version(tmp_path):
     """`train.py --resume RUN --epochs N` on a finished run: the newest export (what TF Serving and
     `load_inference_model(RUN)` take) is the new best model, and an unchanged best is not exported again."""
-    from va2att import fileio
     from va2att.config import ModelConfig
-    from va2att.model import build_model
+    from va2att.model.network import build_model
     from va2att.run_dir import RunDir
+    from va2att.util import fileio
 
     run = RunDir(tmp_path / "run")
     run.root.mkdir()

@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from va2att.callbacks import LearningRateControl
 from va2att.config import ModelConfig, TrainConfig
-from va2att.losses import compile_args
-from va2att.metrics import metric_args
-from va2att.schedule import PlateauRule, schedule_signal
+from va2att.model.losses import compile_args
+from va2att.model.metrics import metric_args
+from va2att.training.callbacks import LearningRateControl
+from va2att.training.schedules import PlateauRule, schedule_signal
 
 RNG = np.random.default_rng(0)
 N = 512

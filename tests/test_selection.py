@@ -6,7 +6,7 @@ import pytest
 from conftest import TINY_MODEL
 
 from va2att.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from va2att.trainer import start_run, train
+from va2att.training.trainer import start_run, train
 
 
 @pytest.mark.large

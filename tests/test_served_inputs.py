@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from conftest import TINY_MODEL
 
-from va2att import export
 from va2att.config import ModelConfig
-from va2att.encoded_images import MAX_PIXELS
-from va2att.model import build_model
+from va2att.model.network import build_model
+from va2att.serving import export
+from va2att.serving.encoded_images import MAX_PIXELS
 
 # Run in the child: each case prints one JSON line {"case", "ok", ...}; "start" lines show where it died.
 CHILD = textwrap.dedent("""

@@ -15,12 +15,12 @@ import pytest
 import tensorflow as tf
 from conftest import TINY_MODEL
 
-from va2att import export
+from va2att.cli import client
 from va2att.config import EXPRESSION_NAMES, ModelConfig
-from va2att.data.align import Detection
-from va2att.model import build_model
-from va2att.serving import client, request
-from va2att.signature import IMAGE_INPUT
+from va2att.faces.align import Detection
+from va2att.model.network import build_model
+from va2att.serving import export, request
+from va2att.serving.signature import IMAGE_INPUT
 
 
 @pytest.fixture(scope="module")

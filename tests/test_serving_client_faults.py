@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from va2att.serving import client, request
+from va2att.cli import client
+from va2att.serving import request
 
 
 @pytest.fixture

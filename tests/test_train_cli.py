@@ -210,8 +210,8 @@ def test_a_bad_data_path_leaves_no_run_folder(tmp_path, cache_dir):
 
 
 def test_a_run_folder_that_completed_no_epoch_is_started_over(tmp_path):
-    from va2att import trainer
     from va2att.config import RunConfig, apply_overrides
+    from va2att.training import trainer
 
     run = tmp_path / "mine"
     trainer.start_run(apply_overrides(RunConfig(), ["data.data=/typo"]), run, ["train.py"])

@@ -1,10 +1,10 @@
-"""`va2att.trend`: a run still learning at its last epoch is recognised, and only such a run."""
+"""`va2att.training.trend`: a run still learning at its last epoch is recognised, and only such a run."""
 
 import math
 
 import pytest
 
-from va2att.trend import still_rising, train_on_advice
+from va2att.training.trend import still_rising, train_on_advice
 
 
 def history(valence, arousal=None):

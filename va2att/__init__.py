@@ -11,12 +11,12 @@ from va2att.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 __version__ = "0.1.0"
 
 _LAZY = {
-    "build_model": "va2att.model",
-    "VA2AttModel": "va2att.model",
-    "Predictor": "va2att.predictor",
-    "FaceResult": "va2att.predictor",
-    "load_inference_model": "va2att.loading",
-    "load_keras_model": "va2att.loading",
+    "build_model": "va2att.model.network",
+    "VA2AttModel": "va2att.model.network",
+    "Predictor": "va2att.prediction.predictor",
+    "FaceResult": "va2att.prediction.predictor",
+    "load_inference_model": "va2att.serving.loading",
+    "load_keras_model": "va2att.serving.loading",
 }
 
 __all__ = [

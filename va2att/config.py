@@ -14,8 +14,6 @@ import json
 import typing
 from dataclasses import dataclass, field
 
-from va2att.heads import HEADS
-
 FACE_SIZE = 56  # side of the aligned grayscale face written by preparation
 INPUT_SIZE = 48  # side of the crop the network sees (random in training, centre in evaluation)
 
@@ -28,6 +26,14 @@ POOLINGS = ("flatten", "mean")
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 SCHEDULES = ("plateau", "step", "constant")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
+# The heads and the outputs each gives the model; `va2att.model.heads.HEADS` has one builder per key.
+HEAD_OUTPUTS = {
+    "2mt": ("valence", "arousal", "expression"),  # two-stage multi-task (2Att-2Mt)
+    "mt": ("valence", "arousal"),  # multi-task without the categorical stage (2Att-Mt)
+    "gcn": ("valence", "arousal", "expression"),  # Emotion-GCN
+    "single-valence": ("valence",),  # single task (2Att-CNN)
+    "single-arousal": ("arousal",),
+}
 EXPRESSION_NAMES = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
 
 
@@ -63,7 +69,7 @@ class ModelConfig:
     blocks: int = 2  # residual attention blocks in the first N of the 3 stages (0 = no first-level attention)
     blocks_add_depth: bool = True  # a stage without a block has no trunk units (the paper's Table 2); false: trunk kept
     second_level: bool = True  # BiGRU + dot-product self-attention over the level vectors; off = GAP of the last stage
-    head: str = "2mt"  # a key of va2att.heads.HEADS: 2mt (two-stage multi-task), mt (V+A only), gcn (Emotion-GCN), single-valence, single-arousal
+    head: str = "2mt"  # a key of HEAD_OUTPUTS: 2mt (two-stage multi-task), mt (V+A only), gcn (Emotion-GCN), single-valence, single-arousal
     width: int = 128  # base channels; the stages use width, 2*width, 4*width (128/256/512: ResAttNet's small-input widths)
     level_dim: int = 128  # D: channels of the 1x1 conv that turns each stage into a level vector
     gru_units: int = 64  # units per direction of the bidirectional GRU
@@ -87,7 +93,7 @@ class ModelConfig:
         _check_int("model.blocks", self.blocks, 0, 3)
         _check_bool("model.blocks_add_depth", self.blocks_add_depth)
         _check_bool("model.second_level", self.second_level)
-        _check_choice("model.head", self.head, tuple(HEADS))
+        _check_choice("model.head", self.head, tuple(HEAD_OUTPUTS))
         for name in ("width", "level_dim", "gru_units", "dimensional_units", "categorical_units", "gcn_hidden"):
             _check_int(f"model.{name}", getattr(self, name), 1)
         _check_choice("model.attention_pooling", self.attention_pooling, POOLINGS)
@@ -104,8 +110,8 @@ class ModelConfig:
 
     @property
     def outputs(self) -> tuple[str, ...]:
-        """Names of the model's outputs for this head (from its `va2att.heads.HEADS` entry)."""
-        return HEADS[self.head].outputs
+        """Names of the model's outputs for this head (`HEAD_OUTPUTS`)."""
+        return HEAD_OUTPUTS[self.head]
 
 
 @dataclass(frozen=True)
@@ -168,7 +174,7 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: bool = False  # float16 compute (useful on GPUs only)
     jit_compile: bool = False  # XLA compilation of the train step
-    precise_bn_samples: int = 8192  # before each validation, batch-norm statistics recomputed over this many training faces (va2att.precise_batch_norm); 0 = moving averages
+    precise_bn_samples: int = 8192  # before each validation, batch-norm statistics recomputed over this many training faces (va2att.training.precise_batch_norm); 0 = moving averages
     steps_per_execution: int = 1  # train steps per call of the compiled step (fewer Python round trips per step)
     strategy: str = "auto"  # tf.distribute strategy: auto, one, mirrored, multiworker
 

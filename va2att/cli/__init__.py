@@ -1,9 +1,12 @@
-"""The command-line tools (`va2att.cli.train`, `va2att.cli.evaluate`) and the helpers they share:
+"""The command-line tools, one module each (`train`, `evaluate`, `predict`, `prepare`, `synthetic`,
+`flops`, `experiments`), and the helpers they share:
 plain flags for what users type every day, mapped onto the typed config, plus one generic override
 form (`--set section.field=value`, or `--section.field=value`) for everything else.
 
-`train.py` and `evaluate.py` at the repository root, and the `va2att-train` / `va2att-evaluate`
-console scripts, only call `main()` of the modules here.
+`train.py` and `evaluate.py` at the repository root, the `va2att-*` console scripts and the
+documented `python -m va2att.predict`, `va2att.data.prepare`, `va2att.data.synthetic` and
+`va2att.experiments` only call `main()` of the modules here. This package sits on top: nothing
+else in va2att imports it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,14 @@ import re
 import sys
 from pathlib import Path
 
-from va2att.config import LOSSES, SCHEDULES, STRATEGIES, RunConfig, apply_overrides
-from va2att.heads import HEADS
+from va2att.config import (
+    HEAD_OUTPUTS,
+    LOSSES,
+    SCHEDULES,
+    STRATEGIES,
+    RunConfig,
+    apply_overrides,
+)
 
 # flag dest -> config key
 PLAIN_FLAGS = {
@@ -36,8 +45,8 @@ _DOTTED = re.compile(r"^--(model|data|train)\.([a-z_]+)(=.*)?$")
 
 
 def quiet_tensorflow(verbose: bool = False) -> None:
-    """Load TensorFlow without its start-up logging unless asked for (`va2att.quiet`)."""
-    from va2att.quiet import quiet_tensorflow as quiet
+    """Load TensorFlow without its start-up logging unless asked for (`va2att.util.quiet`)."""
+    from va2att.util.quiet import quiet_tensorflow as quiet
 
     quiet(verbose)
 
@@ -47,19 +56,31 @@ def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
                         help="show TensorFlow's own start-up and log lines (also: VA2ATT_VERBOSE=1)")
 
 
-def program_name(module: str, module_file: str) -> str:
+def program_name(module: str) -> str:
     """The program a usage line should name: the script or console command the user ran
-    (`train.py`, `va2att-train`), or `python -m MODULE` when the module was run with -m."""
+    (`train.py`, `va2att-train`), `python -m PACKAGE.MODULE` for a module of this package run with -m
+    (`python -m va2att.predict`, which hands over to `va2att.cli.predict`), or `python -m module`
+    when there is no script (`-c`, an embedded interpreter)."""
     argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
     if not argv0 or argv0 == "-c":
         return f"python -m {module}"
+    ran = _package_module(argv0)
+    return f"python -m {ran}" if ran else Path(argv0).name
+
+
+def _package_module(path: str) -> str | None:
+    """The dotted name of the va2att module at `path` (a package's `__main__.py` names the package), or None."""
+    package = Path(__file__).resolve().parents[1]
     try:
-        ran_module = Path(argv0).resolve() == Path(module_file).resolve()
-    except OSError:
-        ran_module = False
-    if ran_module or Path(argv0).name == "__main__.py":
-        return f"python -m {module}"
-    return Path(argv0).name
+        relative = Path(path).resolve().relative_to(package.parent)
+    except (OSError, ValueError):
+        return None
+    if relative.suffix != ".py" or relative.parts[0] != package.name:
+        return None
+    parts = relative.with_suffix("").parts
+    if parts[-1] == "__main__":
+        parts = parts[:-1]
+    return ".".join(parts)
 
 
 def split_dotted(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -90,7 +111,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                         "to train on several data sets together")
     g.add_argument("--blocks", type=int, choices=range(4), metavar="{0,1,2,3}",
                    help="residual attention blocks in the first N stages (default 2)")
-    g.add_argument("--head", choices=tuple(HEADS), help="head (default 2mt, the two-stage multi-task head)")
+    g.add_argument("--head", choices=tuple(HEAD_OUTPUTS), help="head (default 2mt, the two-stage multi-task head)")
     g.add_argument("--loss", choices=LOSSES, help="regression loss (default tukey)")
     g.add_argument("--width", type=int, help="base channels of the backbone")
     g.add_argument("--classes", type=int, choices=(8, 7), help="expression classes: 8 (AffectNet-8) or 7")

@@ -19,7 +19,7 @@ from va2att.cli import add_verbose_flag, program_name, quiet_tensorflow
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(prog=program_name("va2att.cli.evaluate", __file__), description=__doc__,
+    p = argparse.ArgumentParser(prog=program_name("va2att.cli.evaluate"), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="run folder, .keras file, SavedModel folder or export root")
     p.add_argument("--data", help="'demo', an AffectNet root or a prepared folder (default: the run's data, else demo)")
@@ -40,12 +40,13 @@ def main(argv=None) -> int:
     quiet_tensorflow(args.verbose)
     import numpy as np
 
-    from va2att import fileio, plots
     from va2att.config import EXPRESSION_NAMES, DataConfig
-    from va2att.evaluation import evaluate, markdown_report
-    from va2att.loading import load_inference_model
+    from va2att.evaluation import plots
+    from va2att.evaluation.evaluate import evaluate, markdown_report
     from va2att.run_dir import RunDir
-    from va2att.trainer import load_run_config
+    from va2att.serving.loading import load_inference_model
+    from va2att.training.trainer import load_run_config
+    from va2att.util import fileio
 
     model_path = Path(args.model)
     run = RunDir(model_path) if RunDir.is_run_dir(model_path) else None
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
         return 2
     data_cfg = run_cfg.data if run_cfg else DataConfig()
     data_cfg = dataclasses.replace(data_cfg, data=args.data or data_cfg.data, batch_size=args.batch_size)
-    from va2att.provenance import warn_if_synthetic
+    from va2att.serving.provenance import warn_if_synthetic
 
     warn_if_synthetic(model_path, data=data_cfg.data)  # a synthetic-trained model scored on real faces
     seed = run_cfg.train.seed if run_cfg else 0

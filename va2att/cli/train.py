@@ -27,7 +27,7 @@ from va2att.cli import (
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(prog=program_name("va2att.cli.train", __file__), description=__doc__,
+    parser = argparse.ArgumentParser(prog=program_name("va2att.cli.train"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", help="run folder (default runs/<date>-<time>)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR and finish its epochs")
@@ -58,8 +58,8 @@ def check_data(cfg, cache_dir) -> None:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser, args, overrides = parse(argv)
-    from va2att import distribute, trainer
     from va2att.run_dir import RunDir
+    from va2att.training import distribute, trainer
 
     try:
         if args.resume:
@@ -93,18 +93,18 @@ def main(argv=None) -> int:
         return 2
     if result.interrupted:
         return 130
-    from va2att.console import plural
+    from va2att.training.console import plural
 
     print(f"Finished {plural(result.epochs_done, 'epoch')} in {result.run_dir}.")
     if result.best_epoch:
         print(f"Best mean validation CCC {result.best_mean_ccc:.4f} at epoch {result.best_epoch}; "
               f"SavedModel: {result.export_dir}")
-    from va2att.trend import train_on_advice
+    from va2att.training.trend import train_on_advice
 
     advice = train_on_advice(trainer.run_history(result.run_dir), result.run_dir, result.epochs_done)
     if advice:
         print(advice)
-    from va2att.provenance import is_synthetic, read_provenance
+    from va2att.serving.provenance import is_synthetic, read_provenance
 
     if is_synthetic(read_provenance(result.run_dir)):
         print("Note: this model learnt drawn faces (the synthetic demo set); its outputs on real photos mean "

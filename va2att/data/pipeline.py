@@ -28,7 +28,7 @@ used for model selection and the schedule (`data.selection="holdout"`). The spli
 the path, the share and the seed, so it is the same in every run and disjoint by construction.
 
 Training: shuffle, random 48 x 48 crop of the 56 x 56 face, random horizontal flip. Evaluation:
-the centre crop, or the crop and its mirror (`va2att.face_input.centre_crop`, `flip_pair`).
+the centre crop, or the crop and its mirror (`va2att.faces.network_input.centre_crop`, `flip_pair`).
 The augmentation is the pure function `augment(faces, keys)`: each element's crop offset and
 flip are read from its own int64 key, so the same keys give the same crops eagerly and in
 tf.data. Keys come from `tf.data.Dataset.random`, seeded in deterministic mode (and then the
@@ -46,7 +46,7 @@ from pathlib import Path
 
 from va2att.config import FACE_SIZE, INPUT_SIZE, DataConfig
 from va2att.data.affectnet import NONE_CODE
-from va2att.face_input import centre_crop, flip_pair
+from va2att.faces.network_input import centre_crop, flip_pair
 
 MARGIN = FACE_SIZE - INPUT_SIZE  # crop offsets 0..MARGIN on each axis
 SPLIT_ALIASES = {"train": "training", "training": "training", "val": "validation", "valid": "validation", "validation": "validation"}
@@ -62,7 +62,7 @@ def _split(split: str) -> str:
 
 
 def _report(prepared_dir) -> dict:
-    from va2att.data.prepare import load_report
+    from va2att.data.preparation import load_report
 
     return load_report(prepared_dir)
 
@@ -291,7 +291,7 @@ def make_dataset(
         holdout: None (the whole split), "exclude" or "only" (the held-out share of
             `data_cfg.holdout_share`, seed `data_cfg.holdout_seed`; see above).
         epoch: training only: the epoch (0-based) an iteration of the dataset trains, an int or a
-            tf.Variable that the trainer sets before each epoch (`va2att.callbacks.DataEpoch`), read
+            tf.Variable that the trainer sets before each epoch (`va2att.training.callbacks.DataEpoch`), read
             each time an iteration starts. In deterministic mode the shuffle order and the augmentation
             are then seeded by `epoch_seed(seed, epoch)`: epoch e sees the same batches in a run resumed
             at e as in an uninterrupted one. None (or not deterministic): seeded once by `seed`.

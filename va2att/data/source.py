@@ -68,8 +68,8 @@ def _prepare_shared(raw, prepared: Path, log, **kwargs) -> None:
     when one of them holds the folder's lock, wait for it to finish instead of failing."""
     import time
 
-    from va2att.data import prepare
-    from va2att.locking import FolderInUseError
+    from va2att.data import preparation as prepare
+    from va2att.util.locking import FolderInUseError
 
     told = False
     while True:
@@ -87,12 +87,10 @@ def _prepare_shared(raw, prepared: Path, log, **kwargs) -> None:
 
 def _demo(cfg: DataConfig, cache: Path, log) -> Path:
     """Generate (first use) and prepare a named synthetic set (`DEMOS`) in the cache."""
-    from va2att.data import (
-        prepare,
-        synthetic,
-        synthetic_affectnet_npy,
-        synthetic_affwild2,
-    )
+    from va2att.data import preparation as prepare
+    from va2att.data.synthetic import affectnet as synthetic
+    from va2att.data.synthetic import affectnet_npy as synthetic_affectnet_npy
+    from va2att.data.synthetic import affwild2 as synthetic_affwild2
 
     name = cfg.data
     if name == "demo":
@@ -119,7 +117,7 @@ def _demo(cfg: DataConfig, cache: Path, log) -> Path:
 
 
 def _resolve_one(cfg: DataConfig, cache_dir=None, log=print) -> Path:
-    from va2att.data import prepare
+    from va2att.data import preparation as prepare
 
     cache = cache_root(cache_dir)
     workers = cfg.prepare_workers

@@ -30,7 +30,7 @@ def note(out: dict, kind: str, reason: str, path: str) -> None:
 
 def read_image_or_note(out: dict, file, path: str, **read_kwargs):
     """The image at `file` (`images.read_image`), or None with the reason counted under `path`."""
-    from va2att.data.images import ImageError, read_image
+    from va2att.faces.images import ImageError, read_image
 
     try:
         return read_image(file, **read_kwargs)
@@ -46,13 +46,13 @@ def align_or_note(out: dict, image, landmark_text, box, use_mtcnn: bool, path: s
 
     Every fallback and skip is counted under `path`."""
     from va2att.data import affectnet
-    from va2att.data.align import (
+    from va2att.faces.align import (
         align_any,
         default_detector,
         five_points_from_68,
         usable_points,
     )
-    from va2att.data.images import ImageError
+    from va2att.faces.images import ImageError
 
     lm, lm_reason = affectnet.parse_landmarks(landmark_text)
     if lm is not None and not usable_points(five_points_from_68(lm), image):

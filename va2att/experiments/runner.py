@@ -21,10 +21,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from va2att import fileio
 from va2att.config import to_dict
 from va2att.experiments.tables import Part, Table, Variant, run_config
 from va2att.run_dir import RunDir
+from va2att.util import fileio
 
 METRICS_FILE = "metrics.json"
 DEMO_LABEL = "demo set (synthetic) — not comparable with the paper's AffectNet figures"
@@ -82,8 +82,8 @@ def check_config(run_dir: Path, cfg) -> None:
 
 def evaluate_run(run_dir: Path, cfg, classes: int | None, cache_dir=None, log=print) -> dict:
     """Flip-averaged metrics of the run's exported best model on the validation split of its data."""
-    from va2att.evaluation import evaluate
-    from va2att.loading import load_inference_model
+    from va2att.evaluation.evaluate import evaluate
+    from va2att.serving.loading import load_inference_model
 
     model = load_inference_model(run_dir)
     return evaluate(model, cfg.data, "validation", classes or cfg.model.num_classes, seed=cfg.train.seed,
@@ -93,7 +93,7 @@ def evaluate_run(run_dir: Path, cfg, classes: int | None, cache_dir=None, log=pr
 def ensure_run(run_dir: Path, cfg, *, classes: int | None = None, cache_dir=None, argv=(), verbose=2,
                log=print) -> dict | None:
     """Train (or resume) and evaluate one run; return its metrics.json content, or None if interrupted."""
-    from va2att import trainer
+    from va2att.training import trainer
 
     run_dir = Path(run_dir)
     if RunDir.is_run_dir(run_dir):

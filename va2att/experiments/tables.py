@@ -4,10 +4,10 @@ Each table is a function whose docstring gives the command, the expected runtime
 and the paper's figures; it returns a `Table`, a list of `Variant`s. A variant is
 the change it makes to the default 2Att-2Mt `ModelConfig` (blocks 2, second-level
 attention on, head 2mt, 256/128 units, Tukey loss), never a copy of training
-code: `va2att.experiments.runner` trains each one with `va2att.trainer` and
-scores it with `va2att.evaluation`.
+code: `va2att.experiments.runner` trains each one with `va2att.training.trainer` and
+scores it with `va2att.evaluation.evaluate`.
 
-Metric keys are the paths of `va2att.evaluation.score`'s result:
+Metric keys are the paths of `va2att.evaluation.evaluate.score`'s result:
 `valence.ccc`, `arousal.rmse`, `mean.ccc`, `expression.accuracy`, ...
 
 Runtimes are estimates, not measurements: the paper trained 10 epochs of the

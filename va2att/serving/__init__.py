@@ -1,6 +1,6 @@
 """Talking to TF Serving: REST request bodies and responses (`request`) and a command-line client (`client`).
 
-The exported SavedModel (`va2att.export`) is served by the stock `tensorflow/serving` image
+The exported SavedModel (`va2att.serving.export`) is served by the stock `tensorflow/serving` image
 (`docker/compose.yaml`, service `serving`); see docs/serving.md.
 """
 

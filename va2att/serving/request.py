@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from va2att.config import INPUT_SIZE
-from va2att.face_input import prepare_faces  # noqa: F401  (part of this module's API: faces -> body input)
-from va2att.signature import (
+from va2att.faces.network_input import prepare_faces  # noqa: F401  (part of this module's API: faces -> body input)
+from va2att.serving.signature import (
     BYTES_ERROR,
     BYTES_INPUT,
     IMAGE_INPUT,

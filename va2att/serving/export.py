@@ -1,0 +1,261 @@
+"""Export a trained model as a SavedModel that TF Serving (and plain TensorFlow) can load.
+
+Layout (TF Serving's): `export_root/<version>/saved_model.pb` + `variables/` + `assets.extra/va2att.json`,
+where `<version>` is an integer, by default one more than the largest version already there. The
+version folder is written under a hidden temporary name and renamed into place once complete, so a
+TF Serving instance watching `export_root` never sees a half-written model.
+
+Signatures:
+
+- `serving_default`: input `image`, float32 `[None, 48, 48, 1]`, raw pixel values 0-255 of an aligned
+  grayscale face (centre 48x48 crop of the 56x56 alignment); outputs a dict with the model's outputs
+  (`valence`, `arousal` float32 `[None, 1]`, `expression` float32 `[None, K]` probabilities — whichever
+  the model has). The input is checked inside the graph before any kernel runs (`checked_pixels`): a
+  wrong rank, size or channel count, or a NaN/inf pixel, is a clean `InvalidArgumentError` naming what
+  was expected, never a process abort. A batch of 0 images answers empty outputs.
+- `serving_bytes`: input `image_bytes`, string `[None]`, each an encoded JPEG/PNG/GIF/BMP of an aligned
+  face (GIF: the first frame). Each image's header is checked before decoding (format, and at most
+  `MAX_PIXELS` pixels; `va2att.serving.encoded_images`); it is then decoded to grayscale; a 48x48 image is used
+  as it is, any other size is resized to the 56x56 alignment size and centre-cropped to 48x48. Same
+  outputs, plus `error` (string `[None]`): empty for a decoded image, else why it was refused, and then
+  its other outputs are NaN; the rest of the batch is answered. Over REST, binary values are sent as
+  `{"b64": "..."}` (the input name ends in `_bytes`, TF Serving's convention for binary data).
+- `serving_xla` (only in exports made with `xla=True`, never by default): `serving_default` with the
+  network compiled by XLA (same input, checks and outputs). TF Serving runs XLA-compiled functions
+  only when started with `--xla_cpu_compilation_enabled=true`; compose's `serving-cpu-xla` does.
+- `provenance` (when the export is given one, as every training run does): no inputs; output
+  `provenance`, a JSON string: the data set that trained the model, its size, the va2att version and
+  commit, the best validation scores (`va2att.serving.provenance`). Also in `assets.extra/va2att.json`.
+
+Every signature runs the model's folded inference graph (`va2att.serving.folded_inference`): the weights are
+constants in the graph and every batch norm that directly follows a convolution is folded into it, so
+a call runs a few hundred nodes instead of the Keras graph's ~1,400 (variable reads, and the `Switch`
+and `Identity` that the empty-batch cond adds per captured variable); `fold=False` exports the Keras
+graph with its variables instead. The outputs equal the Keras model's up to float rounding.
+
+The exported graph never contains cuDNN-only kernels (`CudnnRNN*`): recurrent layers are traced with
+their portable implementation even when the export runs on a GPU machine, so the same SavedModel is
+served by CPU and GPU builds of TF Serving. `saved_model_op_types` lists every op of a SavedModel so
+tests (and users) can check this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from va2att.config import EXPRESSION_NAMES, FACE_SIZE, INPUT_SIZE
+from va2att.faces.network_input import inference_forward
+from va2att.serving.encoded_images import MAX_PIXELS, checked_faces
+from va2att.serving.folded_inference import folded_forward
+from va2att.serving.signature import (
+    BYTES_ERROR,
+    BYTES_INPUT,
+    IMAGE_INPUT,
+    SERVING_BYTES,
+    SERVING_DEFAULT,
+    SERVING_XLA,
+)
+from va2att.util import fileio
+
+METADATA_FILE = "assets.extra/va2att.json"
+PROVENANCE_SIGNATURE = PROVENANCE_OUTPUT = "provenance"  # where the model comes from, as a JSON string
+# Ops that exist only in GPU (cuDNN) builds of TensorFlow; a graph containing one cannot run on a CPU server.
+CUDNN_OP_PATTERN = re.compile(r"^Cudnn", re.IGNORECASE)
+
+
+def list_versions(export_root: str | os.PathLike) -> list[int]:
+    """Integer version folders under `export_root` (ascending); other names are ignored, as TF Serving does."""
+    root = Path(export_root)
+    if not root.is_dir():
+        return []
+    return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+@contextlib.contextmanager
+def portable_recurrent_layers(model: keras.Model):
+    """Within the block, recurrent layers (GRU, LSTM) of `model` trace their generic loop, never cuDNN.
+
+    Keras picks the cuDNN kernel when a GPU is visible at trace time; a SavedModel traced that way
+    holds `CudnnRNNV3` ops that CPU builds of TensorFlow and TF Serving cannot run.
+    """
+    changed = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        if hasattr(layer, "use_cudnn") and layer.use_cudnn is not False:
+            changed.append((layer, layer.use_cudnn))
+            layer.use_cudnn = False
+    try:
+        yield
+    finally:
+        for layer, value in changed:
+            layer.use_cudnn = value
+
+
+def _metadata(model: keras.Model, outputs: dict, xla: bool = False) -> dict:
+    shapes = {name: [None if d is None else int(d) for d in value.shape] for name, value in outputs.items()}
+    num_classes = shapes["expression"][-1] if "expression" in shapes else None
+    names = list(EXPRESSION_NAMES[:num_classes]) if num_classes and num_classes <= len(EXPRESSION_NAMES) else None
+    pixels = {IMAGE_INPUT: ["float32", [None, INPUT_SIZE, INPUT_SIZE, 1]]}  # serving_default and serving_xla
+    return {
+        "format": "va2att-saved-model",
+        "model_class": type(model).__name__,
+        "signatures": {
+            SERVING_DEFAULT: {"inputs": pixels},
+            SERVING_BYTES: {"inputs": {BYTES_INPUT: ["string", [None]]}, "error_output": BYTES_ERROR,
+                            "max_pixels": MAX_PIXELS},
+            **({SERVING_XLA: {"inputs": pixels, "needs": "--xla_cpu_compilation_enabled=true"}} if xla else {}),
+        },
+        "outputs": shapes,
+        "num_classes": num_classes,
+        "expression_names": names,
+        "input_pixels": "0-255",
+        "face_size": FACE_SIZE,
+        "input_size": INPUT_SIZE,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+    }
+
+
+def checked_pixels(image):
+    """The `image` input, validated before any kernel sees it (a clean InvalidArgumentError otherwise).
+
+    A kernel given a tensor of the wrong rank can abort the whole process (a check failure), so the
+    shape is enforced first (`EnsureShape`: rank 4, 48 x 48, one channel; its message names the
+    expected shape) and then finiteness (`CheckNumerics`: NaN or infinite pixels).
+    """
+    image = tf.ensure_shape(image, [None, INPUT_SIZE, INPUT_SIZE, 1])
+    return tf.debugging.check_numerics(image, f"{IMAGE_INPUT}: pixels must be finite numbers (0-255), found NaN or inf")
+
+
+def _outputs_or_empty(forward, images, specs: dict) -> dict:
+    """`forward(images)`, the model's named outputs, or empty outputs for an empty batch (the model is not run:
+    some of its kernels refuse an empty batch)."""
+
+    def run():
+        return forward(images)
+
+    def empty():
+        return {name: tf.zeros([0, *spec.shape[1:]], tf.float32) for name, spec in specs.items()}
+
+    return tf.cond(tf.shape(images)[0] > 0, run, empty)
+
+
+def _build_archive(model: keras.Model, provenance: dict | None = None, fold: bool = True,
+                   xla: bool = False) -> tuple[keras.export.ExportArchive, dict]:
+    archive = keras.export.ExportArchive()
+    pixels_spec = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32, name=IMAGE_INPUT)
+    if fold:
+        forward = folded_forward(model)  # the weights as constants, batch norms folded into convolutions
+    else:
+        archive.track(model)
+        forward = inference_forward(model)  # the Keras model's own graph, reading its variables
+    # Output shapes from a trace, not a run: the export itself never executes the model.
+    traced = tf.function(forward).get_concrete_function(pixels_spec).structured_outputs
+    specs = {name: tf.TensorSpec([None, *value.shape[1:]], tf.float32) for name, value in traced.items()}
+
+    def serve_pixels_with(network):
+        def serve_pixels(image):
+            return _outputs_or_empty(network, checked_pixels(image), specs)
+
+        return serve_pixels
+
+    def serve_bytes(image_bytes):
+        faces, errors = checked_faces(tf.ensure_shape(image_bytes, [None]))
+        outputs = _outputs_or_empty(forward, faces, specs)
+        failed = tf.not_equal(errors, "")
+        outputs = {name: tf.where(tf.reshape(failed, [-1, 1]), tf.constant(float("nan")), value)
+                   for name, value in outputs.items()}
+        return {**outputs, BYTES_ERROR: errors}
+
+    bytes_spec = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)
+    pixels_fn = archive.add_endpoint(SERVING_DEFAULT, serve_pixels_with(forward), input_signature=[pixels_spec])
+    archive.add_endpoint(SERVING_BYTES, serve_bytes, input_signature=[bytes_spec])
+    if xla:
+        # The checks and the empty-batch cond stay outside the compiled function: XLA compiles the
+        # network alone, once per batch size seen.
+        compiled = tf.function(forward, jit_compile=True)
+        archive.add_endpoint(SERVING_XLA, serve_pixels_with(compiled), input_signature=[pixels_spec])
+    if provenance is not None:
+        record = json.dumps(provenance, sort_keys=True)
+
+        def serve_provenance():
+            return {PROVENANCE_OUTPUT: tf.constant(record)}
+
+        archive.add_endpoint(PROVENANCE_SIGNATURE, serve_provenance, input_signature=[])
+    return archive, pixels_fn.get_concrete_function().structured_outputs
+
+
+def export_saved_model(model: keras.Model, export_root: str | os.PathLike, version: int | None = None,
+                       provenance: dict | None = None, fold: bool = True, xla: bool = False) -> Path:
+    """Write `model` to `export_root/<version>/` as a TF Serving SavedModel and return that folder.
+
+    Args:
+        model: keras.Model, input `image` `[None, 48, 48, 1]` pixels 0-255, dict outputs.
+        export_root: folder of numbered versions (e.g. `RUN_DIR/export/va2att`); created if missing.
+        version: int or None. None = one more than the largest existing version (1 for the first).
+            An existing version is never overwritten.
+        provenance: dict or None, where the model comes from (`va2att.serving.provenance.make_record`): stored in
+            `assets.extra/va2att.json` under "provenance" and answered by a `provenance` signature
+            (no inputs; output `provenance`, a JSON string).
+        fold: bool. True (default): the signatures run the folded inference graph
+            (`va2att.serving.folded_inference`: weights as constants, batch norms folded into the convolutions
+            before them; no variables in the SavedModel). False: the Keras model's own graph, reading
+            its variables (more graph nodes per call; kept to compare the two, e.g.
+            benchmarks/bench_compare.py).
+        xla: bool. Also add the `serving_xla` signature (`serving_default` compiled with XLA). Off by
+            default: TF Serving runs it only when started with `--xla_cpu_compilation_enabled=true`,
+            so such exports belong in their own export root (e.g. `RUN_DIR/export/va2att-xla`, which
+            compose's `serving-cpu-xla` serves; docs/serving.md).
+    """
+    if not model.built:
+        raise ValueError("The model must be built (called once or created from keras.Input) before export.")
+    root = Path(export_root)
+    root.mkdir(parents=True, exist_ok=True)
+    if version is None:
+        existing = list_versions(root)
+        version = existing[-1] + 1 if existing else 1
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ValueError(f"The export version must be a non-negative integer. Received: version={version!r}")
+    final = root / str(version)
+    if final.exists():
+        raise FileExistsError(f"Export version {final} already exists; pass another version or none.")
+
+    with fileio.atomic_path(final, overwrite=False) as tmp:
+        # Saving traces the endpoints again (in TensorFlow's save context), so the whole export,
+        # not only the first trace, runs with the portable recurrent implementation.
+        with portable_recurrent_layers(model):
+            archive, outputs = _build_archive(model, provenance, fold, xla)
+            archive.write_out(str(tmp), verbose=False)
+        meta = tmp / METADATA_FILE
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        metadata = _metadata(model, outputs, xla)
+        if provenance is not None:
+            metadata["provenance"] = provenance
+        meta.write_text(json.dumps(metadata, indent=2) + "\n")
+    return final
+
+
+def saved_model_op_types(saved_model_dir: str | os.PathLike) -> set[str]:
+    """Every op type in a SavedModel: the graph defs of all meta graphs and their function libraries."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    ops: set[str] = set()
+    for meta_graph in proto.meta_graphs:
+        graph = meta_graph.graph_def
+        ops.update(node.op for node in graph.node)
+        for function in graph.library.function:
+            ops.update(node.op for node in function.node_def)
+    return ops
+
+
+def cudnn_only_ops(saved_model_dir: str | os.PathLike) -> set[str]:
+    """The op types of a SavedModel that need a cuDNN (GPU) build of TensorFlow; empty when portable."""
+    return {op for op in saved_model_op_types(saved_model_dir) if CUDNN_OP_PATTERN.match(op)}

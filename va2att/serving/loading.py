@@ -1,0 +1,175 @@
+"""Load a trained model for inference from whatever a run left behind.
+
+`load_inference_model(path)` accepts:
+
+- a run folder (`RUN_DIR` written by `train.py`): the newest version under `RUN_DIR/export/va2att/`
+  when there is one, otherwise `RUN_DIR/best.keras`;
+- an export root holding numbered SavedModel versions (`.../export/va2att`): the newest version;
+- a SavedModel folder (holding `saved_model.pb`): its `serving_default` signature;
+- a `.keras` file: the Keras model (`load_keras_model`, which imports va2att's Keras classes itself).
+
+Whatever the source, `InferenceModel(images)` takes float32 `[N, 48, 48, 1]` pixels 0-255 (aligned,
+centre-cropped faces; `[N, 48, 48]` is accepted too), runs them in batches and returns a dict of NumPy
+arrays keyed by output name, with the model's shapes: `valence` and `arousal` `[N, 1]`, `expression`
+`[N, K]` probabilities.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from va2att.config import INPUT_SIZE
+from va2att.run_dir import RunDir
+from va2att.serving.signature import SERVING_DEFAULT, ordered_names
+from va2att.util.checks import check_positive_int
+
+DEFAULT_BATCH_SIZE = 256
+
+
+def _is_saved_model(path: Path) -> bool:
+    return path.is_dir() and ((path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file())
+
+
+def _newest_version(export_root: Path) -> Path | None:
+    versions = [p for p in export_root.iterdir() if p.is_dir() and p.name.isdigit() and _is_saved_model(p)]
+    return max(versions, key=lambda p: int(p.name)) if versions else None
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """The file or SavedModel folder that `load_inference_model(path)` would load."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No model at {path}: expected a run folder, a .keras file or a SavedModel folder.")
+    if path.is_file():
+        if path.suffix != ".keras":
+            raise ValueError(f"Unsupported model file {path}: expected a .keras file or a SavedModel folder.")
+        return path
+    if _is_saved_model(path):
+        return path
+    newest = _newest_version(path)
+    if newest is not None:
+        return newest
+    run = RunDir(path)
+    if run.export_root.is_dir():
+        newest = _newest_version(run.export_root)
+        if newest is not None:
+            return newest
+    if run.best.is_file():
+        return run.best
+    raise FileNotFoundError(
+        f"No model found in {path}: expected saved_model.pb, numbered SavedModel versions, "
+        f"{run.export_root.relative_to(run.root)}/<version>/ or {run.best.name}."
+    )
+
+
+class InferenceModel:
+    """A loaded model: `model(images) -> {name: np.ndarray}`, in batches of `batch_size`.
+
+    Args:
+        predict_fn: callable, float32 `[n, 48, 48, 1]` array -> dict of arrays or tensors.
+        outputs: tuple of str, the output names.
+        num_classes: int or None, width of the `expression` output (None when there is none).
+        source: Path the model was loaded from.
+        kind: str, "saved_model" or "keras".
+        batch_size: int, images per call of `predict_fn`.
+    """
+
+    def __init__(self, predict_fn, outputs, num_classes, source, kind, batch_size=DEFAULT_BATCH_SIZE):
+        check_positive_int("batch_size", batch_size)
+        self._predict_fn = predict_fn
+        self.outputs = tuple(outputs)
+        self.num_classes = num_classes
+        self.source = Path(source)
+        self.kind = kind
+        self.batch_size = batch_size
+        self._widths = {name: (num_classes if name == "expression" else 1) for name in self.outputs}
+
+    def __repr__(self):
+        return f"InferenceModel(kind={self.kind!r}, source='{self.source}', outputs={self.outputs})"
+
+    def __call__(self, images) -> dict[str, np.ndarray]:
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim == 3:
+            images = images[..., None]
+        if images.ndim != 4 or images.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 1):
+            raise ValueError(
+                f"Expected images of shape [N, {INPUT_SIZE}, {INPUT_SIZE}, 1] (pixels 0-255). "
+                f"Received: shape={images.shape}"
+            )
+        if len(images) == 0:
+            return {name: np.zeros((0, self._widths[name] or 0), np.float32) for name in self.outputs}
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.outputs}
+        for start in range(0, len(images), self.batch_size):
+            result = self._predict_fn(images[start : start + self.batch_size])
+            for name in self.outputs:
+                parts[name].append(np.asarray(result[name], dtype=np.float32))
+        return {name: np.concatenate(parts[name], axis=0) for name in self.outputs}
+
+
+def _from_saved_model(path: Path, batch_size: int) -> InferenceModel:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    if SERVING_DEFAULT not in loaded.signatures:
+        raise ValueError(f"SavedModel {path} has no {SERVING_DEFAULT} signature (found: {list(loaded.signatures)}).")
+    signature = loaded.signatures[SERVING_DEFAULT]
+    inputs = signature.structured_input_signature[1]
+    if len(inputs) != 1:
+        raise ValueError(f"SavedModel {path}: {SERVING_DEFAULT} must take one input; it takes {sorted(inputs)}.")
+    input_name = next(iter(inputs))
+    specs = signature.structured_outputs
+    names = ordered_names(specs)
+    num_classes = int(specs["expression"].shape[-1]) if "expression" in specs else None
+
+    def predict(batch):
+        return {k: v.numpy() for k, v in signature(**{input_name: tf.constant(batch)}).items()}
+
+    model = InferenceModel(predict, names, num_classes, path, "saved_model", batch_size)
+    model.saved_model = loaded  # the signature's variables live as long as the loaded object
+    return model
+
+
+def load_keras_model(path: str | os.PathLike, compile: bool = False):
+    """A `.keras` file written by va2att (or plain Keras) as its Keras model; a va2att network comes
+    back as a `VA2AttModel`.
+
+    The modules that define va2att's Keras classes (the model and its layers; the losses and metrics
+    that a compiled model's file names) are imported here, so loading works in a fresh process
+    whatever it imported before.
+    """
+    import keras
+
+    from va2att.model import losses, metrics, network  # noqa: F401  (their classes are the ones a .keras file names)
+
+    return keras.saving.load_model(str(path), compile=compile)
+
+
+def _from_keras(path: Path, batch_size: int) -> InferenceModel:
+    import tensorflow as tf
+
+    from va2att.faces.network_input import inference_forward
+
+    model = load_keras_model(path)
+    forward = inference_forward(model)
+    # One trace for every batch size (a fixed signature), unlike predict_on_batch.
+    compiled = tf.function(forward, input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32)])
+    specs = compiled.get_concrete_function().structured_outputs
+    num_classes = int(specs["expression"].shape[-1]) if "expression" in specs else None
+
+    def predict(batch):
+        return {k: v.numpy() for k, v in compiled(tf.constant(batch)).items()}
+
+    inference = InferenceModel(predict, ordered_names(specs), num_classes, path, "keras", batch_size)
+    inference.keras_model = model
+    return inference
+
+
+def load_inference_model(path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE) -> InferenceModel:
+    """Load a run folder, export root, SavedModel folder or `.keras` file for inference (see module doc)."""
+    resolved = resolve_model_path(path)
+    if resolved.is_file():
+        return _from_keras(resolved, batch_size)
+    return _from_saved_model(resolved, batch_size)

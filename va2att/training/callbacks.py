@@ -1,0 +1,137 @@
+"""Training callbacks whose state survives an interrupted run.
+
+`LearningRateControl` divides the learning rate when the monitored validation signal
+stops falling (the paper's recipe, see `va2att.training.schedules`) or at fixed epochs. `RunCheckpoint` commits each
+finished epoch: model and optimizer weights, the best model by mean validation
+CCC, `history.csv`, and last `state.json`, the record a resumed run starts from.
+Every file is written to a temporary name and renamed, so a killed process
+leaves the previous epoch's checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import keras
+
+from va2att.config import TrainConfig
+from va2att.run_dir import RunDir
+from va2att.training.schedules import PlateauRule, mean_validation_ccc, schedule_signal
+from va2att.util import fileio
+
+
+class LearningRateControl(keras.callbacks.Callback):
+    """The plateau rule of `va2att.training.schedules` on the monitored signal, or a step schedule.
+
+    Adds to each epoch's logs `lr` (the rate the epoch was trained with) and, for the plateau
+    schedule, `schedule_signal` (the monitored value); logs every cut with the values behind it."""
+
+    def __init__(self, cfg: TrainConfig, state: dict | None = None, log=print):
+        super().__init__()
+        self.cfg = cfg
+        self.log = log
+        self.rule = PlateauRule(cfg.plateau_patience, cfg.plateau_min_delta, cfg.plateau_cooldown,
+                                cfg.plateau_min_steps, state)
+
+    @property
+    def state(self) -> dict:
+        return self.rule.state
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        optimizer = self.model.optimizer
+        lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        logs["lr"] = lr  # the rate this epoch was trained with
+        new_lr = None
+        if self.cfg.schedule == "plateau":
+            value = schedule_signal(logs, self.cfg.plateau_monitor)
+            if value is not None:
+                logs["schedule_signal"] = value
+            floor = max(self.cfg.min_lr, 0.0)
+            step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+            decision = self.rule.update(epoch + 1, value, can_cut=lr * self.cfg.lr_factor >= floor * (1 - 1e-3),
+                                        step=step)
+            if decision.cut or decision.held:
+                name = "1 - mean validation CCC" if self.cfg.plateau_monitor == "ccc" else "validation loss"
+                why = (f"Epoch {epoch + 1}: {name} {decision.value:.4f} did not drop by {self.cfg.plateau_min_delta:.0%} "
+                       f"below {decision.best:.4f} (epoch {decision.best_epoch})")
+                if decision.cut:
+                    new_lr = max(lr * self.cfg.lr_factor, floor)
+                    self.log(f"{why}: learning rate {lr:.3g} -> {new_lr:.3g}")
+                else:
+                    self.log(f"{why}; learning rate kept at {lr:.3g}: {decision.reason}")
+        elif self.cfg.schedule == "step" and (epoch + 1) in self.cfg.step_epochs:
+            new_lr = lr * self.cfg.lr_factor
+            self.log(f"Epoch {epoch + 1}: learning rate {lr:.3g} -> {new_lr:.3g} (step schedule)")
+        if new_lr is not None:
+            optimizer.learning_rate.assign(new_lr)
+
+
+class DataEpoch(keras.callbacks.Callback):
+    """Set the epoch variable the training pipeline seeds its order and augmentation with
+    (`va2att.data.pipeline.make_dataset(..., epoch=variable)`) before each epoch starts."""
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
+
+
+def history_csv(history: list[dict]) -> str:
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return out.getvalue()
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Commit every finished epoch to the run folder; `state.json` is written last."""
+
+    def __init__(self, run: RunDir, lr_control: LearningRateControl, state: dict | None = None,
+                 chief: bool = True, log=print):
+        super().__init__()
+        self.run = run
+        self.lr_control = lr_control
+        self.chief = chief
+        self.log = log
+        self.state = dict(state or {"epoch": 0, "checkpoint": None, "best_mean_ccc": None, "best_epoch": None,
+                                    "history": []})
+
+    def on_train_begin(self, logs=None):
+        if self.chief and self.state["history"]:
+            fileio.write_text(self.run.history, history_csv(self.state["history"]))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        record = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+        score = mean_validation_ccc(logs)
+        state = dict(self.state)
+        state["history"] = [h for h in state["history"] if h["epoch"] <= epoch] + [record]
+        improved = score is not None and (state["best_mean_ccc"] is None or score > state["best_mean_ccc"])
+        if improved:
+            state["best_mean_ccc"], state["best_epoch"] = score, epoch + 1
+        state.update(epoch=epoch + 1, checkpoint=self.run.checkpoint(epoch + 1).name, lr_control=self.lr_control.state,
+                     lr=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)), interrupted=False)
+        if self.chief:  # the other workers hold the same weights and write nothing
+            if improved or score is None:
+                self._save_model(self.run.best)
+            with fileio.atomic_path(self.run.checkpoint(epoch + 1)) as tmp:
+                self.model.save_weights(tmp)
+            fileio.write_text(self.run.history, history_csv(state["history"]))
+            fileio.write_json(self.run.state, state)  # the commit point of the epoch
+        self.state = state
+        if improved and self.chief:
+            self.log(f"Epoch {epoch + 1}: mean validation CCC {score:.4f} (best so far), saved {self.run.best}")
+
+    def _save_model(self, path):
+        from va2att.training.distribute import unsynchronized_batch_norm
+
+        with fileio.atomic_path(path) as tmp, unsynchronized_batch_norm(self.model):
+            self.model.save(tmp)
