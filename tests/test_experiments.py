@@ -198,7 +198,6 @@ def test_smoke_table_end_to_end_then_resumed_without_retraining(tmp_path, cache_
 
 
 def test_unfinished_runs_are_resumed_in_their_folder_and_new_ones_started(tmp_path, monkeypatch):
-    pytest.importorskip("keras")
     from va2att.training import trainer
 
     table = TABLES["table2"]
