@@ -263,13 +263,13 @@ def test_client_arguments_and_missing_files(tmp_path, capsys):
     assert status == 1 and "skipped" in err and "no face to send" in err
 
 
-def test_client_grpc_needs_the_extra(faces, tmp_path, capsys):
-    try:
-        import tensorflow_serving.apis  # noqa: F401
+def test_client_grpc_needs_the_extra(faces, tmp_path, capsys, monkeypatch):
+    # Without tensorflow-serving-api (installed or not here): None in sys.modules makes its import fail.
+    import sys
 
-        pytest.skip("tensorflow-serving-api is installed here")
-    except ImportError:
-        pass
+    for name in ["tensorflow_serving", "tensorflow_serving.apis",
+                 *(m for m in list(sys.modules) if m.startswith("tensorflow_serving."))]:
+        monkeypatch.setitem(sys.modules, name, None)
     paths = write_faces(tmp_path, faces[:1])
     status, _, err = _run_client(capsys, *paths, "--aligned", "--grpc", "127.0.0.1:8500")
     assert status == 1 and "pip install 'va2att[grpc]'" in err and err.count("\n") == 1
