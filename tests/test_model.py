@@ -157,13 +157,124 @@ def test_config_and_json():
     assert tuple(model.features_model().output.shape) == (None, 3 * 2 * cfg.gru_units)
 
 
-PINNED_DEFAULT = 9610
+# Parameter counts from the design (docs/architecture.md), written independently of the layers' code.
+# Each count is (trainable, all): a batch norm trains gamma and beta and keeps a moving mean and variance.
+MASK_DEPTHS = (2, 1, 1)  # max-poolings in the attention mask of stages 1, 2, 3
 
 
-def test_parameter_count_is_pinned():
-    # Changes when the architecture changes; update deliberately (and docs/model_table.md).
-    assert build_model(tiny(blocks_add_depth=False)).count_params() == 12170
-    assert build_model(tiny()).count_params() == PINNED_DEFAULT
+def _batch_norm(channels):
+    return 2 * channels, 4 * channels
+
+
+def _weights(count):
+    return count, count
+
+
+def _total(*counts):
+    return tuple(sum(c[i] for c in counts) for i in range(2))
+
+
+def _dense(n_in, n_out):
+    return _weights(n_in * n_out + n_out)
+
+
+def _residual_unit(c_in, filters, strides=1):
+    """Pre-activation bottleneck: BN-1x1(filters/4)-BN-3x3(filters/4)-BN-1x1(filters), no biases; a 1x1
+    projection shortcut where the channels or the size change."""
+    inner = max(1, filters // 4)
+    convs = c_in * inner + 3 * 3 * inner * inner + inner * filters
+    if c_in != filters or strides != 1:
+        convs += c_in * filters
+    return _total(_weights(convs), _batch_norm(c_in), _batch_norm(inner), _batch_norm(inner))
+
+
+def _attention_block(filters, mask_depth):
+    """Trunk of two units; mask: a unit after each pooling, one on each skip and after each up-sampling
+    but the last, two at the bottom, then BN-1x1 conv twice (the second with a bias)."""
+    units = 2 + mask_depth + 2 * (mask_depth - 1) + 1
+    mask_head = _total(_batch_norm(filters), _batch_norm(filters), _weights(2 * filters * filters + filters))
+    return _total(*[_residual_unit(filters, filters)] * units, mask_head)
+
+
+def _head(cfg, z):
+    du, cu, k = cfg.dimensional_units, cfg.categorical_units, cfg.num_classes
+    if cfg.head == "2mt":  # dimensional and categorical from z; expression from categorical; V, A from both
+        return _total(_dense(z, du), _dense(z, cu), _dense(cu, k), _dense(du + cu, 1), _dense(du + cu, 1))
+    if cfg.head == "mt":
+        return _total(_dense(z, du), _dense(du, 1), _dense(du, 1))
+    if cfg.head.startswith("single-"):
+        return _total(_dense(z, du), _dense(du, 1))
+    assert cfg.head == "gcn"  # two bias-free graph convolutions: one-hot node features -> hidden -> z
+    return _weights((k + 2) * cfg.gcn_hidden + cfg.gcn_hidden * z)
+
+
+def designed_parameters(cfg: ModelConfig) -> tuple[int, int]:
+    """(trainable, all) parameters of the network that `cfg` describes, from the design alone."""
+    widths = [cfg.width, 2 * cfg.width, 4 * cfg.width]  # stages at 24x24, 12x12, 6x6
+    counts = [_weights(3 * 3 * 1 * cfg.width)]  # stem: 3x3 conv of the grey face, no bias
+    channels = cfg.width
+    for stage, filters in enumerate(widths):
+        counts.append(_residual_unit(channels, filters, strides=2))
+        if stage < cfg.blocks:
+            counts.append(_attention_block(filters, MASK_DEPTHS[stage]))
+        elif not cfg.blocks_add_depth:  # the block's trunk stays
+            counts += [_residual_unit(filters, filters)] * 2
+        channels = filters
+    if cfg.second_level:  # per stage BN and a 1x1 conv (with bias) to D; a BiGRU (reset_after) over 3 levels
+        u = cfg.gru_units
+        counts += [_total(_batch_norm(f), _dense(f, cfg.level_dim)) for f in widths]
+        counts.append(_weights(2 * 3 * (cfg.level_dim + u + 2) * u))
+        z = 3 * 2 * u if cfg.attention_pooling == "flatten" else 2 * u
+    else:  # BN and global average pooling of the last stage
+        counts.append(_batch_norm(widths[-1]))
+        z = widths[-1]
+    return _total(*counts, _head(cfg, z))
+
+
+def _parameters(model) -> tuple[int, int]:
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights), model.count_params()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [*VARIANTS, *({"blocks": b, "blocks_add_depth": False} for b in range(3)), {"head": "mt", "num_classes": 7}],
+    ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()),
+)
+def test_parameter_count_follows_the_design(changes):
+    cfg = tiny(**changes)
+    assert _parameters(build_model(cfg)) == designed_parameters(cfg)
+
+
+def test_gcn_parameters_grow_with_the_node_features_not_with_the_graph():
+    cfg = tiny(head="gcn")
+    one_hot = _parameters(build_model(cfg))
+    rng = np.random.default_rng(0)
+    graph = build_adjacency(rng.integers(0, 8, 100), rng.uniform(-1, 1, 100), rng.uniform(-1, 1, 100), 8)
+    assert _parameters(build_model(cfg, adjacency=graph)) == one_hot  # the graph is a constant
+    words = _parameters(build_model(cfg, node_features=np.ones((10, 3))))
+    assert one_hot[0] - words[0] == (10 - 3) * cfg.gcn_hidden  # first graph convolution: features x hidden
+
+
+def test_the_model_table_lists_the_designed_sizes():
+    """docs/model_table.md (`python -m va2att.cli.flops --out docs/model_table.md`) gives the sizes
+    of the network that the design describes, at the widths its header names."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "model_table.md").read_text()
+    header = dict(re.findall(r"(\w+(?:/\w+)?)=(\w+(?:/\w+)?)", text.split("|", 1)[0]))
+    dimensional, categorical = header["dimensional/categorical"].split("/")
+    base = ModelConfig(width=int(header["width"]), level_dim=int(header["level_dim"]),
+                       gru_units=int(header["gru_units"]), dimensional_units=int(dimensional),
+                       categorical_units=int(categorical), gcn_hidden=int(header["gcn_hidden"]),
+                       second_level=header["second_level"] == "True", attention_pooling=header["pooling"],
+                       num_classes=int(header["K"]))
+    rows = re.findall(r"^\| (yes|no) \| (\d) \| ([\w-]+) \| ([\d,]+) \| ([\d,]+) \|", text, re.MULTILINE)
+    assert len(rows) == 2 * 4 * 5  # blocks add depth or not, 0-3 blocks, every head
+    for depth, blocks, head, trainable, every in rows:
+        cfg = dataclasses.replace(base, blocks_add_depth=depth == "yes", blocks=int(blocks), head=head)
+        listed = (int(trainable.replace(",", "")), int(every.replace(",", "")))
+        assert listed == designed_parameters(cfg), f"{depth} | {blocks} | {head}"
 
 
 def test_pixels_are_normalised_inside_the_graph():
