@@ -5,7 +5,7 @@
 
 Rows:
   - synthetic generation: `synthetic.generate` (all cores), faces/s;
-  - prepare, landmarks: `preparation.process_rows` (read JPEG + parse landmarks + align) in this
+  - prepare, landmarks: a preparation work unit (`va2att.data.work_unit.run_unit`) (read JPEG + parse landmarks + align) in this
     process, i.e. faces/s per core (target >= 300); CPU-time rate alongside, since a shared
     machine inflates wall time;
   - prepare, MTCNN: the same rows with landmarks and boxes removed, so every face is detected;
@@ -57,17 +57,24 @@ def _rate(fn, items):
     return {"items": items, "wall_s": round(wall, 3), "per_s": round(items / wall, 1), "per_cpu_s": round(items / cpu, 1)}
 
 
-def bench_prepare(root, n_rows, n_mtcnn):
-    from va2att.data.preparation import process_rows
+def _process_rows(root, rows):
+    """One work unit of AffectNet rows, as a preparation worker runs it."""
+    from va2att.data.affectnet import LAYOUT
+    from va2att.data.layout import PrepareOptions
+    from va2att.data.work_unit import WorkUnit, run_unit
 
+    return run_unit(WorkUnit("training", 0, str(root), rows, LAYOUT, PrepareOptions()))[2]
+
+
+def bench_prepare(root, n_rows, n_mtcnn):
     rows = _rows(root, n_rows)
-    process_rows(str(root), rows[:20])  # warm-up (imports)
-    out = {"prepare_landmarks": _rate(lambda: process_rows(str(root), rows), len(rows))}
+    _process_rows(root, rows[:20])  # warm-up (imports)
+    out = {"prepare_landmarks": _rate(lambda: _process_rows(root, rows), len(rows))}
     bare = [(p, [np.nan] * 4, "", e, v, a) for p, _, _, e, v, a in rows[:n_mtcnn]]
-    process_rows(str(root), bare[:2])  # builds MTCNN
+    _process_rows(root, bare[:2])  # builds MTCNN
     res = {}
-    out["prepare_mtcnn"] = _rate(lambda: res.update(process_rows(str(root), bare)), len(bare))
-    out["prepare_mtcnn"]["found"] = len(res["records"])
+    out["prepare_mtcnn"] = _rate(lambda: res.update(result=_process_rows(root, bare)), len(bare))
+    out["prepare_mtcnn"]["found"] = len(res["result"].records)
     return out
 
 
@@ -137,8 +144,9 @@ def main(argv=None) -> int:
 
     from va2att.data import preparation
     from va2att.data.synthetic import affectnet as synthetic
+    from va2att.data.work_unit import cpu_count
 
-    results = {"machine": {"cpus": synthetic.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}}
+    results = {"machine": {"cpus": cpu_count(), "platform": platform.platform(), "python": platform.python_version()}}
     results["matmul_peak"] = common.peak_or_none(args, quick=args.quick)
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         root = Path(args.data) if args.data else None

@@ -188,11 +188,12 @@ def test_evaluation_per_video_ccc_equals_numpy_and_masks_are_respected(affwild2_
 @pytest.mark.large
 def test_training_on_a_mixture_of_affectnet_and_affwild2(affwild2_set, npy_set, tmp_path):
     from va2att.config import RunConfig, apply_overrides
-    from va2att.data.source import detect_layout, resolve_data
+    from va2att.data.layouts import detect_layout
+    from va2att.data.source import resolve_data
     from va2att.training.trainer import start_run, train
 
-    assert detect_layout(affwild2_set[0] / "raw") == "affwild2"
-    assert detect_layout(npy_set[0] / "raw") == "affectnet-npy"
+    assert detect_layout(affwild2_set[0] / "raw").name == "affwild2"
+    assert detect_layout(npy_set[0] / "raw").name == "affectnet-npy"
     both = f"{affwild2_set[0] / 'prepared'}:{npy_set[0] / 'prepared'}"
     assert resolve_data(DataConfig(data=both)) == (affwild2_set[0] / "prepared", npy_set[0] / "prepared")
     cfg = apply_overrides(RunConfig(), [f"model.{k}={v}" for k, v in TINY_MODEL.items()] + [

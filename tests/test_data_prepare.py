@@ -2,7 +2,11 @@
 
 import csv
 import json
+import os
 import shutil
+import signal
+import sys
+import textwrap
 from collections import Counter
 
 import numpy as np
@@ -82,11 +86,28 @@ def test_round_trip_keeps_labels_and_counts_reasons(root, reference):
     assert report["skipped"]["missing"] == 2
 
 
-def test_interrupted_run_resumes_to_identical_records(root, reference, tmp_path):
+# A preparation killed by SIGKILL right after its second shard is written (the wrapper, not the product,
+# decides when), in a process of its own with another hash seed than the reference run's.
+_KILLED_AFTER_TWO_SHARDS = textwrap.dedent("""
+    import os, signal, sys
+    from va2att.data import preparation
+    write_shard, written = preparation._write_shard, []
+    def write_then_die(*args):
+        write_shard(*args)
+        written.append(args[2])
+        if len(written) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    preparation._write_shard = write_then_die
+    preparation.prepare(sys.argv[1], sys.argv[2], workers=1, shard_size=int(sys.argv[3]), progress=False)
+""")
+
+
+def test_a_killed_run_resumes_to_identical_records(root, reference, tmp_path, spawn):
     ref_out, ref_report = reference
     out = tmp_path / "prepared"
-    with pytest.raises(KeyboardInterrupt):
-        prep.prepare(root, out, workers=1, shard_size=SHARD, progress=False, stop_after_shards=2)
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    proc = spawn([sys.executable, "-c", _KILLED_AFTER_TWO_SHARDS, root, out, SHARD], env=env)
+    assert proc.wait(timeout=300) == -signal.SIGKILL
     assert not prep.is_prepared(out)
     done = sorted(p.name for p in (out / prep.PROGRESS_DIR).glob("*.json"))
     assert len(done) == 2

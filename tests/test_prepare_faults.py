@@ -40,6 +40,7 @@ def dirty(root, tmp_path):
     outside = tmp_path / "elsewhere.jpg"
     shutil.copy(raw / IMAGES_DIR / path, outside)
     (raw / IMAGES_DIR / "link.jpg").symlink_to(outside)
+    (raw / IMAGES_DIR / "loop.jpg").symlink_to("loop.jpg")  # a link to itself: resolving it never ends
     bad = [
         f'"{path},{rest}'.encode(),  # unbalanced quote
         f"caf\xe9/{path},{rest}".encode("latin-1"),  # a latin-1 byte in the path
@@ -47,22 +48,30 @@ def dirty(root, tmp_path):
         f"../{path},{rest}".encode(),
         f"{raw / IMAGES_DIR / path},{rest}".encode(),  # absolute
         f"link.jpg,{rest}".encode(),  # a symbolic link leading out of the images folder
+        f"loop.jpg,{rest}".encode(),  # a symbolic link loop
     ]
     csv_path.write_bytes(b"".join(lines[:3] + bad + lines[3:]))
     return raw
 
 
-def test_bad_lines_are_skipped_and_counted_by_reason(dirty, reference, tmp_path):
-    report = prep.prepare(dirty, tmp_path / "out", workers=1, shard_size=SHARD, progress=False)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bad_lines_are_skipped_and_counted_by_reason(dirty, reference, tmp_path, workers):
+    report = prep.prepare(dirty, tmp_path / "out", workers=workers, shard_size=SHARD, progress=False)
     skipped = report["splits"]["training"]["skipped"]
     assert skipped["malformed_row"] == 1
     assert skipped["bad_encoding"] == 2
     assert skipped["outside_root"] == 3
+    assert skipped["symlink_loop"] == 1  # one bad row costs that row, in a worker process too
     assert report["splits"]["training"]["written"] == reference[1]["splits"]["training"]["written"]
-    assert report["splits"]["training"]["csv_rows"] == reference[1]["splits"]["training"]["csv_rows"] + 6
+    assert report["splits"]["training"]["csv_rows"] == reference[1]["splits"]["training"]["csv_rows"] + 7
+
+
+def test_links_are_followed_when_allowed(dirty, reference, tmp_path):
     linked = prep.prepare(dirty, tmp_path / "linked", workers=1, shard_size=SHARD, progress=False, allow_symlinks=True)
-    assert linked["splits"]["training"]["skipped"]["outside_root"] == 2  # the link is followed; `..` and absolute not
-    assert linked["splits"]["training"]["written"] == report["splits"]["training"]["written"] + 1
+    skipped = linked["splits"]["training"]["skipped"]
+    assert skipped["outside_root"] == 2  # the link is followed; `..` and absolute not
+    assert "symlink_loop" not in skipped and skipped["unreadable"] == 1  # the loop cannot be read: that row only
+    assert linked["splits"]["training"]["written"] == reference[1]["splits"]["training"]["written"] + 1
 
 
 def test_a_binary_list_is_one_clear_error(root, tmp_path, capsys):

@@ -16,14 +16,12 @@ import time
 from va2att.cli import program_name
 from va2att.data.synthetic import affectnet, affectnet_npy, affwild2
 
-LAYOUTS = ("affectnet", "affectnet-npy", "affwild2")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=program_name("va2att.data.synthetic"), description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
     parser.add_argument("out", help="folder to write")
-    parser.add_argument("--layout", choices=LAYOUTS, default="affectnet",
+    parser.add_argument("--layout", choices=("affectnet", "affectnet-npy", "affwild2"), default="affectnet",
                         help="affectnet: CSV file lists (default); affectnet-npy: AffectNet's .npy annotations; "
                              "affwild2: Aff-Wild2's ABAW layout (videos)")
     parser.add_argument("--train", type=int, help="usable training faces (default 6000; affectnet-npy: 200)")
@@ -40,22 +38,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _affectnet(args) -> None:
+    started = time.perf_counter()
+    train, val = args.train or 6000, args.val or 1000
+    root = affectnet.generate(args.out, train, val, args.seed, args.workers, args.style)
+    print(f"wrote {train} + {val} faces (plus {len(affectnet.DIRT)} dirt rows per split) to {root} "
+          f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+
+def _affectnet_npy(args) -> None:
+    planted = affectnet_npy.generate(args.out, args.train or 200, args.val or 50, args.seed)
+    print(f"planted: {planted}", file=sys.stderr)
+
+
+def _affwild2(args) -> None:
+    planted = affwild2.generate(args.out, args.videos, args.val_videos, args.frames, args.seed, args.workers)
+    for split, p in planted.items():
+        print(f"{split}: {p['written']} frames to be written; skipped {p['skipped']}; labels {p['labels']}",
+              file=sys.stderr)
+
+
+GENERATORS = {"affectnet": _affectnet, "affectnet-npy": _affectnet_npy, "affwild2": _affwild2}
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    started = time.perf_counter()
-    if args.layout == "affwild2":
-        planted = affwild2.generate(args.out, args.videos, args.val_videos, args.frames, args.seed, args.workers)
-        for split, p in planted.items():
-            print(f"{split}: {p['written']} frames to be written; skipped {p['skipped']}; labels {p['labels']}",
-                  file=sys.stderr)
-    elif args.layout == "affectnet-npy":
-        planted = affectnet_npy.generate(args.out, args.train or 200, args.val or 50, args.seed)
-        print(f"planted: {planted}", file=sys.stderr)
-    else:
-        train, val = args.train or 6000, args.val or 1000
-        root = affectnet.generate(args.out, train, val, args.seed, args.workers, args.style)
-        print(f"wrote {train} + {val} faces (plus {len(affectnet.DIRT)} dirt rows per split) to {root} "
-              f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    GENERATORS[args.layout](args)
     return 0
 
 

@@ -11,17 +11,26 @@ every dropped row is counted under one reason (`LABEL_REASONS`); landmark string
 parsed later, per row, by `parse_landmarks`. Code 8 ("None") faces carry real valence and
 arousal: they are kept, with their code, so that training can use them for valence and arousal
 (`data.none_faces`); the pipeline leaves them out by default (AffectNet-8 is codes 0-7).
+
+`LAYOUT` is this layout's entry of `va2att.data.layouts`: each listed file is read (a path that
+leads out of the images folder is skipped as `outside_root`) and its face aligned from the row's
+landmarks when usable, else its face box, else MTCNN (`va2att.data.work_unit.UnitResult.align`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from va2att.config import FACE_SIZE
+from va2att.data.layout import Layout, PrepareOptions
+from va2att.data.records import FaceRecord
 
 IMAGES_DIR = "Manually_Annotated_Images"
 LISTS_DIR = "Manually_Annotated_file_lists"
@@ -81,9 +90,16 @@ class Rows:
     arousal: np.ndarray  # (N,) float32
     dropped: Counter = field(default_factory=Counter)
     total: int = 0  # rows in the file
+    fingerprint: str = ""  # SHA-1 of the file
+    report: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def rows(self, lo: int, hi: int) -> list[tuple]:
+        """Work rows `(path, box (4 floats), landmark string, expression, valence, arousal)` lo..hi."""
+        return [(self.paths[j], self.boxes[j].tolist(), self.landmarks[j], int(self.expression[j]),
+                 float(self.valence[j]), float(self.arousal[j])) for j in range(lo, min(hi, len(self)))]
 
 
 def _key(name: str) -> str:
@@ -163,7 +179,16 @@ def read_split(root, split: str, num_classes: int = 8) -> Rows:
         arousal=a[keep].astype(np.float32),
         dropped=dropped,
         total=total,
+        fingerprint=file_sha1(path),
     )
+
+
+def file_sha1(path: Path) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _read_rows(path: Path):
@@ -219,3 +244,45 @@ def parse_landmarks(text) -> tuple[np.ndarray | None, str | None]:
     if not np.all(np.isfinite(values)):
         return None, "landmarks_non_numeric"
     return values.reshape(68, 2), None
+
+
+def is_root(path) -> bool:
+    return (Path(path) / LISTS_DIR).is_dir()
+
+
+class AffectNetLayout(Layout):
+    """AffectNet's CSV file lists (`read_split`), one face per listed image."""
+
+    name = "affectnet"
+    title = "AffectNet (CSV file lists)"
+    root_hint = f"{LISTS_DIR}/ and {IMAGES_DIR}/"
+
+    def is_root(self, path: Path) -> bool:
+        return is_root(path)
+
+    def read_split(self, root: Path, split: str, options: PrepareOptions) -> Rows:
+        return read_split(root, split, options.classes)
+
+    def process_row(self, root: Path, row, options: PrepareOptions, result) -> None:
+        from va2att.faces.align import usable_box
+
+        path, box, landmark_text, expression, valence, arousal = row
+        box = np.asarray(box, np.float64)
+        # A big photo with a known face box is decoded at reduced size (the face stays >= 2.5 x FACE_SIZE).
+        min_scale = min(1.0, 2.5 * FACE_SIZE / max(box[2], box[3])) if usable_box(box) else None
+        image = result.read_image(root / IMAGES_DIR, path, path, allow_symlinks=options.allow_symlinks,
+                                  min_scale=min_scale)
+        aligned = None if image is None else result.align(image, landmark_text, box, options.use_mtcnn, path)
+        if aligned is not None:
+            face, method = aligned
+            result.records.append(FaceRecord(face.tobytes(), float(valence), float(arousal), int(expression), path,
+                                             method))
+
+    def manifest(self, options: PrepareOptions) -> dict:
+        return {}  # the first layout: its folders' manifest.json never named one
+
+    def report(self, root: Path, options: PrepareOptions) -> dict:
+        return {}
+
+
+LAYOUT = AffectNetLayout()

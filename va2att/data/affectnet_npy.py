@@ -12,19 +12,21 @@ counted as `annotation_unreadable`. The label codes are the CSV layout's (`affec
 0..K-1 and 8 ("None") kept, 9 and 10 and -2 values dropped, under the same reason names. Faces
 are aligned from their landmarks (`align.align_any`), else from the whole crop as the face box,
 else MTCNN. An image without its four annotation files is counted as `annotation_missing`; an
-annotation set without its image as `missing` (the image reason).
+annotation set without its image as `missing` (the image reason). `LAYOUT` is this layout's entry
+of `va2att.data.layouts`.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from va2att.data.affectnet import NO_VALUE, NONE_CODE
+from va2att.data.layout import Layout, ListedRows, PrepareOptions
+from va2att.data.records import FaceRecord
 
 SPLIT_DIRS = {"training": "train_set", "validation": "val_set"}
 IMAGES = "images"
@@ -38,25 +40,9 @@ def is_root(path) -> bool:
     return any((path / d / ANNOTATIONS).is_dir() for d in SPLIT_DIRS.values())
 
 
-@dataclass
-class Ids:
-    """The face ids of one split, as work rows `(split folder, id, image file name or "", classes)`."""
-
-    items: list[tuple]
-    dropped: Counter = field(default_factory=Counter)
-    total: int = 0
-    report: dict = field(default_factory=dict)
-    fingerprint: str = ""
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def rows(self, lo: int, hi: int) -> list[tuple]:
-        return self.items[lo:hi]
-
-
-def read_split(root, split: str, classes: int = 8) -> Ids:
-    """List the ids of a split (images and annotation sets); labels are read per work unit."""
+def read_split(root, split: str, classes: int = 8) -> ListedRows:
+    """List the ids of a split (images and annotation sets) as work rows `(split folder, id, image file
+    name or "", classes)`; labels are read per work unit."""
     if split not in SPLIT_DIRS:
         raise ValueError(f"split must be one of {list(SPLIT_DIRS)}. Received: split={split!r}")
     base = Path(root) / SPLIT_DIRS[split]
@@ -75,7 +61,7 @@ def read_split(root, split: str, classes: int = 8) -> Ids:
             digest.update(f"{f.name}:{f.stat().st_size}\n".encode())
     ids = sorted(set(images) | annotated, key=lambda s: (len(s), s))
     items = [(SPLIT_DIRS[split], i, images.get(i, ""), classes) for i in ids]
-    return Ids(items, Counter(), len(items), {"ids": len(items)}, digest.hexdigest())
+    return ListedRows(items, Counter(), len(items), {"ids": len(items)}, digest.hexdigest())
 
 
 def _number(value) -> float:
@@ -118,31 +104,41 @@ def read_labels(annotations: Path, face_id: str, classes: int):
     return (expr, float(v), float(a), ";".join(repr(float(x)) for x in lnd)), None
 
 
-def process_ids(root: str, rows: list[tuple], use_mtcnn: bool = True) -> dict:
-    """Read the labels and align the faces of one work unit; same result shape as `prepare.process_rows`."""
-    from va2att.data.work_unit import (
-        align_or_note,
-        new_result,
-        note,
-        read_image_or_note,
-    )
+class AffectNetNpyLayout(Layout):
+    """AffectNet's second distribution: face crops with one .npy file per label."""
 
-    out = new_result()
-    for split_dir, face_id, image_name, classes in rows:
-        base = Path(root) / split_dir
-        rel = f"{split_dir}/{IMAGES}/{image_name or face_id + '.jpg'}"
-        labels, reason = read_labels(base / ANNOTATIONS, face_id, classes)
+    name = "affectnet-npy"
+    title = "AffectNet (.npy annotations)"
+    root_hint = "train_set/annotations/ or val_set/annotations/"
+
+    def is_root(self, path: Path) -> bool:
+        return is_root(path)
+
+    def read_split(self, root: Path, split: str, options: PrepareOptions) -> ListedRows:
+        return read_split(root, split, options.classes)
+
+    def row_path(self, row) -> str:
+        split_dir, face_id, image_name, _ = row
+        return f"{split_dir}/{IMAGES}/{image_name or face_id + '.jpg'}"
+
+    def process_row(self, root: Path, row, options: PrepareOptions, result) -> None:
+        """Read the labels of one id and align its face from its landmarks, else the whole crop, else MTCNN."""
+        split_dir, face_id, image_name, classes = row
+        rel = self.row_path(row)
+        labels, reason = read_labels(root / split_dir / ANNOTATIONS, face_id, classes)
         if reason is not None:
-            note(out, "skipped", reason, rel)
-            continue
-        expr, v, a, lm_text = labels
-        image = read_image_or_note(out, Path(root) / rel, rel)
+            result.note("skipped", reason, rel)
+            return
+        expression, valence, arousal, landmark_text = labels
+        image = result.read_image(root / split_dir / IMAGES, image_name or face_id + ".jpg", rel,
+                                  allow_symlinks=options.allow_symlinks)
         if image is None:
-            continue
+            return
         h, w = image.original_size
-        aligned = align_or_note(out, image, lm_text, np.array([0.0, 0.0, w, h]), use_mtcnn, rel)
-        if aligned is None:
-            continue
-        face, method = aligned
-        out["records"].append((face.tobytes(), v, a, expr, rel, method))
-    return out
+        aligned = result.align(image, landmark_text, np.array([0.0, 0.0, w, h]), options.use_mtcnn, rel)
+        if aligned is not None:
+            face, method = aligned
+            result.records.append(FaceRecord(face.tobytes(), valence, arousal, expression, rel, method))
+
+
+LAYOUT = AffectNetNpyLayout()

@@ -27,17 +27,22 @@ A video whose annotation files lie in both splits (the two challenges' splits ca
 kept in the validation split only: its training frames are counted as `video_in_validation`.
 The training split's frames are written in a seeded random order (`ORDER_SEED`), so that every
 shard mixes all videos and the training shuffle buffer does not see one video at a time;
-the validation split keeps video and frame order.
+the validation split keeps video and frame order. `LAYOUT` is this layout's entry of
+`va2att.data.layouts`.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from va2att.config import FACE_SIZE
+from va2att.data.affectnet import NONE_CODE
+from va2att.data.layout import Layout, ListedRows, PrepareOptions
+from va2att.data.records import FaceRecord
 
 FRAMES_DIR = "cropped_aligned"
 ANNOTATIONS_DIR = "Annotations"
@@ -47,7 +52,6 @@ SPLIT_DIRS = {"training": "Train_Set", "validation": "Validation_Set"}
 VA_MISSING = -5.0
 EXPR_MISSING = -1
 OTHER = -100  # internal marker of the "Other" class before `other` is applied
-NONE_CODE = 8
 # Aff-Wild2 names (lower case) -> AffectNet code.
 NAME_TO_CODE = {
     "neutral": 0,
@@ -70,8 +74,6 @@ SKIP_REASONS = (
     "expression_other",  # "Other" with other="drop", or "unlabelled" on a frame without valence/arousal
     "video_in_validation",  # a training video whose labels also lie in the validation split
 )
-# Why a written frame lacks a label ("masked" counts in report.json).
-MASK_REASONS = ("va_unannotated", "va_invalid", "expression_unannotated", "expression_invalid", "expression_other")
 
 
 class AffWild2Error(ValueError):
@@ -166,25 +168,9 @@ def _annotation_files(root: Path, split: str) -> dict[str, dict[str, Path]]:
     return videos
 
 
-@dataclass
-class Frames:
-    """The frames of one split to process, plus what was skipped before any image was read."""
-
-    items: list[tuple]  # (relpath, video, frame, has_va, v, a, has_expr, code, masked reasons)
-    dropped: Counter = field(default_factory=Counter)
-    total: int = 0  # frames considered: annotation lines and face images of the split's videos
-    report: dict = field(default_factory=dict)  # extra per-split facts for report.json
-    fingerprint: str = ""
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def rows(self, lo: int, hi: int) -> list[tuple]:
-        return self.items[lo:hi]
-
-
-def read_split(root, split: str, other: str = "unlabelled") -> Frames:
-    """The labelled frames of one split (see the module docstring for what is kept and counted)."""
+def read_split(root, split: str, other: str = "unlabelled") -> ListedRows:
+    """The labelled frames of one split (see the module docstring for what is kept and counted), as work
+    rows `(relpath, video, frame, has_va, valence, arousal, has_expression, code, masked reasons)`."""
     if split not in SPLIT_DIRS:
         raise ValueError(f"split must be one of {list(SPLIT_DIRS)}. Received: split={split!r}")
     if other not in OTHER_CHOICES:
@@ -255,7 +241,7 @@ def read_split(root, split: str, other: str = "unlabelled") -> Frames:
         "videos_without_frames": no_frames,
         "annotation_files_unreadable": unreadable,
     }
-    return Frames(items, dropped, total, report, digest.hexdigest())
+    return ListedRows(items, dropped, total, report, digest.hexdigest())
 
 
 def videos_without_annotations(root) -> list[str]:
@@ -265,30 +251,50 @@ def videos_without_annotations(root) -> list[str]:
     return sorted(d.name for d in (root / FRAMES_DIR).iterdir() if d.is_dir() and d.name not in named)
 
 
-def process_frames(root: str, rows: list[tuple], use_mtcnn: bool = True) -> dict:
-    """Read and convert one work unit of frames (rows from `Frames.rows`); same result shape as
-    `prepare.process_rows`, with records carrying the label masks, video and frame, and the
-    `labels` / `masked` counts of the written frames."""
-    import cv2
+class AffWild2Layout(Layout):
+    """Aff-Wild2's aligned frames with per-video annotation files; frames may lack one kind of label."""
 
-    from va2att.config import FACE_SIZE
-    from va2att.data.work_unit import new_result, read_image_or_note
+    name = "affwild2"
+    title = "Aff-Wild2"
+    root_hint = f"{FRAMES_DIR}/ and {ANNOTATIONS_DIR}/"
+    videos = True
+    counts = ("labels", "masked")  # written frames by the labels they have; why a written frame lacks one
 
-    del use_mtcnn  # the faces are already aligned
-    frames = Path(root) / FRAMES_DIR
-    out = new_result("labels", "masked")
-    for rel, video, frame, has_va, v, a, has_expr, code, masked in rows:
-        image = read_image_or_note(out, frames / rel, rel)
+    def is_root(self, path: Path) -> bool:
+        return is_root(path)
+
+    def read_split(self, root: Path, split: str, options: PrepareOptions) -> ListedRows:
+        return read_split(root, split, options.other)
+
+    def process_row(self, root: Path, row, options: PrepareOptions, result) -> None:
+        """Convert one aligned frame to 56 x 56 gray (no re-detection) with its label masks, video and
+        frame, counting the frame's labels (`labels`) and why a label is missing (`masked`)."""
+        import cv2
+
+        rel, video, frame, has_va, valence, arousal, has_expression, code, masked = row
+        image = result.read_image(root / FRAMES_DIR, rel, rel, allow_symlinks=options.allow_symlinks)
         if image is None:
-            continue
+            return
         gray = cv2.cvtColor(np.ascontiguousarray(image.pixels), cv2.COLOR_RGB2GRAY)
         face = cv2.resize(gray, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA)
-        out["methods"]["aligned"] += 1
-        out["labels"]["va_and_expression" if has_va and has_expr else "va_only" if has_va else "expression_only"] += 1
-        for m in filter(None, masked.split(",")):
-            out["masked"][m] += 1
-        out["records"].append((face.tobytes(), float(v) if has_va else float("nan"),
-                               float(a) if has_va else float("nan"), int(code) if has_expr else -1, rel, "aligned",
-                               int(has_va), int(has_expr), video, int(frame)))
-    return out
+        result.methods["aligned"] += 1
+        result.count("labels", "va_and_expression" if has_va and has_expression else
+                     "va_only" if has_va else "expression_only")
+        for reason in filter(None, masked.split(",")):
+            result.count("masked", reason)
+        nan = float("nan")
+        result.records.append(FaceRecord(
+            face.tobytes(), float(valence) if has_va else nan, float(arousal) if has_va else nan,
+            int(code) if has_expression else -1, rel, "aligned", int(has_va), int(has_expression), video, int(frame)))
 
+    def manifest(self, options: PrepareOptions) -> dict:
+        return {"layout": self.name, "other": options.other}
+
+    def report(self, root: Path, options: PrepareOptions) -> dict:
+        """Records carry label masks; macro-F1 is averaged over the codes Aff-Wild2 annotates."""
+        return {"layout": self.name, "label_masks": True, "other": options.other,
+                "expression_classes": list(EXPRESSION_CLASSES),
+                "videos_without_annotations": videos_without_annotations(root)}
+
+
+LAYOUT = AffWild2Layout()

@@ -1,59 +1,60 @@
-"""Preparation: an AffectNet or Aff-Wild2 folder -> aligned 56 x 56 gray faces in sharded TFRecords.
+"""Preparation: a data set folder -> aligned 56 x 56 gray faces in sharded TFRecords.
 
     python -m va2att.data.prepare ROOT OUT [--workers N] [--classes 8|7] [--other unlabelled|none|drop]
 
-ROOT may hold any of three layouts, recognised by `source.detect_layout`: AffectNet's CSV file
-lists (`affectnet`), AffectNet's per-image .npy annotations (`affectnet_npy`), or Aff-Wild2 as
-distributed for the ABAW challenges (`affwild2`; its frames may lack one of the two labels, and
-the records then carry label masks). All three give the same kind of shards.
+ROOT may hold any layout of the registry `va2att.data.layouts` (AffectNet's CSV file lists,
+AffectNet's per-image .npy annotations, Aff-Wild2 as distributed for the ABAW challenges, or one
+registered from outside); all give the same kind of shards (`va2att.data.records`; a layout whose
+frames may lack a label writes label masks).
 
 Output layout:
     OUT/<split>-NNNNN.tfrecord   split = training | validation; records described in `records`
     OUT/report.json              written last: counts, skip reasons, shard list (see `prepare`)
-    OUT/manifest.json            settings and CSV fingerprints this folder was prepared from
+    OUT/manifest.json            settings and file-list fingerprints this folder was prepared from
     OUT/.progress/<shard>.json   one per finished shard (its counts): the resume state
 
-Each shard of `shard_size` CSV rows is one work unit, processed in a worker process, written
-by the parent to a temporary name and renamed into place, then marked done. A killed run,
+The steps (`prepare`): list each split (`Layout.read_split`), claim the folder (`_claim_folder`:
+one process at a time, the same settings as before or `overwrite`), cut the rows into work units
+of `shard_size` and process those not done yet (`_write_pending_shards`: in worker processes,
+`va2att.data.work_unit.run_unit`; the parent writes each shard to a temporary name, renames it and
+marks it done), then sum the shards' counts into report.json (`_report`). A killed run,
 restarted with the same arguments, redoes only unmarked shards; a reader never sees a
-half-written shard. Alignment follows `align.align_any`: CSV landmarks when usable, else the
-face box, else MTCNN. Every row that cannot be used is skipped and counted under its reason (a
-line that is not a CSV row or not UTF-8 too; a listed file outside the images folder: `..`, an
-absolute path or a symbolic link leading out, as `outside_root`); nothing stops the run except a
-split with no usable face at all, another process preparing the same folder (`va2att.util.locking`) and
-storage errors (full disk, read-only folder), which stop it with one line saying what to fix; the
-same command then resumes. A finished preparation is not written again (it may be read-only).
+half-written shard. Every row that cannot be used is skipped and counted under its reason;
+nothing stops the run except a split with no usable face at all, another process preparing the
+same folder (`va2att.util.locking`) and storage errors (full disk, read-only folder), which stop
+it with one line saying what to fix; the same command then resumes. A finished preparation is
+not written again (it may be read-only).
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import multiprocessing as mp
-import os
 import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
 from va2att.config import FACE_SIZE
-from va2att.data import affectnet
+from va2att.data.affectnet import NONE_CODE
+from va2att.data.layout import SPLITS, Layout, PrepareOptions, SplitTable
+from va2att.data.layouts import LAYOUTS, detect_layout, root_hints
 from va2att.data.work_unit import (
     MAX_EXAMPLES,
-    align_or_note,
-    new_result,
-    note,
-    read_image_or_note,
+    UnitResult,
+    WorkUnit,
+    cpu_count,
+    init_worker,
+    run_unit,
 )
 from va2att.util import fileio
 from va2att.util.locking import folder_lock
+from va2att.util.storage import storage_problem
 
 FORMAT = "va2att-faces-v1"
-SPLITS = tuple(affectnet.SPLIT_FILES)
-SHARD_SIZE = 1024  # CSV rows per shard (one work unit)
+SHARD_SIZE = 1024  # rows per shard (one work unit)
 PROGRESS_DIR = ".progress"
-EXTRA_COUNTS = ("labels", "masked")  # Aff-Wild2: written frames by labels present, and why a label is missing
+COUNTERS = ("skipped", "fallbacks", "methods", "per_expression")  # summed over a split's shards
 
 
 class PrepareError(RuntimeError):
@@ -64,131 +65,38 @@ class PrepareStorageError(PrepareError):
     """The output folder cannot be written (full disk, read-only, permissions); the message says what to fix."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """One preparation: where from, where to, which layout and settings, and each split's rows."""
+
+    root: Path
+    out: Path
+    layout: Layout
+    options: PrepareOptions
+    tables: dict[str, SplitTable]
+    shard_size: int
+
+    def shards(self, split: str) -> int:
+        return -(-len(self.tables[split]) // self.shard_size)
+
+    def manifest(self) -> dict:
+        """What makes this preparation different from another (manifest.json)."""
+        manifest = {
+            "format": FORMAT,
+            "face_size": FACE_SIZE,
+            "classes": self.options.classes,
+            "shard_size": self.shard_size,
+            "use_mtcnn": self.options.use_mtcnn,
+            "csv_sha1": {split: table.fingerprint for split, table in self.tables.items()},
+            **self.layout.manifest(self.options),
+        }
+        if self.options.allow_symlinks:  # only when set: folders prepared before the option keep their manifest
+            manifest["allow_symlinks"] = True
+        return manifest
+
+
 def shard_name(split: str, index: int) -> str:
     return f"{split}-{index:05d}.tfrecord"
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-# --------------------------------------------------------------------------- worker side
-
-
-def _init_worker() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def outside_root(images: Path, path: str, allow_symlinks: bool = False) -> bool:
-    """True when the listed `path` would read a file outside the images folder: an absolute path, a `..`
-    component, or (unless `allow_symlinks`) a symbolic link that leads out of it."""
-    listed = Path(path)
-    if listed.is_absolute() or ".." in listed.parts:
-        return True
-    if allow_symlinks:
-        return False
-    return not (images / listed).resolve().is_relative_to(images.resolve())
-
-
-def process_rows(root: str, rows: list[tuple], use_mtcnn: bool = True, allow_symlinks: bool = False) -> dict:
-    """Align one work unit. rows: (path, box(4), landmark string, expression, valence, arousal).
-
-    Returns {"records": [(face bytes, valence, arousal, expression, path, method)],
-    "skipped", "fallbacks", "methods": Counter, "examples": {reason: [paths]}}.
-    """
-    from va2att.faces.align import usable_box
-
-    images = Path(root) / affectnet.IMAGES_DIR
-    out = new_result()
-    for path, box, lm_text, expr, v, a in rows:
-        if outside_root(images, path, allow_symlinks):
-            note(out, "skipped", "outside_root", path)
-            continue
-        box = np.asarray(box, np.float64)
-        min_scale = None
-        if usable_box(box):
-            min_scale = min(1.0, 2.5 * FACE_SIZE / max(box[2], box[3]))
-        image = read_image_or_note(out, images / path, path, min_scale=min_scale)
-        aligned = None if image is None else align_or_note(out, image, lm_text, box, use_mtcnn, path)
-        if aligned is None:
-            continue
-        face, method = aligned
-        out["records"].append((face.tobytes(), float(v), float(a), int(expr), path, method))
-    return out
-
-
-def _processor(layout: str):
-    """The work-unit function of a layout (all return `process_rows`'s result shape)."""
-    if layout == "affectnet":
-        return process_rows
-    from va2att.data import affectnet_npy, affwild2
-
-    return {"affectnet-npy": affectnet_npy.process_ids, "affwild2": affwild2.process_frames}[layout]
-
-
-def _run_unit(unit) -> tuple:
-    split, index, root, rows, use_mtcnn, allow_symlinks, layout = unit
-    if layout == "affectnet":
-        return split, index, process_rows(root, rows, use_mtcnn, allow_symlinks)
-    return split, index, _processor(layout)(root, rows, use_mtcnn)
-
-
-# --------------------------------------------------------------------------- parent side
-
-
-def _fingerprint(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _write_json(path: Path, value) -> None:
-    fileio.write_text(path, json.dumps(value, indent=1, sort_keys=True))
-
-
-def _write_shard(out: Path, split: str, index: int, result: dict) -> None:
-    import tensorflow as tf
-
-    from va2att.data.records import serialize
-
-    name = shard_name(split, index)
-    with fileio.atomic_path(out / name) as tmp, tf.io.TFRecordWriter(str(tmp)) as w:
-        for rec in result["records"]:
-            w.write(serialize(*rec))
-    per_expr = Counter(str(r[3]) for r in result["records"])
-    marker = {
-        "written": len(result["records"]),
-        "skipped": dict(result["skipped"]),
-        "fallbacks": dict(result["fallbacks"]),
-        "methods": dict(result["methods"]),
-        "per_expression": dict(per_expr),
-        "examples": result["examples"],
-    }
-    for key in EXTRA_COUNTS:  # label counts of the layouts with label masks
-        if key in result:
-            marker[key] = dict(result[key])
-    _write_json(out / PROGRESS_DIR / f"{name}.json", marker)
-
-
-def _done(out: Path, split: str, index: int) -> bool:
-    name = shard_name(split, index)
-    return (out / PROGRESS_DIR / f"{name}.json").is_file() and (out / name).is_file()
-
-
-def _merge(into: dict, part: dict) -> None:
-    for key in ("skipped", "fallbacks", "methods", "per_expression", *EXTRA_COUNTS):
-        if key not in part and key in EXTRA_COUNTS:
-            continue
-        c = Counter(into.get(key, {}))
-        c.update(part.get(key, {}))
-        into[key] = dict(sorted(c.items()))
-    for reason, paths in part.get("examples", {}).items():
-        ex = into.setdefault("examples", {}).setdefault(reason, [])
-        ex.extend(paths[: MAX_EXAMPLES - len(ex)])
 
 
 def prepare(
@@ -202,30 +110,28 @@ def prepare(
     allow_symlinks: bool = False,
     progress: bool = True,
     overwrite: bool = False,
-    stop_after_shards: int | None = None,
     other: str = "unlabelled",
 ) -> dict:
-    """Prepare (or finish preparing) `out` from the AffectNet-layout folder `root`.
+    """Prepare (or finish preparing) `out` from the data set folder `root`.
 
     Args:
-        root: folder with Manually_Annotated_file_lists/ and Manually_Annotated_Images/.
+        root: a folder in one of the registered layouts (`va2att.data.layouts`).
         out: output folder (created). Re-running with the same arguments resumes.
         workers: processes; 0 = one per core; capped at the core count. 1 = in this process.
         classes: 8 keeps codes 0-7, 7 keeps 0-6.
-        shard_size: CSV rows per shard.
+        shard_size: rows per shard.
         use_mtcnn: detect faces with MTCNN when neither landmarks nor box are usable.
         allow_symlinks: read listed files through symbolic links that leave the images folder (copies
             made of links); otherwise they are skipped as `outside_root`, like `..` and absolute paths.
         progress: show a tqdm bar.
-        overwrite: discard a preparation of `out` made with other settings or CSVs.
-        stop_after_shards: stop (raise KeyboardInterrupt) after writing this many shards,
-            as a kill would; used to test resuming.
+        overwrite: discard a preparation of `out` made with other settings or file lists.
         other: Aff-Wild2 only: what its "Other" expression becomes (`affwild2.OTHER_CHOICES`).
     Returns:
         The report (also OUT/report.json): {"written": N, "skipped": {reason: n}, "fallbacks":
         {reason: n}, "splits": {split: {...per split detail, "shards": [file names]}}, ...}.
     Raises:
-        affectnet.AffectNetError: a CSV is missing or lacks columns.
+        ValueError: `root` is in no known layout, or a file list cannot be read at all (its subclasses
+            `affectnet.AffectNetError`, `affwild2.AffWild2Error` name the file).
         PrepareError: a split has no usable face, or `out` holds another preparation.
         FolderInUseError: another process is preparing `out` (`va2att.util.locking`; held while writing).
     """
@@ -233,39 +139,23 @@ def prepare(
         raise ValueError(f"classes must be 7 or 8. Received: classes={classes}")
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1. Received: shard_size={shard_size}")
-    t0 = time.perf_counter()
+    started = time.perf_counter()
     root, out = Path(root), Path(out)
-    from va2att.data.source import detect_layout
-
-    layout = detect_layout(root) or "affectnet"
-    if layout == "affectnet":
-        tables = {s: affectnet.read_split(root, s, classes) for s in SPLITS}
-        fingerprints = {s: _fingerprint(affectnet.list_path(root, s)) for s in SPLITS}
-    else:
-        tables = _read_tables(layout, root, classes, other)
-        fingerprints = {s: t.fingerprint for s, t in tables.items()}
-    manifest = {
-        "format": FORMAT,
-        "face_size": FACE_SIZE,
-        "classes": classes,
-        "shard_size": shard_size,
-        "use_mtcnn": use_mtcnn,
-        "csv_sha1": fingerprints,
-    }
-    if layout != "affectnet":
-        manifest["layout"] = layout
-        if layout == "affwild2":
-            manifest["other"] = other
-    if allow_symlinks:  # only when set: folders prepared before the option keep their manifest
-        manifest["allow_symlinks"] = True
-    if _read_manifest(out) == manifest and is_prepared(out):
+    layout = detect_layout(root)
+    if layout is None:
+        raise ValueError(f"{root} holds no known data set layout ({root_hints()}).")
+    options = PrepareOptions(classes, use_mtcnn, allow_symlinks, other)
+    plan = Plan(root, out, layout, options, {s: layout.read_split(root, s, options) for s in SPLITS}, shard_size)
+    if _read_manifest(out) == plan.manifest() and is_prepared(out):
         return load_report(out)  # finished: nothing to write (the folder may be read-only)
     try:
         with folder_lock(out, "preparation"):
-            return _prepare_locked(root, out, tables, manifest, classes=classes, shard_size=shard_size,
-                                   use_mtcnn=use_mtcnn, allow_symlinks=allow_symlinks, progress=progress,
-                                   overwrite=overwrite, stop_after_shards=stop_after_shards, workers=workers, t0=t0,
-                                   layout=layout, other=other)
+            _claim_folder(plan, overwrite)
+            _write_pending_shards(plan, workers, progress)
+            report = _report(plan)
+            report["seconds"] = round(time.perf_counter() - started, 2)
+            _write_json(out / "report.json", report)
+            return report
     except Exception as error:
         message = storage_problem(error)
         if message is None:
@@ -281,125 +171,143 @@ def _read_manifest(out: Path):
         return None
 
 
-def storage_problem(error: BaseException) -> str | None:
-    """What to free or fix when `error` is a storage failure (full disk, read-only or unwritable folder), else None."""
-    import errno
-
-    code = getattr(error, "errno", None)
-    name = type(error).__name__
-    text = str(error).lower()
-    if code in (errno.ENOSPC, errno.EDQUOT) or name == "ResourceExhaustedError" or "no space left" in text:
-        return "the disk is full (free space there)"
-    if code == errno.EROFS or "read-only file system" in text:
-        return "the file system is read-only (choose a writable output folder)"
-    if code in (errno.EACCES, errno.EPERM) or name == "PermissionDeniedError":
-        return "permission denied (make the folder writable or choose another)"
-    return None
+def _write_json(path: Path, value) -> None:
+    fileio.write_text(path, json.dumps(value, indent=1, sort_keys=True))
 
 
-def _prepare_locked(root: Path, out: Path, tables: dict, manifest: dict, *, classes, shard_size, use_mtcnn,
-                    allow_symlinks, progress, overwrite, stop_after_shards, workers, t0, layout="affectnet",
-                    other="unlabelled") -> dict:
-    from tqdm import tqdm
-
-    (out / PROGRESS_DIR).mkdir(exist_ok=True)
-    mpath = out / "manifest.json"
+def _claim_folder(plan: Plan, overwrite: bool) -> None:
+    """Make `plan.out` a folder of this preparation: refuse (or, with `overwrite`, empty) a folder prepared
+    with other settings, record the manifest, and remove what a killed writer left half-written."""
+    out, manifest = plan.out, plan.manifest()
+    (out / PROGRESS_DIR).mkdir(parents=True, exist_ok=True)
     found = _read_manifest(out)
-    if mpath.is_file() and found != manifest:
+    if (out / "manifest.json").is_file() and found != manifest:
         if not overwrite:
-            raise PrepareError(
-                f"{out} holds a preparation made with other settings or file lists; "
-                "use another folder or overwrite=True (--overwrite)."
-            )
-        for f in list(out.glob("*.tfrecord")) + list((out / PROGRESS_DIR).glob("*.json")) + [out / "report.json"]:
+            raise PrepareError(f"{out} holds a preparation made with other settings or file lists; "
+                               "use another folder or overwrite=True (--overwrite).")
+        for f in [*out.glob("*.tfrecord"), *(out / PROGRESS_DIR).glob("*.json"), out / "report.json"]:
             f.unlink(missing_ok=True)
     if found != manifest:
-        _write_json(mpath, manifest)
+        _write_json(out / "manifest.json", manifest)
     fileio.remove_temporaries(out)
     fileio.remove_temporaries(out / PROGRESS_DIR)
 
-    units, counts = [], {}
-    for split, t in tables.items():
-        counts[split] = -(-len(t) // shard_size)
-        for i in range(counts[split]):
-            if _done(out, split, i):
-                continue
-            lo, hi = i * shard_size, min(len(t), (i + 1) * shard_size)
-            if layout != "affectnet":
-                units.append((split, i, str(root), t.rows(lo, hi), use_mtcnn, False, layout))
-                continue
-            rows = [
-                (t.paths[j], t.boxes[j].tolist(), t.landmarks[j], int(t.expression[j]), float(t.valence[j]), float(t.arousal[j]))
-                for j in range(lo, hi)
-            ]
-            units.append((split, i, str(root), rows, use_mtcnn, allow_symlinks, "affectnet"))
+
+def _done(out: Path, split: str, index: int) -> bool:
+    name = shard_name(split, index)
+    return (out / PROGRESS_DIR / f"{name}.json").is_file() and (out / name).is_file()
+
+
+def _pending_units(plan: Plan) -> list[WorkUnit]:
+    """The work units whose shard is not written yet, in split and shard order."""
+    units = []
+    for split, table in plan.tables.items():
+        for i in range(plan.shards(split)):
+            if not _done(plan.out, split, i):
+                rows = table.rows(i * plan.shard_size, (i + 1) * plan.shard_size)
+                units.append(WorkUnit(split, i, str(plan.root), list(rows), plan.layout, plan.options))
+    return units
+
+
+def _write_pending_shards(plan: Plan, workers: int, progress: bool) -> None:
+    """Process every pending unit (in `workers` processes) and write each unit's shard as it arrives."""
+    from tqdm import tqdm
+
+    units = _pending_units(plan)
     workers = max(1, min(workers or cpu_count(), cpu_count(), len(units) or 1))
-    bar = tqdm(total=sum(len(u[3]) for u in units), unit="face", disable=not progress, desc="prepare")
-    written = 0
-    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker) if workers > 1 and len(units) > 1 else None
+    bar = tqdm(total=sum(len(u.rows) for u in units), unit="face", disable=not progress, desc="prepare")
+    pool = mp.get_context("spawn").Pool(workers, initializer=init_worker) if workers > 1 and len(units) > 1 else None
     try:
-        results = pool.imap_unordered(_run_unit, units) if pool else map(_run_unit, units)
+        results = pool.imap_unordered(run_unit, units) if pool else map(run_unit, units)
         for split, index, result in results:
-            _write_shard(out, split, index, result)
-            bar.update(sum(result["skipped"].values()) + len(result["records"]))
-            written += 1
-            if stop_after_shards is not None and written >= stop_after_shards:
-                raise KeyboardInterrupt(f"stopped after {written} shard(s)")
+            _write_shard(plan.out, split, index, result)
+            bar.update(sum(result.skipped.values()) + len(result.records))
     finally:
         bar.close()
         if pool is not None:
             pool.terminate()
             pool.join()
 
-    report = {"format": FORMAT, "face_size": FACE_SIZE, "classes": classes, "root": str(root.resolve()), "splits": {}}
-    for split, t in tables.items():
-        s = {"csv_rows": t.total, "written": 0, "skipped": dict(t.dropped), "shards": []}
-        for i in range(counts[split]):
-            part = json.loads((out / PROGRESS_DIR / f"{shard_name(split, i)}.json").read_text())
-            s["written"] += part["written"]
-            _merge(s, part)
-            s["shards"].append(shard_name(split, i))
-        s["skipped"] = dict(sorted(s["skipped"].items()))
-        s.update(getattr(t, "report", {}))
-        s["none_faces"] = int(s.get("per_expression", {}).get(str(affectnet.NONE_CODE), 0))  # kept, used only with data.none_faces
-        if s["written"] - s["none_faces"] == 0:
-            raise PrepareError(
-                f"no usable face in split {split!r} of {root} ({t.total} CSV rows; skipped: {s['skipped']})"
-            )
-        report["splits"][split] = s
-    total_skipped, total_fallbacks = Counter(), Counter()
-    for s in report["splits"].values():
-        total_skipped.update(s["skipped"])
-        total_fallbacks.update(s.get("fallbacks", {}))
-    report["written"] = sum(s["written"] for s in report["splits"].values())
-    report["skipped"] = dict(sorted(total_skipped.items()))
-    report["fallbacks"] = dict(sorted(total_fallbacks.items()))
-    if layout != "affectnet":
-        report.update(_layout_report(layout, root, other))
-    report["seconds"] = round(time.perf_counter() - t0, 2)
-    _write_json(out / "report.json", report)
+
+def _write_shard(out: Path, split: str, index: int, result: UnitResult) -> None:
+    """The unit's records as a shard (temporary name, then renamed), then its counts as the done marker."""
+    import tensorflow as tf
+
+    from va2att.data.records import serialize
+
+    name = shard_name(split, index)
+    with fileio.atomic_path(out / name) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+        for record in result.records:
+            writer.write(serialize(record))
+    marker = {
+        "written": len(result.records),
+        "skipped": dict(result.skipped),
+        "fallbacks": dict(result.fallbacks),
+        "methods": dict(result.methods),
+        "per_expression": dict(Counter(str(r.expression) for r in result.records)),
+        "examples": result.examples,
+        **{name: dict(counter) for name, counter in result.extra.items()},
+    }
+    _write_json(out / PROGRESS_DIR / f"{name}.json", marker)
+
+
+def _read_marker(out: Path, name: str) -> dict:
+    path = out / PROGRESS_DIR / f"{name}.json"
+    try:
+        marker = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise PrepareError(f"{path} is damaged ({type(error).__name__}); delete it and its shard {out / name}, and "
+                           "the same command prepares that shard again.") from None
+    if not isinstance(marker, dict) or not isinstance(marker.get("written"), int):
+        raise PrepareError(f"{path} holds no shard counts; delete it and its shard {out / name}, and the same "
+                           "command prepares that shard again.")
+    return marker
+
+
+def _merge(into: dict, part: dict, counters) -> None:
+    for key in counters:
+        if key in part or key in COUNTERS:
+            total = Counter(into.get(key, {}))
+            total.update(part.get(key, {}))
+            into[key] = dict(sorted(total.items()))
+    for reason, paths in part.get("examples", {}).items():
+        examples = into.setdefault("examples", {}).setdefault(reason, [])
+        examples.extend(paths[: MAX_EXAMPLES - len(examples)])
+
+
+def _split_report(plan: Plan, split: str) -> dict:
+    """One split's counts: its listing's, plus every shard's marker."""
+    table = plan.tables[split]
+    s = {"csv_rows": table.total, "written": 0, "skipped": dict(table.dropped), "shards": []}
+    for i in range(plan.shards(split)):
+        marker = _read_marker(plan.out, shard_name(split, i))
+        s["written"] += marker["written"]
+        _merge(s, marker, (*COUNTERS, *plan.layout.counts))
+        s["shards"].append(shard_name(split, i))
+    s["skipped"] = dict(sorted(s["skipped"].items()))
+    s.update(table.report)
+    s["none_faces"] = int(s.get("per_expression", {}).get(str(NONE_CODE), 0))  # kept, used only with data.none_faces
+    if s["written"] - s["none_faces"] == 0:
+        hint = (" Listed files lead out of the images folder: give --allow-symlinks (allow_symlinks=True) if the "
+                "copy is made of symbolic links." if s["skipped"].get("outside_root") else "")
+        raise PrepareError(f"no usable face in split {split!r} of {plan.root} ({table.total} rows; skipped: "
+                           f"{s['skipped']}).{hint}")
+    return s
+
+
+def _report(plan: Plan) -> dict:
+    """report.json: the splits' counts, their totals and the layout's own entries."""
+    report = {"format": FORMAT, "face_size": FACE_SIZE, "classes": plan.options.classes,
+              "root": str(plan.root.resolve()), "splits": {split: _split_report(plan, split) for split in plan.tables}}
+    splits = report["splits"].values()
+    report["written"] = sum(s["written"] for s in splits)
+    for key in ("skipped", "fallbacks"):
+        total = Counter()
+        for s in splits:
+            total.update(s.get(key, {}))
+        report[key] = dict(sorted(total.items()))
+    report.update(plan.layout.report(plan.root, plan.options))
     return report
-
-
-def _read_tables(layout: str, root: Path, classes: int, other: str) -> dict:
-    """The per-split work lists of the non-CSV layouts (`.rows(lo, hi)`, `.total`, `.dropped`, `.report`)."""
-    from va2att.data import affectnet_npy, affwild2
-
-    if layout == "affwild2":
-        return {s: affwild2.read_split(root, s, other) for s in SPLITS}
-    return {s: affectnet_npy.read_split(root, s, classes) for s in SPLITS}
-
-
-def _layout_report(layout: str, root: Path, other: str) -> dict:
-    """report.json entries of the non-CSV layouts: the layout, whether records carry label masks, the
-    expression codes the data set annotates (macro-F1 is averaged over these)."""
-    from va2att.data import affwild2
-
-    if layout == "affwild2":
-        return {"layout": layout, "label_masks": True, "other": other,
-                "expression_classes": list(affwild2.EXPRESSION_CLASSES),
-                "videos_without_annotations": affwild2.videos_without_annotations(root)}
-    return {"layout": layout}
 
 
 def is_prepared(path) -> bool:
@@ -409,13 +317,22 @@ def is_prepared(path) -> bool:
         report = json.loads((path / "report.json").read_text())
     except (OSError, ValueError):
         return False
-    if report.get("format") != FORMAT or not isinstance(report.get("splits"), dict):
+    if not isinstance(report, dict) or report.get("format") != FORMAT or not isinstance(report.get("splits"), dict):
         return False
-    return all((path / name).is_file() for s in report["splits"].values() for name in s.get("shards", []))
+    splits = report["splits"].values()
+    if not all(isinstance(s, dict) and isinstance(s.get("shards"), list) for s in splits):
+        return False
+    return all((path / name).is_file() for s in splits for name in s["shards"])
 
 
 def load_report(path) -> dict:
     """report.json of a finished preparation (FileNotFoundError naming the folder otherwise)."""
     if not is_prepared(path):
-        raise FileNotFoundError(f"{path} is not a finished preparation (no valid report.json); run va2att.data.preparation")
+        raise FileNotFoundError(f"{path} is not a finished preparation (no valid report.json); prepare it with "
+                                "python -m va2att.data.prepare ROOT OUT")
     return json.loads((Path(path) / "report.json").read_text())
+
+
+def layout_of(report: dict) -> Layout | None:
+    """The registered layout a prepared folder's report.json was written from (None for an unknown one)."""
+    return LAYOUTS.get(report.get("layout", "affectnet"))

@@ -17,33 +17,54 @@ A missing label is stored as NaN / -1 and masked by `has_*`; it is never replace
 
 from __future__ import annotations
 
+import dataclasses
+
 from va2att.config import FACE_SIZE
 
 
-def serialize(face: bytes, valence: float, arousal: float, expression: int, path: str, method: str = "",
-              has_va: int = 1, has_expression: int = 1, video: str = "", frame: int = -1) -> bytes:
+@dataclasses.dataclass(frozen=True)
+class FaceRecord:
+    """One prepared face and its labels, as a layout's work unit produces it (the fields of the record)."""
+
+    face: bytes  # FACE_SIZE * FACE_SIZE raw uint8 gray pixels, row-major
+    valence: float  # NaN when has_va is 0
+    arousal: float
+    expression: int  # -1 when has_expression is 0
+    path: str  # the source image, relative to its data set's root
+    method: str = ""  # landmarks | box | mtcnn | aligned
+    has_va: int = 1
+    has_expression: int = 1
+    video: str = ""
+    frame: int = -1
+
+    def __post_init__(self):
+        if len(self.face) != FACE_SIZE * FACE_SIZE:
+            raise ValueError(f"face must be {FACE_SIZE * FACE_SIZE} raw bytes. Received: {len(self.face)} bytes")
+
+
+def serialize(record: FaceRecord) -> bytes:
+    """The record as a serialized tf.train.Example; the same record gives the same bytes in every process
+    (map fields in a fixed order)."""
     import tensorflow as tf
 
-    if len(face) != FACE_SIZE * FACE_SIZE:
-        raise ValueError(f"face must be {FACE_SIZE * FACE_SIZE} raw bytes. Received: {len(face)} bytes")
     f = tf.train.Feature
     example = tf.train.Example(
         features=tf.train.Features(
             feature={
-                "image": f(bytes_list=tf.train.BytesList(value=[face])),
-                "valence": f(float_list=tf.train.FloatList(value=[valence])),
-                "arousal": f(float_list=tf.train.FloatList(value=[arousal])),
-                "expression": f(int64_list=tf.train.Int64List(value=[expression])),
-                "path": f(bytes_list=tf.train.BytesList(value=[path.encode()])),
-                "method": f(bytes_list=tf.train.BytesList(value=[method.encode()])),
-                "has_va": f(int64_list=tf.train.Int64List(value=[int(has_va)])),
-                "has_expression": f(int64_list=tf.train.Int64List(value=[int(has_expression)])),
-                "video": f(bytes_list=tf.train.BytesList(value=[video.encode()])),
-                "frame": f(int64_list=tf.train.Int64List(value=[int(frame)])),
+                "image": f(bytes_list=tf.train.BytesList(value=[record.face])),
+                "valence": f(float_list=tf.train.FloatList(value=[record.valence])),
+                "arousal": f(float_list=tf.train.FloatList(value=[record.arousal])),
+                "expression": f(int64_list=tf.train.Int64List(value=[record.expression])),
+                "path": f(bytes_list=tf.train.BytesList(value=[record.path.encode()])),
+                "method": f(bytes_list=tf.train.BytesList(value=[record.method.encode()])),
+                "has_va": f(int64_list=tf.train.Int64List(value=[int(record.has_va)])),
+                "has_expression": f(int64_list=tf.train.Int64List(value=[int(record.has_expression)])),
+                "video": f(bytes_list=tf.train.BytesList(value=[record.video.encode()])),
+                "frame": f(int64_list=tf.train.Int64List(value=[int(record.frame)])),
             }
         )
     )
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)
 
 
 def feature_spec() -> dict:

@@ -124,14 +124,14 @@ def evaluate(model, data: DataConfig, split: str, classes: int, *, seed: int = 0
     probabilities (7: AffectNet-7 scored with an 8-class model) and scores the whole split at once.
     """
     from va2att.data.pipeline import make_dataset, prepared_dirs
-    from va2att.data.preparation import load_report
+    from va2att.data.preparation import layout_of, load_report
     from va2att.data.source import resolve_data
     from va2att.evaluation import per_video
 
     data = dataclasses.replace(data, cache=False)  # one pass: nothing to cache
     prepared = resolve_data(data, cache_dir=cache_dir, log=log)
     reports = [load_report(d) for d in prepared_dirs(prepared)]
-    videos = any(r.get("layout") == "affwild2" for r in reports)
+    videos = any(getattr(layout_of(r), "videos", False) for r in reports)
     dataset = make_dataset(prepared, split, data, training=False, num_classes=classes, seed=seed, flip_pairs=True,
                            with_video=videos)
     predictions, labels = predict_split(model, dataset)

@@ -44,12 +44,13 @@ def run_dir_for(out: Path, table: Table, variant: Variant, part: Part, seed: int
 
 
 def data_label(data: str, smoke: bool = False) -> str:
-    from va2att.data.source import is_affectnet_root
+    from va2att.data.layouts import detect_layout
 
+    layout = None if data == "demo" else detect_layout(data)
     if data == "demo":
         label = DEMO_LABEL
-    elif is_affectnet_root(data):
-        label = f"AffectNet validation set (`{data}`)"
+    elif layout is not None:
+        label = f"{layout.title} validation set (`{data}`)"
     else:
         label = f"validation split of the prepared data at `{data}`"
     if smoke:

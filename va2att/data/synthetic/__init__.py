@@ -7,14 +7,34 @@
 
     python -m va2att.data.synthetic OUT [--layout affectnet|affectnet-npy|affwild2] [--style cartoon|portrait]
 
-(the tool is `va2att.cli.synthetic`, also installed as `va2att-synthetic`).
+(the tool is `va2att.cli.synthetic`, also installed as `va2att-synthetic`). `DEMOS` names the sets
+`--data` generates and prepares on first use.
 """
 
-__all__ = ["generate"]
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from va2att.data.synthetic import affectnet, affectnet_npy, affwild2
+
+__all__ = ["DEMOS", "Demo", "generate"]
+
+generate = affectnet.generate  # the AffectNet-layout set, the demo set's generator
 
 
-def generate(*args, **kwargs):
-    """`va2att.data.synthetic.affectnet.generate`: the AffectNet-layout set (the demo set's generator)."""
-    from va2att.data.synthetic.affectnet import generate as affectnet_generate
+@dataclasses.dataclass(frozen=True)
+class Demo:
+    """A named synthetic set that `--data NAME` generates (first use) and prepares."""
 
-    return affectnet_generate(*args, **kwargs)
+    version: int  # part of the cache folder's name: a new version is generated anew
+    layout: str  # the layout it is written in, for messages
+    generate: Callable  # (out, train=, val=, seed=) -> anything; writes the raw set
+    bar: bool = False  # the generator takes `progress=` (a tqdm bar)
+
+
+DEMOS = {
+    "demo": Demo(affectnet.VERSION, "AffectNet", affectnet.generate, bar=True),
+    "demo-affwild2": Demo(affwild2.VERSION, affwild2.LAYOUT, affwild2.generate_demo),
+    "demo-affectnet-npy": Demo(affectnet_npy.VERSION, affectnet_npy.LAYOUT, affectnet_npy.generate_demo),
+}

@@ -24,12 +24,12 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing as mp
-import os
 from pathlib import Path
 
 import numpy as np
 
 from va2att.data.affectnet import COLUMNS, IMAGES_DIR, LISTS_DIR
+from va2att.data.work_unit import cpu_count, init_worker
 
 VERSION = 3  # bump when the drawn faces change, so cached demo sets are regenerated
 SPLITS = {"training": 0, "validation": 1}
@@ -53,11 +53,6 @@ DIRT = {
 SPECIAL = {0: "grayscale_jpeg", 1: "rgba_png", 2: "gray16_png", 3: "landmarks_wrong_length", 4: "landmarks_non_numeric"}
 
 
-def cpu_count() -> int:
-    """Cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _fmt(x: float) -> str:
     return f"{x:.6f}".rstrip("0").rstrip(".")
 
@@ -68,13 +63,6 @@ def _landmark_string(lm: np.ndarray) -> str:
 
 def _relpath(split: str, index: int, ext: str = "jpg") -> str:
     return f"{split[:5]}{index // FILES_PER_DIR:03d}/{split[:1]}{index:06d}.{ext}"
-
-
-def _single_threaded() -> None:
-    """Worker processes share the cores; OpenCV's own thread pool would oversubscribe them."""
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 def _render(job) -> list[str]:
@@ -177,7 +165,7 @@ def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: in
     for split, n in (("training", train), ("validation", val)):
         jobs = [(str(root), split, i, seed, style) for i in range(n)]
         if workers > 1 and n >= 64:
-            with mp.get_context("spawn").Pool(workers, initializer=_single_threaded) as pool:
+            with mp.get_context("spawn").Pool(workers, initializer=init_worker) as pool:
                 rows = []
                 for row in pool.imap(_render, jobs, chunksize=max(1, n // (workers * 8))):
                     rows.append(row)

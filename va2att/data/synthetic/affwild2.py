@@ -145,7 +145,7 @@ def generate(out, videos: int = 4, val_videos: int = 2, frames: int = 60, seed: 
         raise ValueError(f"need videos >= 2, val_videos >= 1, frames >= 8. Received: {videos}, {val_videos}, {frames}")
     root = Path(out)
     planted = {}
-    from va2att.data.synthetic.affectnet import cpu_count
+    from va2att.data.work_unit import cpu_count
 
     workers = workers or cpu_count()
     for split, n_videos in (("training", videos), ("validation", val_videos)):
@@ -159,9 +159,9 @@ def generate(out, videos: int = 4, val_videos: int = 2, frames: int = 60, seed: 
         if workers > 1 and len(jobs) > 2:
             import multiprocessing as mp
 
-            from va2att.data.synthetic.affectnet import _single_threaded
+            from va2att.data.work_unit import init_worker
 
-            with mp.get_context("spawn").Pool(min(workers, len(jobs)), initializer=_single_threaded) as pool:
+            with mp.get_context("spawn").Pool(min(workers, len(jobs)), initializer=init_worker) as pool:
                 counts = pool.map(_job, jobs)
         else:
             counts = [_job(j) for j in jobs]
