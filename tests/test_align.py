@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 
 from va2att.config import FACE_SIZE
-from va2att.faces import align
 from va2att.faces.align import (
+    BOX_CENTRE,
     TEMPLATE_5,
-    Detection,
     align_any,
     align_box,
     align_detection,
@@ -15,6 +14,7 @@ from va2att.faces.align import (
     five_points_from_68,
     similarity_transform,
 )
+from va2att.faces.detection import Detection, FaceDetector
 from va2att.faces.images import ImageError, RGBImage, from_array
 
 
@@ -84,7 +84,7 @@ def test_box_fallback_centres_the_box():
     image = from_array(pixels, order="rgb")
     face = align_box(image, (140, 90, 120, 120))
     ys, xs = np.nonzero(face > 128)
-    assert abs(xs.mean() - align.BOX_CENTRE[0] + 0.5) < 1 and abs(ys.mean() - align.BOX_CENTRE[1] + 0.5) < 1
+    assert abs(xs.mean() - BOX_CENTRE[0] + 0.5) < 1 and abs(ys.mean() - BOX_CENTRE[1] + 0.5) < 1
 
 
 def test_alignment_refuses_plain_arrays():
@@ -122,7 +122,7 @@ def astronaut():
 def test_mtcnn_astronaut_one_face_level_eyes(astronaut):
     import cv2
 
-    detector = align.FaceDetector()
+    detector = FaceDetector()
     found = detector.detect(astronaut)
     assert len(found) == 1
     det = found[0]
@@ -146,5 +146,5 @@ def test_mtcnn_astronaut_one_face_level_eyes(astronaut):
 
     # Reduced detection: the same face in a 4x larger image, detected at max_side, reported in original coordinates.
     huge = from_array(cv2.resize(np.asarray(astronaut.pixels), (2048, 2048)), order="rgb")
-    d2 = align.FaceDetector(max_side=512).detect(huge)[0]
+    d2 = FaceDetector(max_side=512).detect(huge)[0]
     assert np.abs(d2.points5 / 4 - det.points5).max() < 6

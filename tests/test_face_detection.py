@@ -1,6 +1,6 @@
 """Face detection on real photos: compiled networks, the reduced detection copy, recall.
 
-The photos are benchmarks/face_photos.py's: the two scikit-image portraits, a 640×480 frame, a
+The photos are tests/face_photos.py's: the two scikit-image portraits, a 640×480 frame, a
 group photo of eight pasted heads and the astronaut at face widths from 16 to 192 pixels, each with
 its face boxes. "Whole picture" is `FaceDetector()`: MTCNN with its own settings on the picture
 reduced to 1024 pixels, as prediction ran before the reduced copy.

@@ -1,6 +1,6 @@
 """Following faces through video frames: region searches between whole-frame detections.
 
-The clips are made of benchmarks/face_photos.py's 640×480 frame (the astronaut, one face about 80
+The clips are made of tests/face_photos.py's 640×480 frame (the astronaut, one face about 80
 pixels wide), shifted, blanked or joined by a second face; the detector is the real MTCNN.
 """
 

@@ -37,7 +37,8 @@ def real_faces():
     """Aligned crops of the faces MTCNN finds in scikit-image's astronaut and camera photos, and their mirrors."""
     from skimage import data
 
-    from va2att.faces.align import FaceDetector, align_detection
+    from va2att.faces.align import align_detection
+    from va2att.faces.detection import FaceDetector
     from va2att.faces.images import from_array
 
     detector = FaceDetector()

@@ -14,9 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from va2att.config import FACE_SIZE
-
-# The detector lives in va2att.faces.detection; its names stay importable from here.
-from va2att.faces.detection import Detection, FaceDetector, box_iou, default_detector  # noqa: F401
+from va2att.faces.detection import Detection, FaceDetector, box_iou
 from va2att.faces.images import ImageError, RGBImage
 
 # (x, y) on the FACE_SIZE x FACE_SIZE canvas: image-left eye, image-right eye, nose tip,

@@ -21,7 +21,7 @@ from va2att.faces.images import RGBImage
 MTCNN_SCALE_FACTOR = 0.709  # MTCNN's own pyramid step: each level is this fraction of the one before
 # Prediction's detector (va2att.prediction.predictor.Predictor, va2att.cli.predict): of the settings measured in
 # BENCHMARKS.md ("Prediction path"), the fastest whose recall on the test photos
-# (benchmarks/face_photos.py, faces 16 to 192 pixels wide) equals that of MTCNN on the whole picture.
+# (tests/face_photos.py, faces 16 to 192 pixels wide) equals that of MTCNN on the whole picture.
 PREDICT_SMALLEST_FACE = 32  # pixels of the picture; MTCNN also finds faces down to about half this
 PREDICT_SCALE_FACTOR = 0.5
 

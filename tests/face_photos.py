@@ -12,8 +12,8 @@ Every photo is built from the two portraits that ship with scikit-image (`astron
     window centred on the face (grey where the window leaves the picture), for N in `SCALES`.
 
 `match` pairs detections with expected boxes (IoU above `MATCH_IOU`, greedy, one to one), which
-gives the detected / expected counts of the recall table in benchmarks/bench_predict.py and the
-recall tests in tests/test_face_detection.py.
+gives the detected / expected counts of the recall tests in tests/test_face_detection.py and of
+the recall table in benchmarks/bench_predict.py (which imports this fixture from tests/).
 """
 
 from __future__ import annotations
