@@ -140,7 +140,7 @@ def test_frame_step_keeps_every_kth_frame_for_training(affwild2_set):
     prepared = affwild2_set[0] / "prepared"
     r = _records(prepared, "training")
     data = DataConfig(batch_size=4, frame_step=3)
-    kept = pipeline._count(prepared, "training", data, 8, False, None, 3)
+    kept = pipeline._count(prepared, data, pipeline.Stream("training", training=True))
     assert kept == int(((r["frame"] - 1) % 3 == 0).sum()) < pipeline.count_examples(prepared, "training")
     batches = list(pipeline.make_dataset(prepared, "training", data, training=True))
     assert len(batches) == kept // 4

@@ -37,7 +37,8 @@ def test_augment_matches_reference_eagerly_and_in_tf_data():
 
 def test_training_batches_shapes_and_range(prepared):
     cfg = DataConfig(batch_size=8, deterministic=True)
-    x, y = next(iter(pipeline.make_dataset(prepared, "training", cfg, training=True)))
+    x, y, w = next(iter(pipeline.make_dataset(prepared, "training", cfg, training=True)))
+    assert all(np.all(w[name].numpy() == 1) for name in ("valence", "arousal", "expression"))  # no label is missing
     assert x.shape == (8, 48, 48, 1) and x.dtype == tf.float32
     assert 0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 255 and float(tf.reduce_max(x)) > 1
     assert y["valence"].shape == (8, 1) and y["arousal"].shape == (8, 1) and y["valence"].dtype == tf.float32
@@ -49,7 +50,7 @@ def test_deterministic_mode_is_reproducible(prepared):
     cfg = DataConfig(batch_size=8, deterministic=True, cache=False)
 
     def epoch(ds):
-        return [(x.numpy(), y["valence"].numpy()) for x, y in ds]
+        return [(x.numpy(), y["valence"].numpy()) for x, y, _ in ds]
 
     a, b = (pipeline.make_dataset(prepared, "training", cfg, training=True, seed=3) for _ in range(2))
     a1, b1, a2 = epoch(a), epoch(b), epoch(a)
@@ -64,14 +65,14 @@ def test_evaluation_centre_crop_flip_pairs_and_seven_classes(prepared):
     cfg = DataConfig(batch_size=5)
     plain = list(pipeline.make_dataset(prepared, "validation", cfg, training=False))
     pairs = list(pipeline.make_dataset(prepared, "validation", cfg, training=False, flip_pairs=True))
-    assert [x.shape[0] for x, _ in plain] == [5, 5, 2]
-    x, _ = pairs[0]
+    assert [x.shape[0] for x, _, _ in plain] == [5, 5, 2]
+    x, _, _ = pairs[0]
     assert x.shape == (5, 2, 48, 48, 1)
     assert np.array_equal(x[:, 0].numpy(), plain[0][0].numpy())
     assert np.array_equal(x[:, 1].numpy(), plain[0][0].numpy()[:, :, ::-1])
     again = list(pipeline.make_dataset(prepared, "validation", cfg, training=False))
     assert all(np.array_equal(p[1]["valence"], q[1]["valence"]) for p, q in zip(plain, again))
-    seven = [y["expression"].numpy() for _, y in pipeline.make_dataset(prepared, "validation", cfg, training=False, num_classes=7)]
+    seven = [y["expression"].numpy() for _, y, _ in pipeline.make_dataset(prepared, "validation", cfg, training=False, num_classes=7)]
     codes = np.concatenate(seven)
     assert codes.max() <= 6 and len(codes) == pipeline.count_examples(prepared, "validation", num_classes=7)
     with pytest.raises(ValueError):
@@ -84,7 +85,7 @@ def test_unprepared_folder_is_refused(tmp_path):
 
 
 def _all(ds):
-    """Every element of a finite dataset, concatenated per key (labels, then sample weights if any)."""
+    """Every element of a finite dataset, concatenated per key (labels, then sample weights)."""
     parts = list(ds.as_numpy_iterator())
     return [{k: np.concatenate([p[i][k] for p in parts]) for k in parts[0][i]} for i in range(1, len(parts[0]))]
 
@@ -96,8 +97,8 @@ def test_none_faces_reach_valence_and_arousal_with_the_expression_masked(prepare
     n, n8 = count_examples(prepared, "training"), count_examples(prepared, "training", none_faces=True)
     assert n8 == n + 1  # the synthetic set plants one code-8 face per split
     plain = pipeline.make_dataset(prepared, "training", cfg, training=True)
-    (labels,) = _all(plain)
-    assert len(labels["expression"]) == n and set(labels["expression"]) <= set(range(8))
+    labels, weights = _all(plain)
+    assert len(labels["expression"]) == n and np.all(weights["expression"] == 1) and set(labels["expression"]) <= set(range(8))
     labels, weights = _all(pipeline.make_dataset(prepared, "training", cfg, training=True, none_faces=True))
     assert len(labels["expression"]) == n + 1
     masked = weights["expression"] == 0
@@ -130,7 +131,7 @@ def test_the_holdout_split_is_disjoint_stable_and_of_the_asked_share(prepared):
 
     def paths(holdout):
         ds = pipeline.make_dataset(prepared, "training", cfg, training=False, holdout=holdout)
-        return ds.cardinality().numpy(), sum(len(y["expression"]) for _, y in ds.as_numpy_iterator())
+        return ds.cardinality().numpy(), sum(len(y["expression"]) for _, y, _ in ds.as_numpy_iterator())
 
     (_, kept), (_, held), (_, whole) = paths("exclude"), paths("only"), paths(None)
     assert kept + held == whole and 0 < held < whole

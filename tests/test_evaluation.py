@@ -16,8 +16,8 @@ def test_evaluate_scores_flip_averaged_predictions_of_the_whole_split(prepared, 
     found = evaluate(Probe(), data, "validation", classes)
 
     batches = list(pipeline.make_dataset(prepared, "validation", data, training=False, num_classes=classes))
-    crops = np.concatenate([x.numpy() for x, _ in batches])
-    truth = {name: np.concatenate([y[name].numpy().reshape(-1) for _, y in batches]) for name in Probe.outputs}
+    crops = np.concatenate([x.numpy() for x, _, _ in batches])
+    truth = {name: np.concatenate([y[name].numpy().reshape(-1) for _, y, _ in batches]) for name in Probe.outputs}
     probe = Probe()
     plain, mirrored = probe(crops), probe(crops[:, :, ::-1])
     averaged = {name: (plain[name] + mirrored[name]) / 2.0 for name in Probe.outputs}

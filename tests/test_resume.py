@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import TINY_MODEL
 
+from va2att import run_dir
 from va2att.config import RunConfig, apply_overrides
 from va2att.training import trainer
 
@@ -69,7 +70,7 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_one(runs, tmp_path):
 def test_a_damaged_config_json_is_one_clear_error(tmp_path, content):
     (tmp_path / "config.json").write_text(content, encoding="latin-1")
     with pytest.raises(ValueError, match="config.json is damaged"):
-        trainer.load_run_config(tmp_path)
+        run_dir.load_run_config(tmp_path)
 
 
 def test_a_run_trained_on_to_a_new_best_epoch_exports_it_as_a_new_version(tmp_path):
@@ -104,5 +105,27 @@ def test_a_damaged_state_json_reads_as_no_progress(tmp_path, content):
     state = RunDir(tmp_path).state
     state.parent.mkdir()
     state.write_text(content, encoding="latin-1")
-    assert trainer.completed_epochs(tmp_path) == 0
-    assert trainer.run_history(tmp_path) == ([{"epoch": 1}] if content.startswith('{"history": [') else [])
+    assert run_dir.completed_epochs(tmp_path) == 0
+    assert run_dir.run_history(tmp_path) == ([{"epoch": 1}] if content.startswith('{"history": [') else [])
+
+
+def test_a_resumed_run_reads_its_data_where_the_run_prepared_it(tmp_path, monkeypatch):
+    """Started with --cache-dir A, resumed where the cache is elsewhere: nothing is generated or prepared again."""
+    from va2att.data.source import resolve_data
+
+    first, elsewhere = tmp_path / "cache-a", tmp_path / "cache-b"
+    cfg = apply_overrides(config("demo", epochs=1), ["data.demo_train=48", "data.demo_val=16", "data.prepare_workers=1"])
+    prepared = resolve_data(cfg.data, cache_dir=first, log=lambda *a: None)
+    run = trainer.start_run(cfg, tmp_path / "run", ["test"], prepared=prepared, cache_dir=first)
+    assert run_dir.read_data_record(run.root)["prepared"] == [str(prepared.resolve())]
+    trainer.train(run.root, cache_dir=first, verbose=0, log=lambda *a: None)
+    monkeypatch.setenv("VA2ATT_CACHE", str(elsewhere))
+    lines = []
+    result = trainer.train(run.root, epochs=2, verbose=0, log=lines.append)
+    assert result.epochs_done == 2 and not elsewhere.exists(), lines
+    assert not any("Preparing" in line or "Generating" in line for line in lines)
+    # A run folder written before data.json existed resumes from the cache it is given, and records it.
+    run.data.unlink()
+    trainer.train(run.root, epochs=3, cache_dir=first, verbose=0, log=lines.append)
+    assert run_dir.read_data_record(run.root) == {"prepared": [str(prepared.resolve())], "cache_dir": str(first.resolve())}
+    assert trainer.resume_command(run.root, first).endswith(f"--resume {run.root} --cache-dir {first}")

@@ -210,6 +210,7 @@ def test_a_bad_data_path_leaves_no_run_folder(tmp_path, cache_dir):
 
 
 def test_a_run_folder_that_completed_no_epoch_is_started_over(tmp_path):
+    from va2att import run_dir
     from va2att.config import RunConfig, apply_overrides
     from va2att.training import trainer
 
@@ -218,7 +219,7 @@ def test_a_run_folder_that_completed_no_epoch_is_started_over(tmp_path):
     (run / "logs").mkdir()
     lines = []
     trainer.start_run(RunConfig(), run, ["train.py", "--out", str(run)], log=lines.append)  # the corrected command
-    assert trainer.load_run_config(run) == RunConfig() and not (run / "logs").exists()
+    assert run_dir.load_run_config(run) == RunConfig() and not (run / "logs").exists()
     assert "completed no epoch" in lines[0]
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "state.json").write_text(json.dumps({"epoch": 1}))

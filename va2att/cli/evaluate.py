@@ -43,9 +43,8 @@ def main(argv=None) -> int:
     from va2att.config import EXPRESSION_NAMES, DataConfig
     from va2att.evaluation import plots
     from va2att.evaluation.evaluate import evaluate, markdown_report
-    from va2att.run_dir import RunDir
+    from va2att.run_dir import RunDir, load_run_config
     from va2att.serving.loading import load_inference_model
-    from va2att.training.trainer import load_run_config
     from va2att.util import fileio
 
     model_path = Path(args.model)

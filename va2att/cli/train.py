@@ -41,25 +41,28 @@ def parse(argv):
     return parser, args, overrides
 
 
-def check_data(cfg, cache_dir) -> None:
+def check_data(cfg, cache_dir):
     """Fail on unusable `--data` before the run folder is created. Locally the data is resolved (the demo
-    set generated, an AffectNet copy prepared: the run needs it next); under multiworker, where no
-    TensorFlow work may precede the strategy, only its existence is checked."""
-    from pathlib import Path
-
+    set generated, an AffectNet copy prepared: the run needs it next) and its prepared folder(s) returned,
+    for the run folder to record; under multiworker, where no TensorFlow work may precede the strategy,
+    only its existence is checked (None: the trainer resolves it)."""
     if cfg.train.strategy != "multiworker":
         from va2att.data.source import resolve_data
 
-        resolve_data(cfg.data, cache_dir=cache_dir)
-    elif cfg.data.data != "demo" and not Path(cfg.data.data).expanduser().exists():
+        return resolve_data(cfg.data, cache_dir=cache_dir)
+    from va2att.data.synthetic import DEMOS
+
+    if cfg.data.data not in DEMOS and not Path(cfg.data.data).expanduser().exists():
         raise FileNotFoundError(f"--data {cfg.data.data!r}: no such folder.")
+    return None
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser, args, overrides = parse(argv)
-    from va2att.run_dir import RunDir
-    from va2att.training import distribute, trainer
+    from va2att.run_dir import RunDir, completed_epochs, load_run_config
+    from va2att.training import trainer
+    from va2att.util.storage import storage_problem
 
     try:
         if args.resume:
@@ -67,29 +70,24 @@ def main(argv=None) -> int:
             if changed or args.out:
                 parser.error(f"--resume continues a run with its saved config; drop {', '.join(changed or ['--out'])}")
             run_dir = args.resume
-            trainer.load_run_config(run_dir)
+            load_run_config(run_dir)
             quiet_tensorflow(args.verbose)  # after the checks that need no TensorFlow
         else:
-            cfg = config_from_args(args, overrides)
-            if cfg.train.strategy == "multiworker":
-                distribute.require_cluster()
-                if not args.out:
-                    raise ValueError("--strategy multiworker needs --out: a run folder shared by all workers.")
-            quiet_tensorflow(args.verbose)
-            check_data(cfg, args.cache_dir)  # a typo in --data fails here, before any run folder exists
-            run_dir = args.out or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}"
-            if distribute.is_chief():
-                trainer.start_run(cfg, run_dir, ["train.py", *argv])
-                print(f"Run folder: {run_dir}")
-            else:
-                trainer.join_run(cfg, run_dir)
+            run_dir = _start(args, argv, overrides)
         result = trainer.train(run_dir, cache_dir=args.cache_dir, epochs=args.epochs if args.resume else None,
                                verbose=2 if args.quiet else "auto")
-    except (ValueError, FileNotFoundError, trainer.RunExistsError, trainer.FolderInUseError) as e:
+    except (ValueError, FileNotFoundError, trainer.RunExistsError, trainer.FolderInUseError,
+            trainer.TrainStorageError) as e:
         print(f"error: {e}", file=sys.stderr)
-        if args.resume and RunDir.is_run_dir(args.resume) and not trainer.completed_epochs(args.resume):
+        if args.resume and RunDir.is_run_dir(args.resume) and not completed_epochs(args.resume):
             print(f"{args.resume} completed no epoch: run the corrected train.py command with --out {args.resume} "
                   "to start it over, or delete the folder.", file=sys.stderr)
+        return 2
+    except OSError as e:  # creating the run folder or its lock: a read-only or full disk
+        problem = storage_problem(e)
+        if problem is None:
+            raise
+        print(f"error: cannot write the run folder {args.resume or args.out}: {problem}.", file=sys.stderr)
         return 2
     if result.interrupted:
         return 130
@@ -99,9 +97,10 @@ def main(argv=None) -> int:
     if result.best_epoch:
         print(f"Best mean validation CCC {result.best_mean_ccc:.4f} at epoch {result.best_epoch}; "
               f"SavedModel: {result.export_dir}")
+    from va2att.run_dir import run_history
     from va2att.training.trend import train_on_advice
 
-    advice = train_on_advice(trainer.run_history(result.run_dir), result.run_dir, result.epochs_done)
+    advice = train_on_advice(run_history(result.run_dir), result.run_dir, result.epochs_done)
     if advice:
         print(advice)
     from va2att.serving.provenance import is_synthetic, read_provenance
@@ -111,6 +110,27 @@ def main(argv=None) -> int:
               "nothing. For real faces, train on AffectNet (README: 'Real faces').")
     print(next_steps(result.run_dir))
     return 0
+
+
+def _start(args, argv, overrides) -> str:
+    """A new run: its config from the flags, its data checked (and prepared) before the folder exists, then
+    the folder created by the chief (the other workers of a multi-worker run join it)."""
+    from va2att.training import distribute, trainer
+
+    cfg = config_from_args(args, overrides)
+    if cfg.train.strategy == "multiworker":
+        distribute.require_cluster()
+        if not args.out:
+            raise ValueError("--strategy multiworker needs --out: a run folder shared by all workers.")
+    quiet_tensorflow(args.verbose)
+    prepared = check_data(cfg, args.cache_dir)  # a typo in --data fails here, before any run folder exists
+    run_dir = args.out or f"runs/{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    if distribute.is_chief():
+        trainer.start_run(cfg, run_dir, ["train.py", *argv], prepared=prepared, cache_dir=args.cache_dir)
+        print(f"Run folder: {run_dir}")
+    else:
+        trainer.join_run(cfg, run_dir)
+    return run_dir
 
 
 def next_steps(run_dir) -> str:

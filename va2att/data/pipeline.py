@@ -1,21 +1,25 @@
 """tf.data input pipeline over prepared shards (see `prepare`).
 
-Yields `(image, {"valence", "arousal", "expression"})`:
-    image       float32 [B, 48, 48, 1], pixel values 0-255 (the model rescales inside the graph);
-                with flip_pairs=True, [B, 2, 48, 48, 1] (index 0 centre crop, 1 its mirror)
-    valence     float32 [B, 1]
-    arousal     float32 [B, 1]
-    expression  int32 [B]
+`make_dataset(prepared_dir, split, data_cfg, training=..., ...)` (the options are the fields of
+`Stream`) yields, whatever the options, `(image, labels, sample_weights)`:
+    image           float32 [B, 48, 48, 1], pixel values 0-255 (the model rescales inside the graph);
+                    with flip_pairs=True, [B, 2, 48, 48, 1] (index 0 centre crop, 1 its mirror)
+    labels          {"valence": float32 [B, 1], "arousal": float32 [B, 1], "expression": int32 [B]}
+                    (+ "video": string [B] with with_video=True)
+    sample_weights  {"valence", "arousal", "expression"}: float32 [B], 1 for a label the record has
 Label masks. A record says which labels it has (`has_va`, `has_expression`, see `records`): an
-Aff-Wild2 frame may carry only valence/arousal or only an expression. Whenever a prepared folder
-has such frames (its report.json says `"label_masks": true`), or with `none_faces=True` (training
-only: AffectNet's code-8 "None" faces streamed too), each element is `(image, labels,
-sample_weights)`: the weight of valence and arousal is `has_va`, that of the expression is 1 on a
-labelled code 0..K-1 and 0 otherwise (no expression annotated, "None"). Where a weight is 0 the
-label is a 0 placeholder that the weight keeps out of the losses and of the (weighted) metrics; a
-missing label is never trained on. A record is streamed when it has a label the model is scored
-on: an expression code 0..K-1, or valence/arousal without any expression annotation, or (with
-`none_faces`) valence/arousal on a "None" face.
+Aff-Wild2 frame may carry only valence/arousal or only an expression, and with `none_faces=True`
+(training only) AffectNet's code-8 "None" faces are streamed for valence and arousal. The weight
+of valence and arousal is `has_va`, that of the expression is 1 on a labelled code 0..K-1 and 0
+otherwise (no expression annotated, "None"). Where a weight is 0 the label is a 0 placeholder that
+the weight keeps out of the losses and of the (weighted) metrics; a missing label is never
+trained on. A record is streamed when it has a label the model is scored on: an expression code
+0..K-1, or valence/arousal without any expression annotation, or (with `none_faces`)
+valence/arousal on a "None" face.
+
+The steps: `_records` (read, parse, keep), then `_training_batches` (shuffle, augment, full
+batches) or `_evaluation_batches` (centre crops or flip pairs, in file order), each element built
+by `_labels_and_weights`; the length comes from report.json (`_count`).
 
 `prepared_dir` may be one folder or a sequence of folders (a mixture, e.g. AffectNet + Aff-Wild2):
 their shards are read together; for training the shard lists are interleaved in proportion to
@@ -40,6 +44,7 @@ expression are mirror-invariant).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from pathlib import Path
@@ -77,11 +82,6 @@ def prepared_dirs(prepared_dir) -> tuple[Path, ...]:
     return dirs
 
 
-def has_label_masks(prepared_dir) -> bool:
-    """True when some record of the folder(s) lacks a label (report.json's `label_masks`)."""
-    return any(bool(_report(d).get("label_masks")) for d in prepared_dirs(prepared_dir))
-
-
 def _shards(prepared_dir, split: str, interleave: bool = False) -> list[str]:
     """Shard files of `split` in all folders: one after the other, or interleaved in proportion."""
     lists = [[str(d / n) for n in _report(d)["splits"][split]["shards"]] for d in prepared_dirs(prepared_dir)]
@@ -89,6 +89,41 @@ def _shards(prepared_dir, split: str, interleave: bool = False) -> list[str]:
         return [f for files in lists for f in files]
     keyed = [((i + 0.5) / len(files), k, f) for k, files in enumerate(lists) for i, f in enumerate(files)]
     return [f for _, _, f in sorted(keyed)]
+
+
+class DamagedShardError(ValueError):
+    """A prepared shard cannot be read; the message names it and says how to prepare it again."""
+
+
+def damaged_shards(prepared_dir) -> list[tuple[str, str]]:
+    """`(shard file, why)` of every shard of the folder(s) that cannot be read to its end (one pass over all)."""
+    from va2att.data.records import shard_damage
+
+    found = []
+    for d in prepared_dirs(prepared_dir):
+        for split in _report(d)["splits"]:
+            for name in _shards((d,), split):
+                why = shard_damage(name)
+                if why is not None:
+                    found.append((name, why))
+    return found
+
+
+def reading_error(prepared_dir, error: Exception) -> DamagedShardError:
+    """The one-line error for a failure `error` while streaming `prepared_dir`: which shard is damaged, and how
+    to prepare it again (the shard and its done marker removed, the same preparation resumes)."""
+    found = damaged_shards(prepared_dir)
+    if not found:
+        return DamagedShardError(f"reading the prepared data in {prepared_dir} failed ({type(error).__name__}), "
+                                 "but every shard reads when checked again; run the command again.")
+    name, why = found[0]
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    folder = Path(name).parent
+    marker = folder / ".progress" / f"{Path(name).name}.json"
+    root = _report(folder).get("root", "ROOT")
+    return DamagedShardError(f"the prepared shard {name}{more} is damaged ({why}); delete it and {marker}, and "
+                             f"`python -m va2att.data.prepare {root} {folder}` prepares it again (so does the same "
+                             "command when --data names the data set's root).")
 
 
 def count_examples(prepared_dir, split: str, num_classes: int = 8, none_faces: bool = False) -> int:
@@ -171,13 +206,16 @@ def count_holdout(prepared_dir, split: str, share: float, seed: int, num_classes
     return _pass_count(prepared_dirs(prepared_dir), _split(split), num_classes, none_faces, float(share), int(seed), 1)
 
 
-def _count(prepared_dir, split, data_cfg: DataConfig, num_classes, none_faces, holdout, frame_step: int = 1) -> int:
-    if holdout is None and frame_step <= 1:
-        return count_examples(prepared_dir, split, num_classes, none_faces)
-    share = data_cfg.holdout_share if holdout is not None else 0.0
-    kept, held = _pass_count(prepared_dirs(prepared_dir), _split(split), num_classes, none_faces, float(share),
-                             int(data_cfg.holdout_seed), frame_step)
-    return held if holdout == "only" else kept
+def _count(prepared_dir, data_cfg: DataConfig, stream: Stream) -> int:
+    """Batches' worth of records the stream yields: from report.json, or by one pass over the shards'
+    labels when the held-out share or the frame step select records."""
+    frame_step = data_cfg.frame_step if stream.training else 1
+    if stream.holdout is None and frame_step <= 1:
+        return count_examples(prepared_dir, stream.split, stream.num_classes, stream.none_faces)
+    share = data_cfg.holdout_share if stream.holdout is not None else 0.0
+    kept, held = _pass_count(prepared_dirs(prepared_dir), stream.split, stream.num_classes, stream.none_faces,
+                             float(share), int(data_cfg.holdout_seed), frame_step)
+    return held if stream.holdout == "only" else kept
 
 
 def _traced_without_zero_global_seed(build):
@@ -237,57 +275,17 @@ def augment(faces, keys):
     return out[0] if single else out
 
 
-def _targets(p):
-    import tensorflow as tf
-
-    return {
-        "valence": tf.reshape(p["valence"], [-1, 1]),
-        "arousal": tf.reshape(p["arousal"], [-1, 1]),
-        "expression": tf.cast(p["expression"], tf.int32),
-    }
-
-
-def _masked_targets(p, num_classes: int = 8):
-    """Labels and sample weights from the label masks: weight 0 (and a 0 placeholder label) for a
-    missing valence/arousal, and for an expression that is not a code 0..K-1 (none annotated, "None")."""
-    import tensorflow as tf
-
-    has_va = p["has_va"] > 0
-    labelled = _labelled(p, num_classes)
-    labels = _targets(p)
-    for name in ("valence", "arousal"):
-        labels[name] = tf.where(has_va[:, None], labels[name], tf.zeros_like(labels[name]))
-    labels["expression"] = tf.where(labelled, labels["expression"], tf.zeros_like(labels["expression"]))
-    va = tf.cast(has_va, tf.float32)
-    return labels, {"valence": va, "arousal": va, "expression": tf.cast(labelled, tf.float32)}
-
-
-def make_dataset(
-    prepared_dir,
-    split: str,
-    data_cfg: DataConfig,
-    *,
-    training: bool,
-    num_classes: int = 8,
-    seed: int = 0,
-    flip_pairs: bool = False,
-    none_faces: bool = False,
-    holdout: str | None = None,
-    epoch=None,
-    weights: bool | None = None,
-    with_video: bool = False,
-):
-    """A batched, prefetched tf.data.Dataset over one prepared split.
+@dataclasses.dataclass(frozen=True)
+class Stream:
+    """Which faces of a prepared split to stream, and how.
 
     Args:
-        prepared_dir: folder written by `prepare` (report.json must be present).
         split: "training" / "validation" (or "train" / "val").
-        data_cfg: DataConfig: batch_size, shuffle_buffer, cache, parallel_calls, deterministic.
         training: shuffle + random crop/flip, full batches only; else centre crop, in file order.
         num_classes: 8 keeps codes 0-7, 7 drops code 7.
         seed: shuffle and augmentation seed (fully reproducible with data_cfg.deterministic).
         flip_pairs: evaluation only: images [B, 2, 48, 48, 1] for flip averaging.
-        none_faces: training only: stream code-8 faces too, with sample weights (see above).
+        none_faces: training only: stream code-8 faces too, for valence and arousal (see above).
         holdout: None (the whole split), "exclude" or "only" (the held-out share of
             `data_cfg.holdout_share`, seed `data_cfg.holdout_seed`; see above).
         epoch: training only: the epoch (0-based) an iteration of the dataset trains, an int or a
@@ -295,91 +293,160 @@ def make_dataset(
             each time an iteration starts. In deterministic mode the shuffle order and the augmentation
             are then seeded by `epoch_seed(seed, epoch)`: epoch e sees the same batches in a run resumed
             at e as in an uninterrupted one. None (or not deterministic): seeded once by `seed`.
-        weights: yield `(image, labels, sample_weights)`; None (default): when `none_faces` (training)
-            or when a folder has label masks.
         with_video: evaluation only: add each face's `video` name (bytes, "" for still images) to the
             labels, for per-video scores.
     """
+
+    split: str
+    training: bool
+    num_classes: int = 8
+    seed: int = 0
+    flip_pairs: bool = False
+    none_faces: bool = False
+    holdout: str | None = None
+    epoch: object = None
+    with_video: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "split", _split(self.split))
+        if self.num_classes not in (7, 8):
+            raise ValueError(f"num_classes must be 7 or 8. Received: num_classes={self.num_classes}")
+        if self.flip_pairs and self.training:
+            raise ValueError("flip_pairs is for evaluation; use training=False.")
+        if self.none_faces and not self.training:
+            raise ValueError("none_faces is for training; evaluation scores codes 0..K-1 only.")
+        if self.holdout not in HOLDOUT_MODES:
+            raise ValueError(f"holdout must be one of {HOLDOUT_MODES}. Received: holdout={self.holdout!r}")
+        if self.with_video and self.training:
+            raise ValueError("with_video is for evaluation; use training=False.")
+
+
+def make_dataset(prepared_dir, split: str, data_cfg: DataConfig, *, training: bool, **stream):
+    """A batched, prefetched tf.data.Dataset of `(image, labels, sample_weights)` over one prepared split.
+
+    Args:
+        prepared_dir: folder written by `prepare` (report.json must be present), or several (a mixture).
+        split, training, **stream: the fields of `Stream` (which faces, augmented or not, flip pairs, ...).
+        data_cfg: DataConfig: batch_size, shuffle_buffer, cache, parallel_calls, deterministic, frame_step,
+            holdout_share, holdout_seed.
+    """
+    return stream_dataset(prepared_dir, data_cfg, Stream(split, training, **stream))
+
+
+def stream_dataset(prepared_dir, data_cfg: DataConfig, stream: Stream):
+    """`make_dataset` with the stream as one `Stream` record: records, then batches, then their length."""
+    import tensorflow as tf
+
+    files = _shards(prepared_dir, stream.split, interleave=stream.training)
+    if not files:
+        raise FileNotFoundError(f"no shards for split {stream.split!r} in {prepared_dir}")
+    faces = _records(files, data_cfg, stream)
+    if stream.training:
+        ds = _training_batches(faces, data_cfg, stream)
+        batches = _count(prepared_dir, data_cfg, stream) // data_cfg.batch_size
+    else:
+        ds = _evaluation_batches(faces, data_cfg, stream)
+        batches = -(-_count(prepared_dir, data_cfg, stream) // data_cfg.batch_size)
+    # Known length (from report.json): Keras shows progress and knows the steps per epoch.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+    options = tf.data.Options()
+    options.deterministic = _deterministic(data_cfg, stream)
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _parallel_calls(data_cfg: DataConfig):
+    import tensorflow as tf
+
+    return tf.data.AUTOTUNE if data_cfg.parallel_calls == -1 else data_cfg.parallel_calls
+
+
+def _deterministic(data_cfg: DataConfig, stream: Stream) -> bool:
+    return bool(data_cfg.deterministic) or not stream.training
+
+
+def _records(files, data_cfg: DataConfig, stream: Stream):
+    """The streamed records, one by one: read, parsed in batches, and kept by `_kept`, the frame step and the
+    held-out share; cached in memory with `data_cfg.cache`."""
     import tensorflow as tf
 
     from va2att.data.records import parse_batch
 
-    if num_classes not in (7, 8):
-        raise ValueError(f"num_classes must be 7 or 8. Received: num_classes={num_classes}")
-    if flip_pairs and training:
-        raise ValueError("flip_pairs is for evaluation; use training=False.")
-    if none_faces and not training:
-        raise ValueError("none_faces is for training; evaluation scores codes 0..K-1 only.")
-    if holdout not in HOLDOUT_MODES:
-        raise ValueError(f"holdout must be one of {HOLDOUT_MODES}. Received: holdout={holdout!r}")
-    if with_video and training:
-        raise ValueError("with_video is for evaluation; use training=False.")
-    split = _split(split)
-    files = _shards(prepared_dir, split, interleave=training)
-    if not files:
-        raise FileNotFoundError(f"no shards for split {split!r} in {prepared_dir}")
-    if weights is None:
-        weights = (none_faces and training) or has_label_masks(prepared_dir)
-    frame_step = data_cfg.frame_step if training else 1
-    calls = tf.data.AUTOTUNE if data_cfg.parallel_calls == -1 else data_cfg.parallel_calls
-    det = bool(data_cfg.deterministic) or not training
-
-    ds = tf.data.TFRecordDataset(files, num_parallel_reads=None if det else calls)
-    ds = ds.batch(PARSE_BATCH).map(parse_batch, num_parallel_calls=calls, deterministic=True)
+    calls = _parallel_calls(data_cfg)
+    frame_step = data_cfg.frame_step if stream.training else 1
     share, hseed = data_cfg.holdout_share, data_cfg.holdout_seed
+    names = ("image", "valence", "arousal", "expression", "has_va", "has_expression") + (
+        ("video",) if stream.with_video else ())
 
     def select(p):
-        names = ("image", "valence", "arousal", "expression", "has_va", "has_expression") + (
-            ("video",) if with_video else ())
         out = {k: p[k] for k in names}
-        keep = tf.logical_and(_kept(p, num_classes, none_faces), _frame_kept(p, frame_step))
-        if holdout is not None:
+        keep = tf.logical_and(_kept(p, stream.num_classes, stream.none_faces), _frame_kept(p, frame_step))
+        if stream.holdout is not None:
             held = holdout_mask(p["path"], share, hseed)
-            keep = tf.logical_and(keep, held if holdout == "only" else tf.logical_not(held))
+            keep = tf.logical_and(keep, held if stream.holdout == "only" else tf.logical_not(held))
         out["keep"] = keep
         return out
 
+    ds = tf.data.TFRecordDataset(files, num_parallel_reads=None if _deterministic(data_cfg, stream) else calls)
+    ds = ds.batch(PARSE_BATCH).map(parse_batch, num_parallel_calls=calls, deterministic=True)
     ds = ds.map(select, num_parallel_calls=calls, deterministic=True)
     ds = ds.unbatch().filter(lambda p: p["keep"])
-    if data_cfg.cache:
-        ds = ds.cache()
-    if training:
-        faces, deterministic = ds, data_cfg.deterministic
+    return ds.cache() if data_cfg.cache else ds
 
-        def one_epoch(epoch_seed_value):
-            shuffled = faces.shuffle(data_cfg.shuffle_buffer, seed=epoch_seed_value, reshuffle_each_iteration=True)
-            keys = tf.data.Dataset.random(seed=epoch_seed_value if deterministic else None,
-                                          rerandomize_each_iteration=True)
-            return tf.data.Dataset.zip((shuffled, keys)).batch(data_cfg.batch_size, drop_remainder=True)
 
-        if epoch is None or not deterministic:  # unseeded augmentation: no order to reproduce
-            ds = one_epoch(seed)
-        else:  # read the epoch when an iteration starts: one flat_map element builds that epoch's stream
-            ds = _traced_without_zero_global_seed(
-                lambda: tf.data.Dataset.range(1).flat_map(lambda _: one_epoch(epoch_seed(seed, epoch))))
+def _training_batches(faces, data_cfg: DataConfig, stream: Stream):
+    """Shuffled full batches of randomly cropped and flipped faces; order and augmentation seeded per epoch
+    in deterministic mode (see `Stream.epoch`)."""
+    import tensorflow as tf
 
-        def train_map(p, k):
-            image = tf.cast(augment(p["image"], k), tf.float32)
-            return (image, *_masked_targets(p, num_classes)) if weights else (image, _targets(p))
+    deterministic = data_cfg.deterministic
 
-        ds = ds.map(train_map, num_parallel_calls=calls, deterministic=det)
-        batches = _count(prepared_dir, split, data_cfg, num_classes, none_faces, holdout,
-                         frame_step) // data_cfg.batch_size
-    else:
-        ds = ds.batch(data_cfg.batch_size)
+    def one_epoch(epoch_seed_value):
+        shuffled = faces.shuffle(data_cfg.shuffle_buffer, seed=epoch_seed_value, reshuffle_each_iteration=True)
+        keys = tf.data.Dataset.random(seed=epoch_seed_value if deterministic else None, rerandomize_each_iteration=True)
+        return tf.data.Dataset.zip((shuffled, keys)).batch(data_cfg.batch_size, drop_remainder=True)
 
-        def eval_map(p):
-            img = tf.cast(flip_pair(p["image"]) if flip_pairs else centre_crop(p["image"]), tf.float32)
-            labels, w = _masked_targets(p, num_classes) if weights else (_targets(p), None)
-            if with_video:
-                labels["video"] = p["video"]
-            return (img, labels, w) if weights else (img, labels)
+    if stream.epoch is None or not deterministic:  # unseeded augmentation: no order to reproduce
+        ds = one_epoch(stream.seed)
+    else:  # read the epoch when an iteration starts: one flat_map element builds that epoch's stream
+        ds = _traced_without_zero_global_seed(
+            lambda: tf.data.Dataset.range(1).flat_map(lambda _: one_epoch(epoch_seed(stream.seed, stream.epoch))))
 
-        ds = ds.map(eval_map, num_parallel_calls=calls, deterministic=True)
-        batches = -(-_count(prepared_dir, split, data_cfg, num_classes, none_faces, holdout) // data_cfg.batch_size)
-    # Known length (from report.json): Keras shows progress and knows the steps per epoch.
-    ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
-    options = tf.data.Options()
-    options.deterministic = det
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    def element(p, keys):
+        return (tf.cast(augment(p["image"], keys), tf.float32), *_labels_and_weights(p, stream))
 
+    return ds.map(element, num_parallel_calls=_parallel_calls(data_cfg), deterministic=_deterministic(data_cfg, stream))
+
+
+def _evaluation_batches(faces, data_cfg: DataConfig, stream: Stream):
+    """Batches in file order of centre crops (or crop and mirror pairs), the last one possibly short."""
+    import tensorflow as tf
+
+    def element(p):
+        image = tf.cast(flip_pair(p["image"]) if stream.flip_pairs else centre_crop(p["image"]), tf.float32)
+        labels, weights = _labels_and_weights(p, stream)
+        if stream.with_video:
+            labels["video"] = p["video"]
+        return image, labels, weights
+
+    ds = faces.batch(data_cfg.batch_size)
+    return ds.map(element, num_parallel_calls=_parallel_calls(data_cfg), deterministic=True)
+
+
+def _labels_and_weights(p, stream: Stream):
+    """Labels and sample weights from the label masks: weight 0 (and a 0 placeholder label) for a missing
+    valence/arousal, and for an expression that is not a code 0..K-1 (none annotated, "None"); weight 1
+    for every label a record has."""
+    import tensorflow as tf
+
+    has_va = p["has_va"] > 0
+    labelled = _labelled(p, stream.num_classes)
+    labels = {
+        "valence": tf.reshape(p["valence"], [-1, 1]),
+        "arousal": tf.reshape(p["arousal"], [-1, 1]),
+        "expression": tf.cast(p["expression"], tf.int32),
+    }
+    for name in ("valence", "arousal"):
+        labels[name] = tf.where(has_va[:, None], labels[name], tf.zeros_like(labels[name]))
+    labels["expression"] = tf.where(labelled, labels["expression"], tf.zeros_like(labels["expression"]))
+    va = tf.cast(has_va, tf.float32)
+    return labels, {"valence": va, "arousal": va, "expression": tf.cast(labelled, tf.float32)}

@@ -194,8 +194,14 @@ def _claim_folder(plan: Plan, overwrite: bool) -> None:
 
 
 def _done(out: Path, split: str, index: int) -> bool:
+    """The shard is written and marked done, and still has the size it was written with."""
     name = shard_name(split, index)
-    return (out / PROGRESS_DIR / f"{name}.json").is_file() and (out / name).is_file()
+    try:
+        marker = json.loads((out / PROGRESS_DIR / f"{name}.json").read_text())
+        size = (out / name).stat().st_size
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("bytes", size) == size
 
 
 def _pending_units(plan: Plan) -> list[WorkUnit]:
@@ -240,6 +246,7 @@ def _write_shard(out: Path, split: str, index: int, result: UnitResult) -> None:
         for record in result.records:
             writer.write(serialize(record))
     marker = {
+        "bytes": (out / name).stat().st_size,  # a shard of another size later is damaged (`preparation_problem`)
         "written": len(result.records),
         "skipped": dict(result.skipped),
         "fallbacks": dict(result.fallbacks),
@@ -278,12 +285,13 @@ def _merge(into: dict, part: dict, counters) -> None:
 def _split_report(plan: Plan, split: str) -> dict:
     """One split's counts: its listing's, plus every shard's marker."""
     table = plan.tables[split]
-    s = {"csv_rows": table.total, "written": 0, "skipped": dict(table.dropped), "shards": []}
+    s = {"csv_rows": table.total, "written": 0, "skipped": dict(table.dropped), "shards": [], "shard_bytes": []}
     for i in range(plan.shards(split)):
         marker = _read_marker(plan.out, shard_name(split, i))
         s["written"] += marker["written"]
         _merge(s, marker, (*COUNTERS, *plan.layout.counts))
         s["shards"].append(shard_name(split, i))
+        s["shard_bytes"].append((plan.out / shard_name(split, i)).stat().st_size)
     s["skipped"] = dict(sorted(s["skipped"].items()))
     s.update(table.report)
     s["none_faces"] = int(s.get("per_expression", {}).get(str(NONE_CODE), 0))  # kept, used only with data.none_faces
@@ -310,25 +318,44 @@ def _report(plan: Plan) -> dict:
     return report
 
 
-def is_prepared(path) -> bool:
-    """True when `path` holds a finished preparation: report.json and every shard it lists."""
+def preparation_problem(path) -> str | None:
+    """Why `path` is not a finished preparation (no or a damaged report.json, a shard missing or of another
+    size than when it was written), or None when it is one."""
     path = Path(path)
     try:
         report = json.loads((path / "report.json").read_text())
-    except (OSError, ValueError):
-        return False
+    except FileNotFoundError:
+        return f"{path} holds no report.json"
+    except (OSError, ValueError) as error:
+        return f"{path / 'report.json'} cannot be read ({type(error).__name__})"
     if not isinstance(report, dict) or report.get("format") != FORMAT or not isinstance(report.get("splits"), dict):
-        return False
-    splits = report["splits"].values()
-    if not all(isinstance(s, dict) and isinstance(s.get("shards"), list) for s in splits):
-        return False
-    return all((path / name).is_file() for s in splits for name in s["shards"])
+        return f"{path / 'report.json'} is not the report of a finished preparation"
+    for split, s in report["splits"].items():
+        if not (isinstance(s, dict) and isinstance(s.get("shards"), list)):
+            return f"{path / 'report.json'} is damaged (the shard list of {split!r})"
+        sizes = s.get("shard_bytes") or [None] * len(s["shards"])  # folders prepared before sizes were kept
+        for name, size in zip(s["shards"], sizes):
+            shard = path / str(name)
+            if not shard.is_file():
+                return f"the prepared shard {shard} is missing"
+            if size is not None and shard.stat().st_size != size:
+                return (f"the prepared shard {shard} is damaged ({shard.stat().st_size} bytes, {size} when it was "
+                        f"written); delete it and {path / PROGRESS_DIR / (str(name) + '.json')}, and `python -m "
+                        f"va2att.data.prepare {report.get('root', 'ROOT')} {path}` prepares it again")
+    return None
+
+
+def is_prepared(path) -> bool:
+    """True when `path` holds a finished preparation: report.json and every shard it lists, of the size
+    each had when it was written."""
+    return preparation_problem(path) is None
 
 
 def load_report(path) -> dict:
-    """report.json of a finished preparation (FileNotFoundError naming the folder otherwise)."""
-    if not is_prepared(path):
-        raise FileNotFoundError(f"{path} is not a finished preparation (no valid report.json); prepare it with "
+    """report.json of a finished preparation (FileNotFoundError saying what is wrong otherwise)."""
+    problem = preparation_problem(path)
+    if problem is not None:
+        raise FileNotFoundError(f"{path} is not a finished preparation: {problem}. Prepare it with "
                                 "python -m va2att.data.prepare ROOT OUT")
     return json.loads((Path(path) / "report.json").read_text())
 

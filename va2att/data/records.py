@@ -92,3 +92,21 @@ def parse_batch(serialized):
     image = tf.io.decode_raw(p["image"], tf.uint8)
     p["image"] = tf.reshape(image, [-1, FACE_SIZE, FACE_SIZE, 1])
     return p
+
+
+def shard_damage(path) -> str | None:
+    """Why the shard at `path` cannot be read to its end (a truncated file, a record whose checksum fails, a
+    record that is no face record), or None when every record reads."""
+    import tensorflow as tf
+
+    try:
+        for batch in tf.data.TFRecordDataset([str(path)]).batch(4096):
+            tf.io.parse_example(batch, feature_spec())
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as error:
+        import re
+
+        text = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\].*", "", error.message or "").strip()  # TF's op decorations
+        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    except OSError as error:
+        return f"{type(error).__name__}: {error}"
+    return None

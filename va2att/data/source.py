@@ -19,7 +19,7 @@ from pathlib import Path
 
 from va2att.config import DataConfig
 from va2att.data.layouts import detect_layout, root_hints
-from va2att.data.preparation import is_prepared, prepare
+from va2att.data.preparation import is_prepared, prepare, preparation_problem
 from va2att.util import fileio
 from va2att.util.locking import FolderInUseError
 
@@ -57,6 +57,8 @@ def _resolve_one(cfg: DataConfig, cache: Path, log) -> Path:
         return path
     layout = detect_layout(path)
     if layout is None:
+        if (path / "report.json").exists():  # a prepared folder that is damaged: say what is wrong
+            raise ValueError(f"--data {cfg.data!r}: {preparation_problem(path)}.")
         raise ValueError(f"--data {cfg.data!r} is neither a data set root ({root_hints()}) nor a prepared folder "
                          "(no complete report.json).")
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]

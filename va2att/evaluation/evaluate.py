@@ -28,15 +28,14 @@ def predict_split(model, dataset) -> tuple[dict[str, np.ndarray], dict[str, np.n
     """Run `model` (an InferenceModel) over a flip-pair dataset; return (predictions, labels)."""
     preds: dict[str, list] = {}
     labels: dict[str, list] = {"valence": [], "arousal": [], "expression": []}
-    for images, target, *weights in dataset:
+    for images, target, weights in dataset:
         images = images.numpy()  # [B, 2, 48, 48, 1]: centre crops and their mirrors
         for name, value in flip_average(model, images[:, 0], images[:, 1]).items():
             preds.setdefault(name, []).append(value)
         for name in ("valence", "arousal", "expression"):
             value = np.asarray(target[name]).reshape(-1)
-            if weights:  # a label with weight 0 is missing: NaN (V/A) or -1 (expression)
-                present = np.asarray(weights[0][name]).reshape(-1) > 0
-                value = np.where(present, value, -1 if name == "expression" else np.nan)
+            present = np.asarray(weights[name]).reshape(-1) > 0  # a label with weight 0 is missing:
+            value = np.where(present, value, -1 if name == "expression" else np.nan)  # NaN (V/A) or -1
             labels[name].append(value)
         if "video" in target:
             labels.setdefault("video", []).append(np.char.decode(np.asarray(target["video"]).astype(bytes), "utf-8"))
@@ -134,7 +133,14 @@ def evaluate(model, data: DataConfig, split: str, classes: int, *, seed: int = 0
     videos = any(getattr(layout_of(r), "videos", False) for r in reports)
     dataset = make_dataset(prepared, split, data, training=False, num_classes=classes, seed=seed, flip_pairs=True,
                            with_video=videos)
-    predictions, labels = predict_split(model, dataset)
+    import tensorflow as tf
+
+    try:
+        predictions, labels = predict_split(model, dataset)
+    except tf.errors.DataLossError as error:  # a truncated or corrupted shard: name it
+        from va2att.data.pipeline import reading_error
+
+        raise reading_error(prepared, error) from None
     if "expression" in predictions:
         predictions["expression"] = predictions["expression"][:, :classes]
     annotated = sorted({k for r in reports for k in r.get("expression_classes", range(classes)) if k < classes})

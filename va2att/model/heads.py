@@ -106,10 +106,12 @@ class Head:
         build: callable `(z, cfg, *, adjacency=None, node_features=None) -> {output name: tensor}`.
         weights: callable `cfg -> {output name: float}`, the loss weights (entries for outputs the head
             lacks are ignored).
+        label_graph: bool, the builder takes the adjacency of the training labels (`va2att.model.gcn`).
     """
 
     build: Callable
     weights: Callable[..., Mapping[str, float]] = paper_loss_weights
+    label_graph: bool = False
 
     def loss_weights(self, cfg: ModelConfig) -> dict[str, float]:
         """`loss_weights=` of `model.compile`, keyed by the head's outputs (`cfg.outputs`)."""
@@ -120,7 +122,7 @@ class Head:
 HEADS: Mapping[str, Head] = {
     "2mt": Head(apply_two_stage_head),
     "mt": Head(apply_multitask_head),
-    "gcn": Head(apply_gcn_head),
+    "gcn": Head(apply_gcn_head, label_graph=True),
     "single-valence": Head(apply_single_head, unit_loss_weights),
     "single-arousal": Head(apply_single_head, unit_loss_weights),
 }

@@ -1,7 +1,7 @@
 """Training callbacks whose state survives an interrupted run.
 
-`LearningRateControl` divides the learning rate when the monitored validation signal
-stops falling (the paper's recipe, see `va2att.training.schedules`) or at fixed epochs. `RunCheckpoint` commits each
+`LearningRateControl` sets the learning rate the schedule decides after each epoch
+(`va2att.training.schedules`: the paper's plateau rule, or fixed epochs). `RunCheckpoint` commits each
 finished epoch: model and optimizer weights, the best model by mean validation
 CCC, `history.csv`, and last `state.json`, the record a resumed run starts from.
 Every file is written to a temporary name and renamed, so a killed process
@@ -17,55 +17,37 @@ import keras
 
 from va2att.config import TrainConfig
 from va2att.run_dir import RunDir
-from va2att.training.schedules import PlateauRule, mean_validation_ccc, schedule_signal
+from va2att.training.schedules import LearningRateSchedule, mean_validation_ccc
 from va2att.util import fileio
 
 
 class LearningRateControl(keras.callbacks.Callback):
-    """The plateau rule of `va2att.training.schedules` on the monitored signal, or a step schedule.
+    """Applies the configured schedule (`va2att.training.schedules.LearningRateSchedule`) after each epoch.
 
     Adds to each epoch's logs `lr` (the rate the epoch was trained with) and, for the plateau
     schedule, `schedule_signal` (the monitored value); logs every cut with the values behind it."""
 
     def __init__(self, cfg: TrainConfig, state: dict | None = None, log=print):
         super().__init__()
-        self.cfg = cfg
+        self.schedule = LearningRateSchedule(cfg, state)
         self.log = log
-        self.rule = PlateauRule(cfg.plateau_patience, cfg.plateau_min_delta, cfg.plateau_cooldown,
-                                cfg.plateau_min_steps, state)
 
     @property
     def state(self) -> dict:
-        return self.rule.state
+        return self.schedule.state
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         optimizer = self.model.optimizer
         lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
         logs["lr"] = lr  # the rate this epoch was trained with
-        new_lr = None
-        if self.cfg.schedule == "plateau":
-            value = schedule_signal(logs, self.cfg.plateau_monitor)
-            if value is not None:
-                logs["schedule_signal"] = value
-            floor = max(self.cfg.min_lr, 0.0)
-            step = int(keras.ops.convert_to_numpy(optimizer.iterations))
-            decision = self.rule.update(epoch + 1, value, can_cut=lr * self.cfg.lr_factor >= floor * (1 - 1e-3),
-                                        step=step)
-            if decision.cut or decision.held:
-                name = "1 - mean validation CCC" if self.cfg.plateau_monitor == "ccc" else "validation loss"
-                why = (f"Epoch {epoch + 1}: {name} {decision.value:.4f} did not drop by {self.cfg.plateau_min_delta:.0%} "
-                       f"below {decision.best:.4f} (epoch {decision.best_epoch})")
-                if decision.cut:
-                    new_lr = max(lr * self.cfg.lr_factor, floor)
-                    self.log(f"{why}: learning rate {lr:.3g} -> {new_lr:.3g}")
-                else:
-                    self.log(f"{why}; learning rate kept at {lr:.3g}: {decision.reason}")
-        elif self.cfg.schedule == "step" and (epoch + 1) in self.cfg.step_epochs:
-            new_lr = lr * self.cfg.lr_factor
-            self.log(f"Epoch {epoch + 1}: learning rate {lr:.3g} -> {new_lr:.3g} (step schedule)")
-        if new_lr is not None:
-            optimizer.learning_rate.assign(new_lr)
+        change = self.schedule.after_epoch(epoch + 1, logs, lr, int(keras.ops.convert_to_numpy(optimizer.iterations)))
+        if change.signal is not None:
+            logs["schedule_signal"] = change.signal
+        if change.message:
+            self.log(change.message)
+        if change.new_lr is not None:
+            optimizer.learning_rate.assign(change.new_lr)
 
 
 class DataEpoch(keras.callbacks.Callback):

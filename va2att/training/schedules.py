@@ -1,4 +1,9 @@
-"""The plateau rule of the paper's schedule: "when the loss did not drop, the learning rate was divided by 10".
+"""The learning-rate schedules, in one place: `LearningRateSchedule` applies the configured one
+(`train.schedule`: "plateau", the paper's; "step", at `train.step_epochs`; "constant") after each
+epoch; `va2att.training.callbacks.LearningRateControl` only hands it the epoch's logs and sets the
+rate it decides.
+
+The plateau rule of the paper's schedule: "when the loss did not drop, the learning rate was divided by 10".
 
 What "the loss" is matters. With Tukey's biweight the residuals are divided by a scale measured
 on the same batch, so the validation objective hardly moves when predictions get better, and
@@ -19,7 +24,8 @@ Guards against cutting on noise, each a field of `TrainConfig`:
 After a cut the reference is the value of the epoch that caused it, so one noisy epoch (too
 good or too bad) causes at most one cut.
 
-`PlateauRule` is plain Python with a JSON-ready state, so it resumes with the run.
+`PlateauRule` and `LearningRateSchedule` are plain Python with a JSON-ready state, so they resume
+with the run.
 """
 
 from __future__ import annotations
@@ -116,3 +122,55 @@ class PlateauRule:
         s.update(best=float(value), best_epoch=int(epoch), cooldown_left=self.cooldown,
                  last_cut_step=int(step if step is not None else s["last_cut_step"]))
         return decision
+
+
+@dataclasses.dataclass(frozen=True)
+class RateChange:
+    """What the schedule decided after one epoch: the new rate (None: unchanged), the line to log (None:
+    nothing to say) and the monitored value (plateau schedule)."""
+
+    new_lr: float | None = None
+    message: str | None = None
+    signal: float | None = None
+
+
+class LearningRateSchedule:
+    """The configured schedule (`TrainConfig.schedule`, its factor, floor and rules), epoch by epoch.
+
+    Args:
+        cfg: TrainConfig.
+        state: dict or None. A previous `state` (the plateau rule's) to resume from.
+    """
+
+    def __init__(self, cfg, state: dict | None = None):
+        self.cfg = cfg
+        self.plateau = PlateauRule(cfg.plateau_patience, cfg.plateau_min_delta, cfg.plateau_cooldown,
+                                   cfg.plateau_min_steps, state)
+
+    @property
+    def state(self) -> dict:
+        return self.plateau.state
+
+    def after_epoch(self, epoch: int, logs: dict, lr: float, step: int) -> RateChange:
+        """The change after (1-based) `epoch`, trained at rate `lr`, with the optimizer at `step`."""
+        if self.cfg.schedule == "plateau":
+            return self._plateau(epoch, logs, lr, step)
+        if self.cfg.schedule == "step" and epoch in self.cfg.step_epochs:
+            new_lr = lr * self.cfg.lr_factor
+            return RateChange(new_lr, f"Epoch {epoch}: learning rate {lr:.3g} -> {new_lr:.3g} (step schedule)")
+        return RateChange()
+
+    def _plateau(self, epoch: int, logs: dict, lr: float, step: int) -> RateChange:
+        cfg = self.cfg
+        value = schedule_signal(logs, cfg.plateau_monitor)
+        floor = max(cfg.min_lr, 0.0)
+        decision = self.plateau.update(epoch, value, can_cut=lr * cfg.lr_factor >= floor * (1 - 1e-3), step=step)
+        if not (decision.cut or decision.held):
+            return RateChange(signal=value)
+        name = "1 - mean validation CCC" if cfg.plateau_monitor == "ccc" else "validation loss"
+        why = (f"Epoch {epoch}: {name} {decision.value:.4f} did not drop by {cfg.plateau_min_delta:.0%} "
+               f"below {decision.best:.4f} (epoch {decision.best_epoch})")
+        if decision.held:
+            return RateChange(None, f"{why}; learning rate kept at {lr:.3g}: {decision.reason}", value)
+        new_lr = max(lr * cfg.lr_factor, floor)
+        return RateChange(new_lr, f"{why}: learning rate {lr:.3g} -> {new_lr:.3g}", value)

@@ -1,12 +1,19 @@
 """The training loop: data, model, the paper's optimiser and schedule, checkpoints, export.
 
-`train()` runs a fresh run or resumes one. Resuming rebuilds the model from the
-run's `config.json`, restores weights and optimizer state from the last complete
-epoch checkpoint, restores the schedule and best-model state, and finishes the
-planned epochs. Ctrl-C or a kill loses at most the epoch in progress. The training order
-and augmentation are a function of (seed, epoch), so a deterministic run (`data.deterministic`)
-resumed after epoch e ends bit-identical to an uninterrupted one. A damaged last checkpoint is
-skipped for the latest complete one (with a warning); temporaries of a killed writer are removed.
+`train()` runs a fresh run or resumes one, as named steps (`_train`): read the run folder, set up
+TensorFlow (`_tensorflow`), find the data where the run prepared it (`run_data`), build the
+datasets, the label graph (`_label_graph`) and the model, restore the last complete epoch
+(`_restore`), assemble the callbacks in their one order (`_callbacks`), fit (`_fit`), then
+record the provenance and export the best model (`_finish`). Resuming rebuilds the model from the
+run's `config.json`, restores weights and optimizer state from the last complete epoch
+checkpoint, restores the schedule and best-model state, and finishes the planned epochs; it
+reads its data from where the run prepared it (`RUN_DIR/data.json`), whatever cache the
+resuming process would use. Ctrl-C or a kill loses at most the epoch in progress. The training
+order and augmentation are a function of (seed, epoch), so a deterministic run
+(`data.deterministic`) resumed after epoch e ends bit-identical to an uninterrupted one. A
+damaged last checkpoint is skipped for the latest complete one (with a warning); temporaries of a
+killed writer are removed. A full disk or a read-only run folder stops the run with
+`TrainStorageError`, whose one line says what to fix; the last complete epoch is kept.
 """
 
 from __future__ import annotations
@@ -19,10 +26,17 @@ import sys
 from pathlib import Path
 
 from va2att import __version__
-from va2att.config import RunConfig, from_dict, to_dict
-from va2att.run_dir import RunDir
+from va2att.config import RunConfig, to_dict
+from va2att.run_dir import (
+    RunDir,
+    completed_epochs,
+    load_run_config,
+    read_data_record,
+    write_data_record,
+)
 from va2att.util import fileio
 from va2att.util.locking import FolderInUseError, folder_lock  # noqa: F401 (FolderInUseError: what train() raises)
+from va2att.util.storage import storage_problem
 
 
 @dataclasses.dataclass
@@ -38,6 +52,10 @@ class TrainResult:
 
 class RunExistsError(RuntimeError):
     pass
+
+
+class TrainStorageError(RuntimeError):
+    """The run folder cannot be written (full disk, read-only, permissions); the message says what to fix."""
 
 
 def _optimizer(cfg):
@@ -61,10 +79,8 @@ def training_labels(prepared, cfg: RunConfig, seed: int):
     ds = make_dataset(prepared, "training", dataclasses.replace(cfg.data, cache=False), training=False,
                       num_classes=cfg.model.num_classes, seed=seed, holdout=holdout)
     expr, val, aro = [], [], []
-    for _, labels, *weights in ds:
-        keep = slice(None)
-        if weights:  # label masks: the correlations need faces with all three labels
-            keep = (weights[0]["expression"].numpy() > 0) & (weights[0]["valence"].numpy() > 0)
+    for _, labels, weights in ds:  # the correlations need faces with all three labels
+        keep = (weights["expression"].numpy() > 0) & (weights["valence"].numpy() > 0)
         expr.append(labels["expression"].numpy().reshape(-1)[keep])
         val.append(labels["valence"].numpy().reshape(-1)[keep])
         aro.append(labels["arousal"].numpy().reshape(-1)[keep])
@@ -122,34 +138,9 @@ def build_compiled_model(cfg: RunConfig, adjacency=None):
     return model
 
 
-def _committed_state(run_dir) -> dict:
-    """state.json of the run in `run_dir`; {} when there is none or it cannot be read."""
-    run = RunDir(run_dir)
-    if not run.state.is_file():
-        return {}
-    try:
-        state = fileio.read_json(run.state)
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
-
-
-def completed_epochs(run_dir) -> int:
-    """Epochs the run in `run_dir` has committed (0 for a run that never finished one, or no run)."""
-    try:
-        return int(_committed_state(run_dir).get("epoch") or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def run_history(run_dir) -> list[dict]:
-    """The committed epochs' rows of the run in `run_dir` (state.json's "history"; empty when none)."""
-    history = _committed_state(run_dir).get("history")
-    return [row for row in history if isinstance(row, dict)] if isinstance(history, list) else []
-
-
-def start_run(cfg: RunConfig, run_dir, argv, log=print) -> RunDir:
-    """Create the run folder and write config.json.
+def start_run(cfg: RunConfig, run_dir, argv, log=print, *, prepared=None, cache_dir=None) -> RunDir:
+    """Create the run folder and write config.json (and, given `prepared`, the folder(s) the data was
+    prepared in, found in `cache_dir`: data.json, which `train` then reads instead of resolving the data again).
 
     A folder whose run completed at least one epoch is refused (`RunExistsError`); one whose run never
     completed an epoch (a failed or interrupted start) is started over with the new config."""
@@ -169,7 +160,7 @@ def start_run(cfg: RunConfig, run_dir, argv, log=print) -> RunDir:
             for stale in (run.logs, run.checkpoints):
                 if stale.is_dir():
                     shutil.rmtree(stale)
-            for stale in (run.history, run.adjacency, run.best):
+            for stale in (run.history, run.adjacency, run.best, run.data):
                 stale.unlink(missing_ok=True)
         fileio.write_json(run.config, {
             "config": to_dict(cfg),
@@ -178,6 +169,8 @@ def start_run(cfg: RunConfig, run_dir, argv, log=print) -> RunDir:
             "created": datetime.datetime.now().isoformat(timespec="seconds"),
             "python": platform.python_version(),
         })
+        if prepared is not None:
+            write_data_record(run.root, prepared, cache_dir)
     return run
 
 
@@ -195,17 +188,6 @@ def join_run(cfg: RunConfig, run_dir, timeout: float = 600.0) -> RunDir:
     if load_run_config(run.root) != cfg:
         raise ValueError(f"{run.config} holds a different config from this worker's command line.")
     return run
-
-
-def load_run_config(run_dir) -> RunConfig:
-    run = RunDir(run_dir)
-    if not run.config.is_file():
-        raise FileNotFoundError(f"{run.root} is not a run folder (no config.json).")
-    try:
-        return from_dict(fileio.read_json(run.config)["config"])
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{run.config} is damaged and holds no usable run config ({type(error).__name__}: "
-                         f"{error}); restore it or start a new run.") from None
 
 
 def load_checkpoint(model, run: RunDir, epoch: int, log=print) -> int:
@@ -234,145 +216,268 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
 
     `verbose`: "auto" (or 1) prints one compact line per epoch and, on a terminal, a live progress line
     (`va2att.training.console.EpochConsole`); 2 prints only the epoch lines; 0 prints no epoch lines.
+    `cache_dir`: where to find or prepare the data when the run folder records no usable prepared folder.
 
     The chief holds the run folder's lock (`va2att.util.locking`) throughout: a second process training
-    into the same folder (a `--resume` of a run still going) is refused with FolderInUseError.
+    into the same folder (a `--resume` of a run still going) is refused with FolderInUseError. A storage
+    failure (full disk, read-only folder) raises TrainStorageError with one line saying what to fix.
     """
     from va2att.training import distribute
 
-    if not distribute.is_chief():  # the other workers of a multi-worker run write nothing
-        return _train(run_dir, cache_dir=cache_dir, epochs=epochs, verbose=verbose, log=log)
-    with folder_lock(run_dir, "training run"):
-        run = RunDir(run_dir)
-        for folder in (run.root, run.checkpoints):  # what a killed writer left half-written
-            if folder.is_dir():
-                fileio.remove_temporaries(folder)
-        return _train(run_dir, cache_dir=cache_dir, epochs=epochs, verbose=verbose, log=log)
+    try:
+        if not distribute.is_chief():  # the other workers of a multi-worker run write nothing
+            return _train(run_dir, cache_dir=cache_dir, epochs=epochs, verbose=verbose, log=log)
+        with folder_lock(run_dir, "training run"):
+            run = RunDir(run_dir)
+            for folder in (run.root, run.checkpoints):  # what a killed writer left half-written
+                if folder.is_dir():
+                    fileio.remove_temporaries(folder)
+            return _train(run_dir, cache_dir=cache_dir, epochs=epochs, verbose=verbose, log=log)
+    except Exception as error:
+        problem = storage_problem(error)
+        if problem is None:
+            raise
+        done = completed_epochs(run_dir)
+        raise TrainStorageError(f"cannot write the run folder {run_dir}: {problem}. The last complete epoch "
+                                f"({done}) is kept; continue with: {resume_command(run_dir, cache_dir)}") from None
+
+
+def resume_command(run_dir, cache_dir=None) -> str:
+    """The command that continues the run in `run_dir`."""
+    import shlex
+
+    cache = f" --cache-dir {shlex.quote(str(cache_dir))}" if cache_dir else ""
+    return f"python train.py --resume {shlex.quote(str(run_dir))}{cache}"
+
+
+@dataclasses.dataclass
+class _Session:
+    """What one call of `train` works with."""
+
+    run: RunDir
+    cfg: RunConfig
+    total_epochs: int
+    state: dict | None  # state.json of the last committed epoch (None: a fresh run)
+    chief: bool
+    multiworker: bool
+    log: object
+    console: object = None  # EpochConsole, or None
+    prepared: object = None  # the prepared folder(s) the run reads
 
 
 def _train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto", log=print) -> TrainResult:
-    import keras
-    import numpy as np
-
-    from va2att.data.source import resolve_data
     from va2att.training import distribute
-    from va2att.training.callbacks import LearningRateControl, RunCheckpoint
 
     run = RunDir(run_dir)
     cfg = load_run_config(run.root)
-    total_epochs = epochs or cfg.train.epochs
-    state = fileio.read_json(run.state) if run.state.is_file() else None
-    chief = distribute.is_chief()
-    multiworker = cfg.train.strategy == "multiworker"
-    console = None
-    if verbose not in (0, False) and not multiworker:  # the multi-worker loop prints its own epoch lines
-        from va2att.training.console import EpochConsole
-
-        console = EpochConsole(total_epochs, live=None if verbose in ("auto", 1, True) else False)
-        log = console.wrap(log)
-
-    strategy = distribute.make_strategy(cfg.train.strategy)  # first: multi-worker set-up precedes any TF op
-    keras.utils.set_random_seed(cfg.train.seed)
-    if cfg.train.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-
+    session = _Session(run, cfg, epochs or cfg.train.epochs, fileio.read_json(run.state) if run.state.is_file()
+                       else None, distribute.is_chief(), cfg.train.strategy == "multiworker", log)
+    _console(session, verbose)
+    strategy = _tensorflow(cfg)
     data_cfg = cfg.data
-    if multiworker:
+    if session.multiworker:
         # Every worker must see the same global batches: it keeps its own share of each (DATA sharding).
         data_cfg = dataclasses.replace(data_cfg, deterministic=True)
-    prepared = resolve_data(data_cfg, cache_dir=cache_dir, log=log)
+    prepared = session.prepared = run_data(run, data_cfg, cache_dir, session.log, record=session.chief)
     data_epoch = None
-    if not multiworker and strategy.num_replicas_in_sync == 1:
+    if not session.multiworker and strategy.num_replicas_in_sync == 1:
         import tensorflow as tf
 
         # The epoch the pipeline seeds its order and augmentation with, set before each epoch (DataEpoch).
         data_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
-    train_ds, val_ds = selection_datasets(prepared, cfg, data_cfg, log, epoch=data_epoch)
-
-    adjacency = None
-    if cfg.model.head == "gcn":
-        if run.adjacency.is_file():
-            adjacency = np.load(run.adjacency)
-        else:
-            from va2att.model.gcn import build_adjacency
-
-            expr, val, aro = training_labels(prepared, cfg, cfg.train.seed)
-            adjacency = build_adjacency(expr, val, aro, cfg.model.num_classes, tau=cfg.model.gcn_tau,
-                                        p=cfg.model.gcn_p)
-            if chief:
-                with fileio.atomic_path(run.adjacency) as tmp:
-                    np.save(tmp, adjacency)
-
+    train_ds, val_ds = selection_datasets(prepared, cfg, data_cfg, session.log, epoch=data_epoch)
+    adjacency = _label_graph(session, prepared)
     with strategy.scope():
         model = build_compiled_model(cfg, adjacency)
     if strategy.num_replicas_in_sync > 1:
         distribute.synchronize_batch_norm(model, True)
-    initial_epoch = 0
-    if state and state.get("checkpoint"):
-        with strategy.scope():
-            model.optimizer.build(model.trainable_variables)
-            initial_epoch = load_checkpoint(model, run, int(state["epoch"]), log)
-            model.optimizer.learning_rate.assign(state["lr"])
-        if initial_epoch != int(state["epoch"]):
-            state = dict(state, epoch=initial_epoch)
-        log(f"Resuming {run.root} after epoch {initial_epoch} of {total_epochs} (learning rate {state['lr']:.3g}).")
+    initial_epoch = _restore(session, model, strategy)
+    checkpoint, callbacks = _callbacks(session, train_ds, val_ds, data_epoch)
+    last_logs = _fit(session, model, strategy, train_ds, val_ds, initial_epoch, checkpoint, callbacks, cache_dir)
+    if last_logs is None:  # interrupted
+        state = checkpoint.state
+        return TrainResult(run.root, state["epoch"], state.get("best_epoch"), state.get("best_mean_ccc"), {}, None,
+                           interrupted=True)
+    try:
+        export_dir = _finish(session, strategy, prepared, checkpoint.state, initial_epoch)
+    except KeyboardInterrupt:
+        session.log(f"\nInterrupted during the export. Every epoch is complete; export the best model with: "
+                    f"{resume_command(run.root, cache_dir)}")
+        state = checkpoint.state
+        return TrainResult(run.root, state["epoch"], state.get("best_epoch"), state.get("best_mean_ccc"), last_logs,
+                           None, interrupted=True)
+    state = checkpoint.state
+    return TrainResult(run.root, state["epoch"], state.get("best_epoch"), state.get("best_mean_ccc"), last_logs,
+                       export_dir)
 
-    lr_control = LearningRateControl(cfg.train, state=(state or {}).get("lr_control"), log=log)
-    checkpoint = RunCheckpoint(run, lr_control, state=state, chief=chief, log=log)
-    callbacks = [lr_control, *([console] if console else []), checkpoint]  # the epoch line before "best so far"
-    if data_epoch is not None:
-        from va2att.training.callbacks import DataEpoch
 
-        callbacks.insert(0, DataEpoch(data_epoch))
-    precise_bn = _precise_batch_norm(cfg, train_ds, single=data_epoch is not None, log=log)
-    if precise_bn is not None:
-        callbacks.insert(0, precise_bn)
+def _console(session: _Session, verbose) -> None:
+    """The epoch lines (and the live line on a terminal); the multi-worker loop prints its own."""
+    if verbose in (0, False) or session.multiworker:
+        return
+    from va2att.training.console import EpochConsole
+
+    session.console = EpochConsole(session.total_epochs, live=None if verbose in ("auto", 1, True) else False)
+    session.log = session.console.wrap(session.log)
+
+
+def _tensorflow(cfg: RunConfig):
+    """The distribution strategy (created first: multi-worker set-up precedes any TF op), the seeds and
+    the precision policy."""
+    import keras
+
+    from va2att.training import distribute
+
+    strategy = distribute.make_strategy(cfg.train.strategy)
+    keras.utils.set_random_seed(cfg.train.seed)
+    if cfg.train.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    return strategy
+
+
+def run_data(run: RunDir, data_cfg, cache_dir=None, log=print, record: bool = True):
+    """The prepared folder(s) the run trains on: those its data.json records while they are still complete
+    preparations, else `data_cfg.data` resolved (generated or prepared when needed) in `cache_dir`, or
+    in the cache the run recorded; the result is recorded (with `record`) for the next resume."""
+    from va2att.data.preparation import is_prepared
+    from va2att.data.source import resolve_data
+
+    recorded = read_data_record(run.root)
+    folders = [Path(p) for p in recorded.get("prepared", [])]
+    if folders and all(is_prepared(p) for p in folders):
+        return folders[0] if len(folders) == 1 else tuple(folders)
+    if folders:
+        log(f"The run's prepared data ({', '.join(map(str, folders))}) is gone or incomplete; finding it again.")
+    cache_dir = cache_dir or recorded.get("cache_dir")
+    prepared = resolve_data(data_cfg, cache_dir=cache_dir, log=log)
+    if record:
+        write_data_record(run.root, prepared, cache_dir)
+    return prepared
+
+
+def _label_graph(session: _Session, prepared):
+    """The Emotion-GCN adjacency of a head built on a label graph (None otherwise): the run's saved one, else
+    built from the training labels (and saved by the chief)."""
+    import numpy as np
+
+    from va2att.model.heads import HEADS
+
+    cfg, run = session.cfg, session.run
+    if not HEADS[cfg.model.head].label_graph:
+        return None
+    if run.adjacency.is_file():
+        return np.load(run.adjacency)
+    from va2att.model.gcn import build_adjacency
+
+    expr, val, aro = training_labels(prepared, cfg, cfg.train.seed)
+    adjacency = build_adjacency(expr, val, aro, cfg.model.num_classes, tau=cfg.model.gcn_tau, p=cfg.model.gcn_p)
+    if session.chief:
+        with fileio.atomic_path(run.adjacency) as tmp:
+            np.save(tmp, adjacency)
+    return adjacency
+
+
+def _restore(session: _Session, model, strategy) -> int:
+    """Load the last complete epoch's weights, optimizer state and rate into `model`; the epoch to start from."""
+    state = session.state
+    if not (state and state.get("checkpoint")):
+        return 0
+    with strategy.scope():
+        model.optimizer.build(model.trainable_variables)
+        initial_epoch = load_checkpoint(model, session.run, int(state["epoch"]), session.log)
+        model.optimizer.learning_rate.assign(state["lr"])
+    if initial_epoch != int(state["epoch"]):
+        session.state = dict(state, epoch=initial_epoch)
+    session.log(f"Resuming {session.run.root} after epoch {initial_epoch} of {session.total_epochs} "
+                f"(learning rate {state['lr']:.3g}).")
+    return initial_epoch
+
+
+def _callbacks(session: _Session, train_ds, val_ds, data_epoch):
+    """The run's checkpoint callback and every callback, in the one order Keras must call them (each hook
+    runs in list order):
+
+    1. PreciseBatchNorm: recomputes batch-norm statistics before validation (`on_test_begin`);
+    2. DataEpoch: sets the epoch the pipeline seeds its order and augmentation with, before the epoch;
+    3. LearningRateControl: adds `lr` and `schedule_signal` to the epoch's logs and sets the next rate;
+    4. EpochConsole: prints the epoch line (with its `lr`) ...
+    5. RunCheckpoint: ... before it commits the epoch (history with `lr`, state.json) and says "best so far";
+    6. RunTensorBoard and 7. ValidationFigures: the chief's logs, last.
+    """
+    from va2att.training.callbacks import DataEpoch, LearningRateControl, RunCheckpoint
+
+    cfg, chief = session.cfg, session.chief
+    lr_control = LearningRateControl(cfg.train, state=(session.state or {}).get("lr_control"), log=session.log)
+    checkpoint = RunCheckpoint(session.run, lr_control, state=session.state, chief=chief, log=session.log)
+    board = figures = None
     if chief:
-        from va2att.training import tensorboard_figures as board
+        from va2att.training import tensorboard_figures
 
-        callbacks.append(board.RunTensorBoard(log_dir=str(run.logs)))
-        if not multiworker:  # validation faces and circumplex per epoch (a fixed sample, taken once)
-            callbacks.append(board.ValidationFigures(val_ds, run.logs / board.FIGURES_DIR))
-    last_logs: dict = {}
-    if initial_epoch < total_epochs:
-        try:
-            if multiworker:
-                from va2att.training import multiworker as mw
+        board = tensorboard_figures.RunTensorBoard(log_dir=str(session.run.logs))
+        if not session.multiworker:  # validation faces and circumplex per epoch (a fixed sample, taken once)
+            figures = tensorboard_figures.ValidationFigures(val_ds, session.run.logs / tensorboard_figures.FIGURES_DIR)
+    ordered = [
+        _precise_batch_norm(cfg, train_ds, single=data_epoch is not None, log=session.log),
+        None if data_epoch is None else DataEpoch(data_epoch),
+        lr_control,
+        session.console,
+        checkpoint,
+        board,
+        figures,
+    ]
+    return checkpoint, [callback for callback in ordered if callback is not None]
 
-                last_logs = mw.fit(model, strategy, train_ds, val_ds, epochs=total_epochs,
-                                   initial_epoch=initial_epoch, callbacks=callbacks, log=log)
-                log(f"Worker {distribute.task()[1]}: weights digest {mw.weights_digest(model)}")
-            else:
-                history = model.fit(train_ds, validation_data=val_ds, epochs=total_epochs,
-                                    initial_epoch=initial_epoch, callbacks=callbacks, verbose=0, shuffle=False)
-                last_logs = {k: float(v[-1]) for k, v in history.history.items() if v}
-        except KeyboardInterrupt:
-            if chief:  # the epoch in progress is dropped: a resumed run redoes it exactly
-                done = checkpoint.state["epoch"]
-                log(f"\nInterrupted. The last complete epoch is {done} (its checkpoint is kept). "
-                    f"Continue with: python train.py --resume {run.root}")
-            return TrainResult(run.root, checkpoint.state["epoch"], checkpoint.state.get("best_epoch"),
-                               checkpoint.state.get("best_mean_ccc"), {}, None, interrupted=True)
-    elif checkpoint.state["history"]:
-        last_logs = {k: v for k, v in checkpoint.state["history"][-1].items() if k != "epoch"}
 
+def _fit(session: _Session, model, strategy, train_ds, val_ds, initial_epoch: int, checkpoint, callbacks,
+         cache_dir) -> dict | None:
+    """Train the remaining epochs; the last epoch's logs, or None when interrupted (Ctrl-C)."""
+    from va2att.training import distribute
+
+    if initial_epoch >= session.total_epochs:
+        history = checkpoint.state["history"]
+        return {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
+    import tensorflow as tf
+
+    try:
+        if session.multiworker:
+            from va2att.training import multiworker
+
+            logs = multiworker.fit(model, strategy, train_ds, val_ds, epochs=session.total_epochs,
+                                   initial_epoch=initial_epoch, callbacks=callbacks, log=session.log)
+            session.log(f"Worker {distribute.task()[1]}: weights digest {multiworker.weights_digest(model)}")
+            return logs
+        history = model.fit(train_ds, validation_data=val_ds, epochs=session.total_epochs,
+                            initial_epoch=initial_epoch, callbacks=callbacks, verbose=0, shuffle=False)
+        return {k: float(v[-1]) for k, v in history.history.items() if v}
+    except tf.errors.DataLossError as error:  # a truncated or corrupted shard: name it
+        from va2att.data.pipeline import reading_error
+
+        raise reading_error(session.prepared, error) from None
+    except KeyboardInterrupt:
+        if session.chief:  # the epoch in progress is dropped: a resumed run redoes it exactly
+            session.log(f"\nInterrupted. The last complete epoch is {checkpoint.state['epoch']} (its checkpoint is "
+                        f"kept). Continue with: {resume_command(session.run.root, cache_dir)}")
+        return None
+
+
+def _finish(session: _Session, strategy, prepared, state: dict, initial_epoch: int) -> Path | None:
+    """The chief records what trained the model and exports the best one; every worker waits for it."""
     export_dir = None
-    if chief:
+    if session.chief:
         from va2att.serving.provenance import (
             PROVENANCE_FILE,
             describe_data,
             make_record,
         )
 
-        provenance = make_record(describe_data(cfg.data.data, prepared), checkpoint.state)
-        fileio.write_json(run.root / PROVENANCE_FILE, provenance)
-        export_dir = _export_best(run, checkpoint.state, log, provenance, resumed_after=initial_epoch)
-    if multiworker:
+        provenance = make_record(describe_data(session.cfg.data.data, prepared), state)
+        fileio.write_json(session.run.root / PROVENANCE_FILE, provenance)
+        export_dir = _export_best(session.run, state, session.log, provenance, resumed_after=initial_epoch)
+    if session.multiworker:
         from va2att.training.multiworker import barrier
 
         barrier(strategy)  # no worker leaves before the chief has exported
-    return TrainResult(run.root, checkpoint.state["epoch"], checkpoint.state.get("best_epoch"),
-                       checkpoint.state.get("best_mean_ccc"), last_logs, export_dir)
+    return export_dir
 
 
 def _precise_batch_norm(cfg: RunConfig, train_ds, single: bool, log):
