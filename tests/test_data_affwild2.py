@@ -15,10 +15,41 @@ from va2att.data.synthetic import affwild2 as synthetic_affwild2
 from va2att.model import metrics
 
 
+def plant_invalid(raw, planted):
+    """Add a training video whose labels are invalid or whose image is no image, as real copies may have, and
+    count what preparation must make of it: invalid V/A and an unannotated expression, invalid V/A and a valid
+    expression, unannotated V/A and an invalid expression, valid labels on garbage bytes, and valid labels."""
+    from va2att.data.affwild2 import (
+        ANNOTATIONS_DIR,
+        EXPR_DIR,
+        FRAMES_DIR,
+        SPLIT_DIRS,
+        VA_DIR,
+    )
+
+    folder = raw / FRAMES_DIR / "train_planted"
+    folder.mkdir()
+    face = next((raw / FRAMES_DIR / "train_000").glob("*.jpg")).read_bytes()
+    for frame in range(1, 6):
+        (folder / f"{frame:05d}.jpg").write_bytes(face if frame != 4 else bytes(range(256)) * 8)
+    lines = {VA_DIR: ["valence,arousal", "abc,0.1", "1.5,0.2", "-5,-5", "0.2,0.3", "0.1,-0.4"],
+             EXPR_DIR: [synthetic_affwild2.EXPR_HEADER, "-1", "1", "12", "2", "0"]}
+    for sub, text in lines.items():
+        (raw / ANNOTATIONS_DIR / sub / SPLIT_DIRS["training"] / "train_planted.txt").write_text("\n".join(text) + "\n")
+    training = planted["training"]
+    training["written"] += 2
+    for reason, n in (("labels_invalid", 2), ("not_an_image", 1)):
+        training["skipped"][reason] = training["skipped"].get(reason, 0) + n
+    for labels in ("expression_only", "va_and_expression"):
+        training["labels"][labels] = training["labels"].get(labels, 0) + 1
+    return planted
+
+
 @pytest.fixture(scope="module")
 def affwild2_set(tmp_path_factory):
     base = tmp_path_factory.mktemp("affwild2")
-    planted = synthetic_affwild2.generate(base / "raw", videos=3, val_videos=1, frames=20, seed=1)
+    planted = plant_invalid(base / "raw", synthetic_affwild2.generate(base / "raw", videos=3, val_videos=1, frames=20,
+                                                                      seed=1))
     report = preparation.prepare(base / "raw", base / "prepared", workers=1, shard_size=32, progress=False)
     return base, planted, report
 

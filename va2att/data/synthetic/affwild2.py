@@ -6,11 +6,12 @@ Each "video" is one drawn identity (`face`) whose valence and arousal follow smo
 random trajectories (two sinusoids each, random phases and periods of tens of frames), so
 per-video CCC means something. Frames are aligned to 112 x 112 colour JPEGs. Expressions are the
 nearest circumplex prototype, written as Aff-Wild2 indices; the prototype Contempt, which
-Aff-Wild2 lacks, is written as "Other". Planted in each split: unannotated frames (-5 V/A, -1
-expression, an expression file shorter than its video), frames without a face image, invalid
-labels, an unreadable image, a two-person `_left` / `_right` video; in the training split an
-annotation file without frames; outside both splits a frame folder without annotations (a "test"
-video). `generate` returns what preparation must report for each split (`planted`).
+Aff-Wild2 lacks, is written as "Other". As in Aff-Wild2, each split has unannotated frames (-5
+V/A, -1 expression, an expression file shorter than its video), frames without a face image and a
+two-person `_left` / `_right` video; the training split an annotation file without frames; and a
+frame folder outside both splits has no annotations (a "test" video). `generate` returns what
+preparation must report for each split (`planted`). Invalid labels and unreadable images, which
+the real set does not ship, are the tests' own fixtures.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from va2att.data.affwild2 import (
 )
 
 LAYOUT = "Aff-Wild2"
-VERSION = 1
+VERSION = 2  # 2: no invalid labels or unreadable images (those are the tests' fixtures)
 FRAME_SIZE = 112
 EXPR_HEADER = "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other"
 # AffectNet code -> Aff-Wild2 index (Contempt, which Aff-Wild2 lacks, becomes Other).
@@ -67,7 +68,7 @@ def _face(v: float, a: float, identity_seed) -> np.ndarray:
 
 
 def _write_video(root: Path, split: str, name: str, n: int, seed: int, index: int, *, frames: bool = True,
-                 expr_lines: int | None = None, plant_invalid: bool = False) -> Counter:
+                 expr_lines: int | None = None) -> Counter:
     """Write one video's frames and annotation files; return what preparation must count for it."""
     import cv2
 
@@ -84,26 +85,16 @@ def _write_video(root: Path, split: str, name: str, n: int, seed: int, index: in
         va_state = "unannotated" if rng.random() < P_VA_UNANNOTATED else "ok"
         ex_state = "unannotated" if rng.random() < P_EXPR_UNANNOTATED else "ok"
         image = "none" if rng.random() < P_NO_IMAGE else "ok"
-        if plant_invalid and f in (2, 3, 4, 5):  # fixed cases, each with its face image
-            image = "ok"
-            va_state, ex_state = {2: ("invalid", "unannotated"), 3: ("invalid", "ok"), 4: ("unannotated", "invalid"),
-                                  5: ("ok", "ok")}[f]
-            if f == 5:
-                image = "garbage"
         if expr_lines is not None and f > expr_lines:
             ex_state = "absent"
-        va_lines.append({"ok": f"{v},{a}", "unannotated": "-5,-5",
-                         "invalid": "abc,0.1" if f == 2 else "1.5,0.2"}[va_state])
+        va_lines.append({"ok": f"{v},{a}", "unannotated": "-5,-5"}[va_state])
         if ex_state != "absent":
-            ex_lines.append({"ok": str(index_), "unannotated": "-1", "invalid": "12"}[ex_state])
+            ex_lines.append({"ok": str(index_), "unannotated": "-1"}[ex_state])
         if frames and image != "none":
             path = folder / f"{f:05d}.jpg"
             path.parent.mkdir(parents=True, exist_ok=True)
-            if image == "garbage":
-                path.write_bytes(rng.integers(0, 256, 2048, dtype=np.uint8).tobytes())
-            else:
-                cv2.imwrite(str(path), _face(float(v), float(a), [seed, SPLIT_SEED[split], index, 7]),
-                            [cv2.IMWRITE_JPEG_QUALITY, 90])
+            cv2.imwrite(str(path), _face(float(v), float(a), [seed, SPLIT_SEED[split], index, 7]),
+                        [cv2.IMWRITE_JPEG_QUALITY, 90])
         # What preparation must find (the reader's rules, applied to what was planted here).
         has_va = va_state == "ok"
         has_ex = ex_state == "ok" and index_ != OTHER_INDEX
@@ -111,11 +102,9 @@ def _write_video(root: Path, split: str, name: str, n: int, seed: int, index: in
         if not frames or image == "none":
             expected["skip:no_image"] += 1
         elif not has_va and not has_ex and not other:
-            expected["skip:labels_invalid" if "invalid" in (va_state, ex_state) else "skip:no_label"] += 1
+            expected["skip:no_label"] += 1
         elif not has_va and not has_ex:
             expected["skip:expression_other"] += 1
-        elif image == "garbage":
-            expected["skip:not_an_image"] += 1
         else:
             expected["written"] += 1
             expected["label:" + ("va_and_expression" if has_va and has_ex else "va_only" if has_va
@@ -136,9 +125,8 @@ def generate(out, videos: int = 4, val_videos: int = 2, frames: int = 60, seed: 
     """Write the synthetic Aff-Wild2 set under `out`; return the planted counts per split:
     {split: {"written", "skipped": {reason: n}, "labels": {va_and_expression, va_only, expression_only}}}.
 
-    Training: `videos` videos (the first with the planted invalid labels and the unreadable image,
-    the second with an expression file 5 lines short), a `_left` / `_right` pair, and an annotation
-    file whose video has no frames. Validation: `val_videos` videos and a pair. Frames: per video.
+    Training: `videos` videos (the second with an expression file 5 lines short), a `_left` / `_right`
+    pair, and an annotation file whose video has no frames. Validation: `val_videos` videos and a pair. Frames: per video.
     `workers` > 1 draws the videos in that many processes (0 = one per core); the files are the same.
     """
     if videos < 2 or val_videos < 1 or frames < 8:
@@ -151,7 +139,7 @@ def generate(out, videos: int = 4, val_videos: int = 2, frames: int = 60, seed: 
     for split, n_videos in (("training", videos), ("validation", val_videos)):
         prefix = split[:5]
         jobs = [(str(root), split, f"{prefix}_{i:03d}", frames, seed, i,
-                 {"plant_invalid": i == 0, "expr_lines": frames - 5 if i == 1 else None}) for i in range(n_videos)]
+                 {"expr_lines": frames - 5 if i == 1 else None}) for i in range(n_videos)]
         jobs += [(str(root), split, f"{prefix}_pair_{side}", frames, seed, 1000 + j, {})
                  for j, side in enumerate(("left", "right"))]
         if split == "training":
