@@ -218,7 +218,7 @@ class SAGR(_SumsMetric):
 
 
 def metric_args(cfg: ModelConfig) -> dict:
-    """`dict(metrics={...}, weighted_metrics={...})` of fresh metric instances for `model.compile`.
+    """`dict(weighted_metrics={...})` of fresh metric instances for `model.compile`: every metric is weighted.
 
     Logged names: `<output>_<metric>` and `val_<output>_<metric>`, e.g. `val_valence_ccc`,
     `val_arousal_rmse`, `val_expression_accuracy`. The expression accuracy is a weighted metric, so
@@ -229,10 +229,10 @@ def metric_args(cfg: ModelConfig) -> dict:
     model has a single output, so the single-task heads name their metrics `valence_ccc`, ...
     themselves and the logs read the same for every head."""
     prefix = f"{cfg.outputs[0]}_" if len(cfg.outputs) == 1 else ""
-    metrics, weighted = {}, {}
+    weighted = {}
     for name in cfg.outputs:
         if name == "expression":
             weighted[name] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
         else:
             weighted[name] = [CCC(f"{prefix}ccc"), RMSE(f"{prefix}rmse"), PCC(f"{prefix}pcc"), SAGR(f"{prefix}sagr")]
-    return {"metrics": metrics, "weighted_metrics": weighted}
+    return {"weighted_metrics": weighted}

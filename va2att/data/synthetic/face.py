@@ -14,6 +14,8 @@ Identity, pose, skin/background tone, lighting gradient, blur and noise vary at 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 # Expression prototypes on the valence/arousal circumplex (codes 0-7, AffectNet order).
@@ -117,40 +119,79 @@ def face_landmarks(valence: float, arousal: float, rng: np.random.Generator) -> 
     return p
 
 
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where a face in face units lands in the picture: its size, rotation and centre in pixels."""
+
+    face_px: float  # jaw width in pixels
+    width: int
+    height: int
+    rotation: np.ndarray  # 2 x 2, scale included
+    centre: np.ndarray
+
+    def to_img(self, q) -> np.ndarray:
+        return np.asarray(q) @ self.rotation.T + self.centre
+
+    def poly(self, q) -> np.ndarray:
+        """Points for OpenCV's sub-pixel drawing (SHIFT bits of precision)."""
+        return np.round(self.to_img(q) * (1 << SHIFT)).astype(np.int32).reshape(-1, 1, 2)
+
+
+SHIFT = 4  # sub-pixel drawing precision (2^4)
+
+
+def place(rng: np.random.Generator, px=(64, 150), height=(1.6, 2.4), aspect=(0.75, 1.35), min_width=1.6,
+          angle_sd=10.0, margin=0.75) -> Placement:
+    """A random picture size and face placement: face size `px`, picture height and minimum width in face
+    widths, aspect ratio, rotation (degrees, normal) and the margin the face's centre keeps from the edges."""
+    face_px = rng.uniform(*px)
+    h = int(rng.integers(int(face_px * height[0]), int(face_px * height[1])))
+    w = int(np.clip(h * rng.uniform(*aspect), face_px * min_width, None))
+    angle = np.deg2rad(rng.normal(0, angle_sd))
+    c, s = np.cos(angle) * face_px, np.sin(angle) * face_px
+    margin = face_px * margin
+    centre = np.array([rng.uniform(margin, max(margin + 1, w - margin)),
+                       rng.uniform(margin, max(margin + 1, h - margin))])
+    return Placement(face_px, w, h, np.array([[c, -s], [s, c]]), centre)
+
+
 def draw_face(
     valence: float, arousal: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]:
     """A BGR uint8 image with one face; returns (image, landmarks (68, 2) in pixels, box xywh)."""
+    lm_face = face_landmarks(valence, arousal, rng)
+    at = place(rng)
+    lm = at.to_img(lm_face)
+    img, bg_tone = _background(at, rng)
+    _draw_features(img, lm_face, at, bg_tone, rng)
+    img = _camera(img, at, rng)
+    # A detector-like square box around the landmarks (forehead included).
+    lo, hi = lm.min(0), lm.max(0)
+    side = float(max(hi - lo)) * 1.1
+    cx, cy = (lo + hi) / 2 + np.array([0, -0.05 * side])
+    box = (float(cx - side / 2), float(cy - side / 2), side, side)
+    return img, lm, box
+
+
+def _background(at: Placement, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Tone, gradient (a 2 x 2 image stretched), a few shapes; returns the image and its tone."""
     import cv2
 
-    lm_face = face_landmarks(valence, arousal, rng)
-    face_px = rng.uniform(64, 150)  # jaw width in pixels
-    h = int(rng.integers(int(face_px * 1.6), int(face_px * 2.4)))
-    w = int(np.clip(h * rng.uniform(0.75, 1.35), face_px * 1.6, None))
-    angle = np.deg2rad(rng.normal(0, 10))
-    c, s = np.cos(angle) * face_px, np.sin(angle) * face_px
-    rot = np.array([[c, -s], [s, c]])
-    margin = face_px * 0.75
-    centre = np.array([rng.uniform(margin, w - margin), rng.uniform(margin, h - margin)])
-
-    def to_img(q):
-        return np.asarray(q) @ rot.T + centre
-
-    lm = to_img(lm_face)
-
-    # Background: tone, gradient (a 2 x 2 image stretched), a few shapes.
+    w, h = at.width, at.height
     bg_tone = rng.uniform(20, 235)
     corners = np.clip(bg_tone + rng.normal(0, 20, (2, 2, 1)) * rng.uniform(0.85, 1.15, 3), 0, 255)
     img = cv2.resize(corners.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR).astype(np.uint8)
     for _ in range(int(rng.integers(0, 4))):
         col = tuple(int(x) for x in rng.uniform(0, 255, 3))
         cv2.circle(img, (int(rng.uniform(0, w)), int(rng.uniform(0, h))), int(rng.uniform(5, w / 4)), col, -1)
+    return img, bg_tone
 
-    sh = 4  # sub-pixel drawing precision (2^4)
 
-    def poly(q):
-        return np.round(to_img(q) * (1 << sh)).astype(np.int32).reshape(-1, 1, 2)
+def _draw_features(img, lm_face, at: Placement, bg_tone: float, rng: np.random.Generator) -> None:
+    """Hair, head, brows, eyes, nose and mouth, drawn through the landmarks."""
+    import cv2
 
+    poly, sh, aa = at.poly, SHIFT, cv2.LINE_AA
     skin = rng.uniform(110, 230)
     while abs(skin - bg_tone) < 40:
         skin = rng.uniform(110, 230)
@@ -162,48 +203,45 @@ def draw_face(
     fore[:, 1] = top[0, 1] - 0.55 * np.sin(np.linspace(0, np.pi, 15))
     if rng.random() < 0.8:
         hair = fore * np.array([1.08, 1.0]) + np.array([0, -0.05])
-        cv2.fillPoly(img, [poly(np.vstack([hair, top[[0]] + [-0.04, 0.05], top[[16]] + [0.04, 0.05]]))], hair_col, cv2.LINE_AA, sh)
-    head = np.vstack([top, fore])
-    cv2.fillPoly(img, [poly(head)], skin_col, cv2.LINE_AA, sh)
+        cv2.fillPoly(img, [poly(np.vstack([hair, top[[0]] + [-0.04, 0.05], top[[16]] + [0.04, 0.05]]))], hair_col, aa, sh)
+    cv2.fillPoly(img, [poly(np.vstack([top, fore]))], skin_col, aa, sh)
     dark = tuple(float(x) for x in np.array(skin_col) * rng.uniform(0.15, 0.35))
     lip_col = tuple(float(x) for x in np.array(skin_col) * rng.uniform(0.45, 0.65) * np.array([0.9, 0.9, 1.15]))
-    scale = face_px / 1.0
+    scale = at.face_px / 1.0
     th = max(1, round(scale * 0.03))
     # Brows.
-    cv2.polylines(img, [poly(lm_face[17:22])], False, dark, th + 1, cv2.LINE_AA, sh)
-    cv2.polylines(img, [poly(lm_face[22:27])], False, dark, th + 1, cv2.LINE_AA, sh)
+    cv2.polylines(img, [poly(lm_face[17:22])], False, dark, th + 1, aa, sh)
+    cv2.polylines(img, [poly(lm_face[22:27])], False, dark, th + 1, aa, sh)
     # Eyes: white, iris, outline.
     white = tuple(float(x) for x in rng.uniform(200, 250) * np.ones(3))
     for idx in (slice(36, 42), slice(42, 48)):
         e = lm_face[idx]
-        cv2.fillPoly(img, [poly(e)], white, cv2.LINE_AA, sh)
-        ctr = to_img(e.mean(0, keepdims=True))[0]
+        cv2.fillPoly(img, [poly(e)], white, aa, sh)
+        ctr = at.to_img(e.mean(0, keepdims=True))[0]
         r = min(0.045, 0.9 * (e[5, 1] - e[1, 1]) / 2 + 0.004) * scale  # iris stays inside the lids
-        cv2.circle(img, (int(ctr[0] * 16), int(ctr[1] * 16)), max(1, int(r * 16)), dark, -1, cv2.LINE_AA, sh)
-        cv2.polylines(img, [poly(e)], True, dark, th, cv2.LINE_AA, sh)
+        cv2.circle(img, (int(ctr[0] * 16), int(ctr[1] * 16)), max(1, int(r * 16)), dark, -1, aa, sh)
+        cv2.polylines(img, [poly(e)], True, dark, th, aa, sh)
     # Nose.
-    cv2.polylines(img, [poly(lm_face[27:31])], False, tuple(x * 0.8 for x in skin_col), th, cv2.LINE_AA, sh)
-    cv2.polylines(img, [poly(lm_face[31:36])], False, dark, th, cv2.LINE_AA, sh)
+    cv2.polylines(img, [poly(lm_face[27:31])], False, tuple(x * 0.8 for x in skin_col), th, aa, sh)
+    cv2.polylines(img, [poly(lm_face[31:36])], False, dark, th, aa, sh)
     # Mouth: lips, dark opening.
-    cv2.fillPoly(img, [poly(lm_face[48:60])], lip_col, cv2.LINE_AA, sh)
+    cv2.fillPoly(img, [poly(lm_face[48:60])], lip_col, aa, sh)
     inner = lm_face[60:68]
     if np.abs(inner[[5, 6, 7], 1] - inner[[3, 2, 1], 1]).max() > 0.01:
-        cv2.fillPoly(img, [poly(inner)], tuple(x * 0.25 for x in lip_col), cv2.LINE_AA, sh)
-    cv2.polylines(img, [poly(lm_face[48:60])], True, dark, th, cv2.LINE_AA, sh)
+        cv2.fillPoly(img, [poly(inner)], tuple(x * 0.25 for x in lip_col), aa, sh)
+    cv2.polylines(img, [poly(lm_face[48:60])], True, dark, th, aa, sh)
 
-    # Lighting across the face, blur, noise (float32 throughout).
-    ramp = np.float32(rng.normal(0, 0.5)) * (np.arange(w, dtype=np.float32) - np.float32(centre[0])) / np.float32(w)
+
+def _camera(img, at: Placement, rng: np.random.Generator) -> np.ndarray:
+    """Lighting across the face, blur, noise (float32 throughout)."""
+    import cv2
+
+    w, h = at.width, at.height
+    ramp = np.float32(rng.normal(0, 0.5)) * (np.arange(w, dtype=np.float32) - np.float32(at.centre[0])) / np.float32(w)
     gain = (1 + ramp)[None, :, None] * np.float32(rng.uniform(0.7, 1.2))
     out = img.astype(np.float32) * gain + np.float32(rng.uniform(-20, 20))
     k = int(rng.choice([0, 0, 3, 5]))
     if k:
         out = cv2.GaussianBlur(out, (k, k), 0)
     out += rng.standard_normal((h, w, 1), dtype=np.float32) * np.float32(rng.uniform(2, 9))
-    img = np.clip(out, 0, 255).astype(np.uint8)
-
-    # A detector-like square box around the landmarks (forehead included).
-    lo, hi = lm.min(0), lm.max(0)
-    side = float(max(hi - lo)) * 1.1
-    cx, cy = (lo + hi) / 2 + np.array([0, -0.05 * side])
-    box = (float(cx - side / 2), float(cy - side / 2), side, side)
-    return img, lm, box
+    return np.clip(out, 0, 255).astype(np.uint8)

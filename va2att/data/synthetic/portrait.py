@@ -18,7 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from va2att.data.synthetic.face import PROTOTYPES, expression_for
+from va2att.data.synthetic.face import (
+    PROTOTYPES,
+    SHIFT,
+    Placement,
+    expression_for,
+    place,
+)
 
 OUTLIER_SHARE = 0.04
 
@@ -100,35 +106,35 @@ def draw_portrait(
     valence: float, arousal: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]:
     """A BGR uint8 image with one portrait face; returns (image, jittered landmarks (68, 2) in pixels, box xywh)."""
+    lm_face, prm = portrait_landmarks(valence, arousal, rng)
+    at = place(rng, px=(50, 160), height=(1.9, 2.8), aspect=(0.7, 1.4), min_width=1.8, angle_sd=14, margin=0.9)
+    img = _clutter(at, rng)
+    skin = rng.uniform(90, 240) * rng.uniform(0.8, 1.15, 3)
+    dark = skin * rng.uniform(0.1, 0.3)
+    _draw_head(img, lm_face, prm, at, skin, dark, rng)
+    _draw_mouth(img, lm_face, prm, at, skin, dark, rng)
+    img = _camera(img, at, rng)
+    lm = at.to_img(lm_face) + rng.normal(0, 0.012 * at.face_px, (68, 2))  # annotation jitter
+    lo, hi = lm.min(0), lm.max(0)
+    side_px = float(max(hi - lo)) * 1.15
+    cx, cy = (lo + hi) / 2
+    return img, lm, (float(cx - side_px / 2), float(cy - side_px / 2), side_px, side_px)
+
+
+def _col(x) -> tuple:
+    return tuple(float(v) for v in np.clip(x, 0, 255))
+
+
+def _clutter(at: Placement, rng: np.random.Generator) -> np.ndarray:
+    """A flat background with lines, boxes and text on it."""
     import cv2
 
-    lm_face, prm = portrait_landmarks(valence, arousal, rng)
-    face_px = rng.uniform(50, 160)
-    h = int(rng.integers(int(face_px * 1.9), int(face_px * 2.8)))
-    w = int(np.clip(h * rng.uniform(0.7, 1.4), face_px * 1.8, None))
-    angle = np.deg2rad(rng.normal(0, 14))
-    c, s = np.cos(angle) * face_px, np.sin(angle) * face_px
-    rot = np.array([[c, -s], [s, c]])
-    margin = face_px * 0.9
-    centre = np.array([rng.uniform(margin, max(margin + 1, w - margin)), rng.uniform(margin, max(margin + 1, h - margin))])
-
-    def to_img(q):
-        return np.asarray(q) @ rot.T + centre
-
-    sh = 4
-
-    def pts(q):
-        return np.round(to_img(q) * (1 << sh)).astype(np.int32).reshape(-1, 1, 2)
-
-    def col(x):
-        return tuple(float(v) for v in np.clip(x, 0, 255))
-
-    # Cluttered background.
+    w, h = at.width, at.height
     img = np.empty((h, w, 3), np.uint8)
     img[:] = rng.uniform(0, 255, 3).astype(np.uint8)
     for _ in range(int(rng.integers(3, 12))):
         kind = rng.integers(3)
-        c1 = col(rng.uniform(0, 255, 3))
+        c1 = _col(rng.uniform(0, 255, 3))
         p1, p2 = (int(rng.uniform(0, w)), int(rng.uniform(0, h))), (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
         if kind == 0:
             cv2.line(img, p1, p2, c1, int(rng.integers(1, 6)), cv2.LINE_AA)
@@ -137,62 +143,79 @@ def draw_portrait(
         else:
             cv2.putText(img, "".join(rng.choice(list("ABCDEFGHKMNPRSTWXYZ0123456789"), 4)), p1,
                         cv2.FONT_HERSHEY_SIMPLEX, rng.uniform(0.4, 1.5), c1, 2, cv2.LINE_AA)
+    return img
 
-    skin = rng.uniform(90, 240) * rng.uniform(0.8, 1.15, 3)
-    dark = skin * rng.uniform(0.1, 0.3)
-    # Head ellipse (polygon so that it follows the rotation), neck, optional fringe.
+
+def _draw_head(img, lm_face, prm, at: Placement, skin, dark, rng: np.random.Generator) -> None:
+    """Head ellipse (a polygon, so that it follows the rotation), neck, optional fringe, eyes, brows, glasses
+    and nose."""
+    import cv2
+
+    pts, sh, aa = at.poly, SHIFT, cv2.LINE_AA
     t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
     head = np.stack([prm["half_w"] * np.cos(t), prm["centre_y"] + prm["half_h"] * np.sin(t)], 1)
     neck = np.array([[-0.2, prm["centre_y"] + 0.3], [0.2, prm["centre_y"] + 0.3], [0.25, 1.6], [-0.25, 1.6]])
-    cv2.fillPoly(img, [pts(neck)], col(skin * 0.85), cv2.LINE_AA, sh)
-    cv2.fillPoly(img, [pts(head)], col(skin), cv2.LINE_AA, sh)
+    cv2.fillPoly(img, [pts(neck)], _col(skin * 0.85), aa, sh)
+    cv2.fillPoly(img, [pts(head)], _col(skin), aa, sh)
     if rng.random() < 0.6:
         top = head[(head[:, 1] < prm["centre_y"] - prm["half_h"] * 0.55)]
         fringe = np.vstack([top * 1.04, [[0.45, prm["centre_y"] - prm["half_h"] * 0.5],
                                           [-0.45, prm["centre_y"] - prm["half_h"] * 0.5]]])
-        cv2.fillPoly(img, [pts(fringe)], col(rng.uniform(10, 140) * np.ones(3)), cv2.LINE_AA, sh)
-    th = max(1, round(face_px * 0.025))
+        cv2.fillPoly(img, [pts(fringe)], _col(rng.uniform(10, 140) * np.ones(3)), aa, sh)
+    th = max(1, round(at.face_px * 0.025))
     # Eyes: white almond, pupil, lids.
     for side, idx in ((-1, slice(36, 42)), (1, slice(42, 48))):
         eye = lm_face[idx]
-        cv2.fillPoly(img, [pts(eye)], col(np.full(3, rng.uniform(190, 250))), cv2.LINE_AA, sh)
+        cv2.fillPoly(img, [pts(eye)], _col(np.full(3, rng.uniform(190, 250))), aa, sh)
         cx, ew, opening, _ = prm["eyes"][side]
-        ctr = to_img([[cx, eye[:, 1].mean()]])[0]
-        r = max(1.0, min(opening, ew) * 0.8 * face_px)
-        cv2.circle(img, (int(ctr[0] * 16), int(ctr[1] * 16)), int(r * 16), col(dark), -1, cv2.LINE_AA, sh)
-        cv2.polylines(img, [pts(eye)], True, col(dark), th, cv2.LINE_AA, sh)
-    cv2.polylines(img, [pts(lm_face[17:22])], False, col(dark), th + 2, cv2.LINE_AA, sh)
-    cv2.polylines(img, [pts(lm_face[22:27])], False, col(dark), th + 2, cv2.LINE_AA, sh)
+        ctr = at.to_img([[cx, eye[:, 1].mean()]])[0]
+        r = max(1.0, min(opening, ew) * 0.8 * at.face_px)
+        cv2.circle(img, (int(ctr[0] * 16), int(ctr[1] * 16)), int(r * 16), _col(dark), -1, aa, sh)
+        cv2.polylines(img, [pts(eye)], True, _col(dark), th, aa, sh)
+    cv2.polylines(img, [pts(lm_face[17:22])], False, _col(dark), th + 2, aa, sh)
+    cv2.polylines(img, [pts(lm_face[22:27])], False, _col(dark), th + 2, aa, sh)
     if rng.random() < 0.25:  # glasses
         for side in (-1, 1):
             cx, ew, _, _ = prm["eyes"][side]
             ring = np.stack([cx + ew * 1.5 * np.cos(t), lm_face[36, 1] + ew * 1.1 * np.sin(t)], 1)
-            cv2.polylines(img, [pts(ring)], True, col(rng.uniform(0, 80, 3)), th, cv2.LINE_AA, sh)
-    # Nose.
-    cv2.polylines(img, [pts(lm_face[31:36])], False, col(skin * 0.6), th, cv2.LINE_AA, sh)
-    # Mouth: dark opening, then the lips as a thick stroke; smile lines for positive valence.
+            cv2.polylines(img, [pts(ring)], True, _col(rng.uniform(0, 80, 3)), th, aa, sh)
+    cv2.polylines(img, [pts(lm_face[31:36])], False, _col(skin * 0.6), th, aa, sh)  # nose
+
+
+def _draw_mouth(img, lm_face, prm, at: Placement, skin, dark, rng: np.random.Generator) -> None:
+    """Dark opening, then the lips as a thick stroke; smile lines for positive valence; an optional
+    moustache and an occluding blob at the side of the face (a hand, a shoulder)."""
+    import cv2
+
+    pts, sh, aa = at.poly, SHIFT, cv2.LINE_AA
+    th = max(1, round(at.face_px * 0.025))
     inner = lm_face[60:68]
     if prm["gap"] > 0.01:
-        cv2.fillPoly(img, [pts(inner)], col(dark * 0.7), cv2.LINE_AA, sh)
-    lip = col(dark * np.array([1.6, 1.4, 2.4]) + 20)
-    cv2.polylines(img, [pts(lm_face[48:55])], False, lip, th + 2, cv2.LINE_AA, sh)
-    cv2.polylines(img, [pts(np.vstack([lm_face[54:60], lm_face[[48]]]))], False, lip, th + 2, cv2.LINE_AA, sh)
+        cv2.fillPoly(img, [pts(inner)], _col(dark * 0.7), aa, sh)
+    lip = _col(dark * np.array([1.6, 1.4, 2.4]) + 20)
+    cv2.polylines(img, [pts(lm_face[48:55])], False, lip, th + 2, aa, sh)
+    cv2.polylines(img, [pts(np.vstack([lm_face[54:60], lm_face[[48]]]))], False, lip, th + 2, aa, sh)
     if prm["valence"] > 0.3:
         for side in (-1, 1):
             x0 = side * (prm["mouth_w"] + 0.04)
             y0 = prm["base"](1.0)
             line = np.array([[x0, y0 - 0.12], [x0 + side * 0.03, y0 - 0.04], [x0 + side * 0.01, y0 + 0.04]])
-            cv2.polylines(img, [pts(line)], False, col(skin * 0.7), max(1, th - 1), cv2.LINE_AA, sh)
+            cv2.polylines(img, [pts(line)], False, _col(skin * 0.7), max(1, th - 1), aa, sh)
     if rng.random() < 0.15:  # moustache
         y0 = prm["base"](0.0) - prm["gap"] / 2 - 0.04
         cv2.polylines(img, [pts(np.array([[-0.12, y0 + 0.02], [0, y0], [0.12, y0 + 0.02]]))], False,
-                      col(dark), th + 3, cv2.LINE_AA, sh)
-    if rng.random() < 0.3:  # an occluding blob at the side of the face (a hand, a shoulder)
+                      _col(dark), th + 3, aa, sh)
+    if rng.random() < 0.3:  # an occluding blob at the side of the face
         side = rng.choice([-1, 1])
         blob = np.array([side * rng.uniform(0.45, 0.6), rng.uniform(0.0, 0.6)])
-        ctr = to_img(blob[None])[0]
-        cv2.ellipse(img, (int(ctr[0]), int(ctr[1])), (int(face_px * 0.25), int(face_px * 0.4)),
-                    float(rng.uniform(0, 180)), 0, 360, col(rng.uniform(0, 255, 3)), -1, cv2.LINE_AA)
+        ctr = at.to_img(blob[None])[0]
+        cv2.ellipse(img, (int(ctr[0]), int(ctr[1])), (int(at.face_px * 0.25), int(at.face_px * 0.4)),
+                    float(rng.uniform(0, 180)), 0, 360, _col(rng.uniform(0, 255, 3)), -1, aa)
+
+
+def _camera(img, at: Placement, rng: np.random.Generator) -> np.ndarray:
+    """Colour cast, brightness, optional motion blur and noise."""
+    import cv2
 
     out = img.astype(np.float32) * rng.uniform(0.8, 1.2, 3).astype(np.float32) + np.float32(rng.uniform(-25, 25))
     if rng.random() < 0.3:  # motion blur
@@ -201,11 +224,5 @@ def draw_portrait(
         kernel[k // 2] = 1.0 / k
         out = cv2.filter2D(out, -1, cv2.warpAffine(kernel, cv2.getRotationMatrix2D((k / 2, k / 2),
                                                                                     float(rng.uniform(0, 180)), 1), (k, k)))
-    out += rng.standard_normal((h, w, 3), dtype=np.float32) * np.float32(rng.uniform(4, 14))
-    img = np.clip(out, 0, 255).astype(np.uint8)
-
-    lm = to_img(lm_face) + rng.normal(0, 0.012 * face_px, (68, 2))  # annotation jitter
-    lo, hi = lm.min(0), lm.max(0)
-    side_px = float(max(hi - lo)) * 1.15
-    cx, cy = (lo + hi) / 2
-    return img, lm, (float(cx - side_px / 2), float(cy - side_px / 2), side_px, side_px)
+    out += rng.standard_normal((at.height, at.width, 3), dtype=np.float32) * np.float32(rng.uniform(4, 14))
+    return np.clip(out, 0, 255).astype(np.uint8)
