@@ -144,3 +144,12 @@ def test_every_va2att_name_the_documentation_mentions_exists(doc):
     names = sorted({m.group(1) for m in NAME.finditer(doc.read_text())} - FILE_NAMES)
     missing = [name for name in names if not resolves(name)]
     assert missing == []
+
+
+PATH = re.compile(r"(?<![\w/.])(va2att/[A-Za-z_0-9/]*(?:\.py|/))")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_package_path_the_documentation_mentions_exists(doc):
+    missing = sorted({m.group(1) for m in PATH.finditer(doc.read_text())} - {"va2att/"})
+    assert [path for path in missing if not (REPO / path).exists()] == []
