@@ -38,11 +38,12 @@ def expected(model, images):
 
 @pytest.fixture(scope="module")
 def exported(model, tmp_path_factory):
-    """A run folder: best.keras and export/va2att/4 (after a stray version 3, a temp folder and a non-version)."""
+    """A run folder: best.keras and export/va2att/4 (after a stray version 3, the temporary of a killed export and a
+    non-version)."""
     run = tmp_path_factory.mktemp("run")
     root = run / "export" / "va2att"
     (root / "3").mkdir(parents=True)  # an older version: the next export becomes 4
-    (root / ".tmp-9-deadbeef").mkdir()  # an interrupted export: not a version
+    (root / ".4-deadbeef.tmp").mkdir()  # what an export killed by SIGTERM leaves: not a version, removed
     (root / "notes").mkdir()
     path = export.export_saved_model(model, root)
     model.save(run / "best.keras")
@@ -60,7 +61,7 @@ def test_export_writes_the_next_version_atomically(exported):
     assert path == root / "4"
     assert (path / "saved_model.pb").is_file() and (path / "variables").is_dir()
     assert export.list_versions(root) == [3, 4]
-    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == [".tmp-9-deadbeef"]  # no temporary left
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == []  # no temporary left, old or new
     meta = json.loads((path / export.METADATA_FILE).read_text())
     assert meta["num_classes"] == 8 and meta["tensorflow_version"] == tf.__version__
     assert meta["outputs"]["expression"] == [None, 8] and meta["outputs"]["valence"] == [None, 1]

@@ -17,7 +17,7 @@ from conftest import TINY_MODEL
 
 from va2att.cli import client
 from va2att.config import EXPRESSION_NAMES, ModelConfig
-from va2att.faces.align import Detection
+from va2att.faces.detection import Detection
 from va2att.model.network import build_model
 from va2att.serving import export, request
 from va2att.serving.signature import IMAGE_INPUT

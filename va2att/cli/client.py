@@ -7,11 +7,14 @@
 Faces are found and aligned with the same code as preparation and `predict` (MTCNN, five-point
 similarity alignment to 56 x 56 grayscale, centre 48 x 48 crop), then ALL faces of all images go to
 the server in ONE predict request (REST row format, see `va2att.serving.request`; the call itself is
-`va2att.serving.remote`). One line is printed per face. A server error, a refused connection or a
-timeout is reported in one line on stderr and the exit status is 1 (2 for bad arguments).
-`--timeout` bounds the whole request (connecting, sending, reading), so a server that trickles its
-answer cannot hold the client; the URL (http or https only, host, numeric port) and the timeout are
-checked before anything is read.
+`va2att.serving.remote`). One line is printed per face, with every served output
+(`va2att.serving.signature`). A server error, a refused connection, a timeout or an answer that does
+not fit the served outputs is reported in one line on stderr and the exit status is 1 (2 for bad
+arguments). `--timeout` is one deadline for everything the client sends and reads (the predict call
+and the follow-up question for the model's provenance), so a server that trickles an answer cannot
+hold the client; answers are read up to a bound, redirects are not followed, and the URL (http or
+https only, host, numeric port) and the timeout are checked before anything is read. The predictions
+are printed once they have arrived, whatever the provenance question gives.
 """
 
 from __future__ import annotations
@@ -26,10 +29,16 @@ from pathlib import Path
 import numpy as np
 
 from va2att.cli import program_name
-from va2att.config import EXPRESSION_NAMES, FACE_SIZE, INPUT_SIZE
+from va2att.config import FACE_SIZE, INPUT_SIZE
 from va2att.faces.network_input import aligned_face, prepare_faces
-from va2att.serving.remote import post_predict, predict_grpc
+from va2att.serving.remote import (
+    Deadline,
+    post_predict,
+    predict_grpc,
+    served_provenance,
+)
 from va2att.serving.request import ServingError, build_predict_body, predict_url
+from va2att.serving.signature import PROBABILITIES, SCORE, TEXT, served_output
 
 DEFAULT_URL = "http://127.0.0.1:8501"
 DEFAULT_MODEL = "va2att"
@@ -66,7 +75,8 @@ def find_faces(paths, *, aligned: bool = False, detector=None, log=None) -> tupl
             faces.append(aligned_face(image.pixels))
             where.append(Face(str(path), 0, None))
             continue
-        from va2att.faces.align import FaceDetector, align_detection
+        from va2att.faces.align import align_detection
+        from va2att.faces.detection import FaceDetector
 
         detector = detector or FaceDetector()
         detections = detector.detect(image)
@@ -80,27 +90,37 @@ def find_faces(paths, *, aligned: bool = False, detector=None, log=None) -> tupl
     return np.concatenate([prepare_faces(f[None]) for f in faces]), where
 
 
+def _label(output, probabilities: np.ndarray) -> tuple[str, int]:
+    k = int(np.argmax(probabilities))
+    return (output.classes[k] if k < len(output.classes) else str(k)), k
+
+
 def format_face(face: Face, outputs: dict[str, np.ndarray], i: int) -> str:
+    """One text line: where the face is, then each served output (a score signed, probabilities as the top class)."""
     parts = [f"{face.path}", f"face {face.index + 1}"]
-    for name in ("valence", "arousal"):
-        if name in outputs:
-            parts.append(f"{name} {float(np.ravel(outputs[name][i])[0]):+.3f}")
-    if "expression" in outputs:
-        probs = np.ravel(outputs["expression"][i])
-        k = int(np.argmax(probs))
-        label = EXPRESSION_NAMES[k] if k < len(EXPRESSION_NAMES) else str(k)
-        parts.append(f"expression {label} ({probs[k]:.2f})")
+    for name, value in outputs.items():
+        output = served_output(name)
+        if output.kind == SCORE:
+            parts.append(f"{name} {float(value[i, 0]):+.3f}")
+        elif output.kind == PROBABILITIES:
+            label, k = _label(output, value[i])
+            parts.append(f"{name} {label} ({value[i, k]:.2f})")
+        elif output.kind == TEXT and value[i]:
+            parts.append(f"{name} {value[i]}")
     return "  ".join(parts)
 
 
 def _face_json(face: Face, outputs: dict[str, np.ndarray], i: int) -> dict:
     record = {"image": face.path, "face": face.index, "box": face.box}
     for name, value in outputs.items():
-        flat = np.ravel(value[i]).astype(float)
-        record[name] = float(flat[0]) if name in ("valence", "arousal") else flat.tolist()
-    if "expression" in outputs:
-        k = int(np.argmax(outputs["expression"][i]))
-        record["expression_label"] = EXPRESSION_NAMES[k] if k < len(EXPRESSION_NAMES) else str(k)
+        output = served_output(name)
+        if output.kind == SCORE:
+            record[name] = float(value[i, 0])
+        elif output.kind == PROBABILITIES:
+            record[name] = value[i].astype(float).tolist()
+            record[f"{name}_label"] = _label(output, value[i])[0]
+        else:
+            record[name] = str(value[i])
     return record
 
 
@@ -114,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", default=DEFAULT_URL, help=f"TF Serving REST address (default {DEFAULT_URL})")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"served model name (default {DEFAULT_MODEL})")
     parser.add_argument("--version", type=int, help="model version to query (default: the newest served)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for the answer")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help=f"seconds for the whole exchange with the server (default {DEFAULT_TIMEOUT:g})")
     parser.add_argument("--grpc", metavar="HOST:PORT", help="use gRPC at this address (e.g. 127.0.0.1:8500) instead of REST")
     parser.add_argument("--aligned", action="store_true", help="each image is one aligned face (56x56 or 48x48); no detection")
     parser.add_argument("--json", action="store_true", help="print one JSON object per face instead of text")
@@ -143,23 +163,33 @@ def main(argv=None) -> int:
     if not faces:
         print("error: no face to send (no face found in the given images)", file=sys.stderr)
         return 1
+    deadline = Deadline(args.timeout)  # for everything sent and read from here on
     try:
         if args.grpc:
             outputs = predict_grpc(args.grpc, args.model, images, args.timeout)
         else:
-            outputs = post_predict(url, build_predict_body(images), args.timeout)
-            from va2att.serving.provenance import served_provenance, warn_if_synthetic
-
-            warn_if_synthetic(f"the served model {args.model!r}", served_provenance(url, args.timeout) or {})
-        counts = {name: len(value) for name, value in outputs.items()}
-        if any(count != len(faces) for count in counts.values()):
-            raise ServingError(f"The server answered for {counts} faces; {len(faces)} were sent.")
+            outputs = post_predict(url, build_predict_body(images), deadline, count=len(faces))
     except ServingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if not args.grpc:
+        _warn_about_provenance(url, args.model, deadline)
     for i, face in enumerate(faces):
         print(json.dumps(_face_json(face, outputs, i)) if args.json else format_face(face, outputs, i))
     return 0
+
+
+def _warn_about_provenance(url: str, model: str, deadline) -> None:
+    """Warn when the served model learnt synthetic faces (`va2att.serving.provenance`); the question is asked
+    within what is left of the deadline, and a failed one is one line that leaves the predictions standing."""
+    from va2att.serving.provenance import warn_if_synthetic
+
+    try:
+        record = served_provenance(url, deadline)
+    except ServingError as error:
+        print(f"warning: the served model's provenance is unknown: {error}", file=sys.stderr)
+        return
+    warn_if_synthetic(f"the served model {model!r}", record or {})
 
 
 if __name__ == "__main__":

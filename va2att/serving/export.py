@@ -12,13 +12,15 @@ Signatures:
   (`valence`, `arousal` float32 `[None, 1]`, `expression` float32 `[None, K]` probabilities — whichever
   the model has). The input is checked inside the graph before any kernel runs (`checked_pixels`): a
   wrong rank, size or channel count, or a NaN/inf pixel, is a clean `InvalidArgumentError` naming what
-  was expected, never a process abort. A batch of 0 images answers empty outputs.
+  was expected, never a process abort; so are pixels outside 0-255 (`PIXEL_RANGE`: finite but huge
+  values would give NaN or a blank face's outputs). A batch of 0 images answers empty outputs.
 - `serving_bytes`: input `image_bytes`, string `[None]`, each an encoded JPEG/PNG/GIF/BMP of an aligned
   face (GIF: the first frame). Each image's header is checked before decoding (format, and at most
   `MAX_PIXELS` pixels; `va2att.serving.encoded_images`); it is then decoded to grayscale; a 48x48 image is used
   as it is, any other size is resized to the 56x56 alignment size and centre-cropped to 48x48. Same
   outputs, plus `error` (string `[None]`): empty for a decoded image, else why it was refused, and then
-  its other outputs are NaN; the rest of the batch is answered. Over REST, binary values are sent as
+  its other outputs are NaN; the rest of the batch is answered, whatever fails for one image (a corrupt
+  body included). Over REST, binary values are sent as
   `{"b64": "..."}` (the input name ends in `_bytes`, TF Serving's convention for binary data).
 - `serving_xla` (only in exports made with `xla=True`, never by default): `serving_default` with the
   network compiled by XLA (same input, checks and outputs). TF Serving runs XLA-compiled functions
@@ -37,11 +39,21 @@ The exported graph never contains cuDNN-only kernels (`CudnnRNN*`): recurrent la
 their portable implementation even when the export runs on a GPU machine, so the same SavedModel is
 served by CPU and GPU builds of TF Serving. `saved_model_op_types` lists every op of a SavedModel so
 tests (and users) can check this.
+
+The model's outputs must be the served outputs described in `va2att.serving.signature` (their names
+and shapes); the description goes into the metadata. Writing is safe to interrupt: one export at a time
+holds the export root (an OS lock on the folder itself, gone with its process); it first removes the
+temporaries that killed exports left, and a failure to write (a full disk, a read-only folder) is an
+`ExportError` and Ctrl-C an `ExportInterrupted` (a KeyboardInterrupt), both one line, after which no
+new version and no temporary exists. `find_version` finds the version that already holds a run's
+best model, so a run killed between the export and recording it does not export it twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import re
@@ -50,7 +62,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from va2att.config import EXPRESSION_NAMES, FACE_SIZE, INPUT_SIZE
+from va2att.config import FACE_SIZE, INPUT_SIZE
 from va2att.faces.network_input import inference_forward
 from va2att.serving.encoded_images import MAX_PIXELS, checked_faces
 from va2att.serving.folded_inference import folded_forward
@@ -58,16 +70,31 @@ from va2att.serving.signature import (
     BYTES_ERROR,
     BYTES_INPUT,
     IMAGE_INPUT,
+    PIXEL_RANGE,
+    PROBABILITIES,
     SERVING_BYTES,
     SERVING_DEFAULT,
     SERVING_XLA,
+    describe,
+    outputs_of_kind,
+    served_output,
+    served_outputs,
 )
 from va2att.util import fileio
+from va2att.util.storage import storage_problem
 
 METADATA_FILE = "assets.extra/va2att.json"
 PROVENANCE_SIGNATURE = PROVENANCE_OUTPUT = "provenance"  # where the model comes from, as a JSON string
 # Ops that exist only in GPU (cuDNN) builds of TensorFlow; a graph containing one cannot run on a CPU server.
 CUDNN_OP_PATTERN = re.compile(r"^Cudnn", re.IGNORECASE)
+
+
+class ExportError(RuntimeError):
+    """The export could not be written (full disk, read-only folder, another export running); one line."""
+
+
+class ExportInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an export; nothing was left behind. The message is one line."""
 
 
 def list_versions(export_root: str | os.PathLike) -> list[int]:
@@ -99,8 +126,10 @@ def portable_recurrent_layers(model: keras.Model):
 
 def _metadata(model: keras.Model, outputs: dict, xla: bool = False) -> dict:
     shapes = {name: [None if d is None else int(d) for d in value.shape] for name, value in outputs.items()}
-    num_classes = shapes["expression"][-1] if "expression" in shapes else None
-    names = list(EXPRESSION_NAMES[:num_classes]) if num_classes and num_classes <= len(EXPRESSION_NAMES) else None
+    probabilities = outputs_of_kind(PROBABILITIES, shapes)
+    num_classes = shapes[probabilities[0].name][-1] if probabilities else None
+    classes = probabilities[0].classes if probabilities else ()
+    names = list(classes[:num_classes]) if num_classes and num_classes <= len(classes) else None
     pixels = {IMAGE_INPUT: ["float32", [None, INPUT_SIZE, INPUT_SIZE, 1]]}  # serving_default and serving_xla
     return {
         "format": "va2att-saved-model",
@@ -112,6 +141,7 @@ def _metadata(model: keras.Model, outputs: dict, xla: bool = False) -> dict:
             **({SERVING_XLA: {"inputs": pixels, "needs": "--xla_cpu_compilation_enabled=true"}} if xla else {}),
         },
         "outputs": shapes,
+        "served_outputs": describe(),
         "num_classes": num_classes,
         "expression_names": names,
         "input_pixels": "0-255",
@@ -127,10 +157,19 @@ def checked_pixels(image):
 
     A kernel given a tensor of the wrong rank can abort the whole process (a check failure), so the
     shape is enforced first (`EnsureShape`: rank 4, 48 x 48, one channel; its message names the
-    expected shape) and then finiteness (`CheckNumerics`: NaN or infinite pixels).
+    expected shape), then finiteness (`CheckNumerics`: NaN or infinite pixels), then the range
+    (`PIXEL_RANGE`: finite but huge pixels overflow the per-image standardization into NaN outputs,
+    or into a blank face's).
     """
     image = tf.ensure_shape(image, [None, INPUT_SIZE, INPUT_SIZE, 1])
-    return tf.debugging.check_numerics(image, f"{IMAGE_INPUT}: pixels must be finite numbers (0-255), found NaN or inf")
+    image = tf.debugging.check_numerics(image, f"{IMAGE_INPUT}: pixels must be finite numbers (0-255), found NaN or inf")
+    low, high = PIXEL_RANGE
+    inside = tf.logical_or(tf.equal(tf.size(image), 0), tf.logical_and(tf.reduce_min(image) >= low,
+                                                                       tf.reduce_max(image) <= high))
+    message = f"{IMAGE_INPUT}: pixels must be from {low:g} to {high:g}; found values from"
+    check = tf.debugging.Assert(inside, [message, tf.reduce_min(image), "to", tf.reduce_max(image)], summarize=1)
+    with tf.control_dependencies([check]):
+        return tf.identity(image)
 
 
 def _outputs_or_empty(forward, images, specs: dict) -> dict:
@@ -146,6 +185,21 @@ def _outputs_or_empty(forward, images, specs: dict) -> dict:
     return tf.cond(tf.shape(images)[0] > 0, run, empty)
 
 
+def _check_outputs(specs: dict) -> None:
+    """Refuse a model whose outputs are not the served outputs (`va2att.serving.signature`) or lack their shapes."""
+    problems = []
+    for name, spec in specs.items():
+        described = served_output(name)
+        if described is None or described.name == BYTES_ERROR:
+            problems.append(f"{name} is not a served output")
+        else:
+            problems.append(described.shape_problem(tuple(spec.shape), None))
+    if not specs or any(problems):
+        known = ", ".join(o.name for o in served_outputs())
+        raise ValueError(f"The model's outputs do not fit the served outputs ({known}; va2att.serving.signature."
+                         f"SERVED_OUTPUTS describes each): {'; '.join(p for p in problems if p) or 'it has none'}.")
+
+
 def _build_archive(model: keras.Model, provenance: dict | None = None, fold: bool = True,
                    xla: bool = False) -> tuple[keras.export.ExportArchive, dict]:
     archive = keras.export.ExportArchive()
@@ -158,6 +212,7 @@ def _build_archive(model: keras.Model, provenance: dict | None = None, fold: boo
     # Output shapes from a trace, not a run: the export itself never executes the model.
     traced = tf.function(forward).get_concrete_function(pixels_spec).structured_outputs
     specs = {name: tf.TensorSpec([None, *value.shape[1:]], tf.float32) for name, value in traced.items()}
+    _check_outputs(specs)
 
     def serve_pixels_with(network):
         def serve_pixels(image):
@@ -212,20 +267,59 @@ def export_saved_model(model: keras.Model, export_root: str | os.PathLike, versi
             default: TF Serving runs it only when started with `--xla_cpu_compilation_enabled=true`,
             so such exports belong in their own export root (e.g. `RUN_DIR/export/va2att-xla`, which
             compose's `serving-cpu-xla` serves; docs/serving.md).
+
+    Raises:
+        ValueError: the model is not built, its outputs are not the served outputs, or a bad version.
+        FileExistsError: `version` exists already.
+        ExportError: the export cannot be written (full disk, read-only folder, another export at work).
+        ExportInterrupted: Ctrl-C (a KeyboardInterrupt). After any of these no new version exists and no
+            temporary is left (one that a killed process leaves is removed by the next export).
     """
     if not model.built:
         raise ValueError("The model must be built (called once or created from keras.Input) before export.")
-    root = Path(export_root)
-    root.mkdir(parents=True, exist_ok=True)
-    if version is None:
-        existing = list_versions(root)
-        version = existing[-1] + 1 if existing else 1
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
         raise ValueError(f"The export version must be a non-negative integer. Received: version={version!r}")
-    final = root / str(version)
-    if final.exists():
-        raise FileExistsError(f"Export version {final} already exists; pass another version or none.")
+    root = Path(export_root)
+    try:
+        with _only_export(root):
+            fileio.remove_temporaries(root)  # left by exports that were killed (SIGTERM, kill -9)
+            if version is None:
+                existing = list_versions(root)
+                version = existing[-1] + 1 if existing else 1
+            final = root / str(version)
+            if final.exists():
+                raise FileExistsError(f"Export version {final} already exists; pass another version or none.")
+            _write(model, final, provenance, fold, xla)
+    except KeyboardInterrupt:
+        raise ExportInterrupted(f"The export to {root} was interrupted; no new version was written.") from None
+    except (OSError, tf.errors.OpError) as error:
+        if isinstance(error, FileExistsError) and not storage_problem(error):
+            raise
+        problem = storage_problem(error) or " ".join(f"{type(error).__name__}: {error}".split())[:300]
+        raise ExportError(f"Cannot write the export in {root}: {problem}; no new version was written.") from None
+    return final
 
+
+@contextlib.contextmanager
+def _only_export(root: Path):
+    """Hold `root` for one export at a time: an OS lock on the folder itself (no lock file among the versions
+    that TF Serving lists), released when the process ends however it ends."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise ExportError(f"Another process is exporting to {root}; wait for it to finish.") from None
+        yield
+    finally:
+        os.close(fd)  # also releases the lock
+
+
+def _write(model: keras.Model, final: Path, provenance: dict | None, fold: bool, xla: bool) -> None:
+    """The SavedModel and its metadata, written under a hidden temporary name and renamed to `final`."""
     with fileio.atomic_path(final, overwrite=False) as tmp:
         # Saving traces the endpoints again (in TensorFlow's save context), so the whole export,
         # not only the first trace, runs with the portable recurrent implementation.
@@ -238,7 +332,22 @@ def export_saved_model(model: keras.Model, export_root: str | os.PathLike, versi
         if provenance is not None:
             metadata["provenance"] = provenance
         meta.write_text(json.dumps(metadata, indent=2) + "\n")
-    return final
+
+
+def find_version(export_root: str | os.PathLike, provenance: dict) -> Path | None:
+    """The newest version under `export_root` that holds the model `provenance` describes (the same data and
+    training record: a run's best epoch), or None. A run killed after its export was renamed into place
+    but before the run recorded it finds that version here instead of exporting it again."""
+    root = Path(export_root)
+    wanted = {key: provenance.get(key) for key in ("data", "training")}
+    for version in reversed(list_versions(root)):
+        try:
+            found = json.loads((root / str(version) / METADATA_FILE).read_text()).get("provenance") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if {key: found.get(key) for key in wanted} == wanted:
+            return root / str(version)
+    return None
 
 
 def saved_model_op_types(saved_model_dir: str | os.PathLike) -> set[str]:

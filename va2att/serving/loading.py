@@ -9,9 +9,11 @@
 - a `.keras` file: the Keras model (`load_keras_model`, which imports va2att's Keras classes itself).
 
 Whatever the source, `InferenceModel(images)` takes float32 `[N, 48, 48, 1]` pixels 0-255 (aligned,
-centre-cropped faces; `[N, 48, 48]` is accepted too), runs them in batches and returns a dict of NumPy
-arrays keyed by output name, with the model's shapes: `valence` and `arousal` `[N, 1]`, `expression`
-`[N, K]` probabilities.
+centre-cropped faces; `[N, 48, 48]` is accepted too; other values are a ValueError), runs them in
+batches and returns a dict of NumPy arrays keyed by output name, with the model's own shapes, read
+from the loaded model (an empty batch too): `valence` and `arousal` `[N, 1]`, `expression` `[N, K]`
+probabilities. A model that answers none of the served outputs (`va2att.serving.signature`) is refused
+when it is loaded.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ import numpy as np
 
 from va2att.config import INPUT_SIZE
 from va2att.run_dir import RunDir
-from va2att.serving.signature import SERVING_DEFAULT, ordered_names
+from va2att.serving.signature import (
+    PIXEL_RANGE,
+    PROBABILITIES,
+    SERVING_DEFAULT,
+    ordered_names,
+    outputs_of_kind,
+    served_outputs,
+)
 from va2att.util.checks import check_positive_int
 
 DEFAULT_BATCH_SIZE = 256
@@ -70,22 +79,25 @@ class InferenceModel:
 
     Args:
         predict_fn: callable, float32 `[n, 48, 48, 1]` array -> dict of arrays or tensors.
-        outputs: tuple of str, the output names.
-        num_classes: int or None, width of the `expression` output (None when there is none).
+        widths: dict, output name -> values per face (the model's own output shapes: `[n, width]`).
         source: Path the model was loaded from.
         kind: str, "saved_model" or "keras".
         batch_size: int, images per call of `predict_fn`.
+
+    `outputs` lists the output names in the served order (`va2att.serving.signature`), `num_classes`
+    is the width of the probabilities output (`expression`), None when the model has none.
     """
 
-    def __init__(self, predict_fn, outputs, num_classes, source, kind, batch_size=DEFAULT_BATCH_SIZE):
+    def __init__(self, predict_fn, widths, source, kind, batch_size=DEFAULT_BATCH_SIZE):
         check_positive_int("batch_size", batch_size)
         self._predict_fn = predict_fn
-        self.outputs = tuple(outputs)
-        self.num_classes = num_classes
+        self.outputs = ordered_names(widths)
+        self.widths = {name: int(widths[name]) for name in self.outputs}
+        probabilities = outputs_of_kind(PROBABILITIES, self.outputs)
+        self.num_classes = self.widths[probabilities[0].name] if probabilities else None
         self.source = Path(source)
         self.kind = kind
         self.batch_size = batch_size
-        self._widths = {name: (num_classes if name == "expression" else 1) for name in self.outputs}
 
     def __repr__(self):
         return f"InferenceModel(kind={self.kind!r}, source='{self.source}', outputs={self.outputs})"
@@ -100,13 +112,26 @@ class InferenceModel:
                 f"Received: shape={images.shape}"
             )
         if len(images) == 0:
-            return {name: np.zeros((0, self._widths[name] or 0), np.float32) for name in self.outputs}
+            return {name: np.zeros((0, width), np.float32) for name, width in self.widths.items()}
+        if not (np.isfinite(images).all() and images.min() >= PIXEL_RANGE[0] and images.max() <= PIXEL_RANGE[1]):
+            raise ValueError(f"Pixels must be finite numbers from {PIXEL_RANGE[0]:g} to {PIXEL_RANGE[1]:g}. "
+                             f"Received: values from {np.nanmin(images)} to {np.nanmax(images)}")
         parts: dict[str, list[np.ndarray]] = {name: [] for name in self.outputs}
         for start in range(0, len(images), self.batch_size):
             result = self._predict_fn(images[start : start + self.batch_size])
             for name in self.outputs:
                 parts[name].append(np.asarray(result[name], dtype=np.float32))
         return {name: np.concatenate(parts[name], axis=0) for name in self.outputs}
+
+
+def output_widths(specs, source) -> dict[str, int]:
+    """`{name: width}` of a model's outputs (`[None, width]` tensor specs), checked against the served
+    outputs: a model answering none of them is refused (ValueError naming what it answers)."""
+    if not any(o.name in specs for o in served_outputs()):
+        raise ValueError(
+            f"{source} answers the outputs {sorted(specs)}, none of the outputs va2att reads "
+            f"({', '.join(o.name for o in served_outputs())}): is it a va2att model?")
+    return {name: int(spec.shape[-1]) if spec.shape.rank == 2 else 1 for name, spec in specs.items()}
 
 
 def _from_saved_model(path: Path, batch_size: int) -> InferenceModel:
@@ -120,14 +145,12 @@ def _from_saved_model(path: Path, batch_size: int) -> InferenceModel:
     if len(inputs) != 1:
         raise ValueError(f"SavedModel {path}: {SERVING_DEFAULT} must take one input; it takes {sorted(inputs)}.")
     input_name = next(iter(inputs))
-    specs = signature.structured_outputs
-    names = ordered_names(specs)
-    num_classes = int(specs["expression"].shape[-1]) if "expression" in specs else None
+    widths = output_widths(signature.structured_outputs, f"SavedModel {path}")
 
     def predict(batch):
         return {k: v.numpy() for k, v in signature(**{input_name: tf.constant(batch)}).items()}
 
-    model = InferenceModel(predict, names, num_classes, path, "saved_model", batch_size)
+    model = InferenceModel(predict, widths, path, "saved_model", batch_size)
     model.saved_model = loaded  # the signature's variables live as long as the loaded object
     return model
 
@@ -156,13 +179,12 @@ def _from_keras(path: Path, batch_size: int) -> InferenceModel:
     forward = inference_forward(model)
     # One trace for every batch size (a fixed signature), unlike predict_on_batch.
     compiled = tf.function(forward, input_signature=[tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32)])
-    specs = compiled.get_concrete_function().structured_outputs
-    num_classes = int(specs["expression"].shape[-1]) if "expression" in specs else None
+    widths = output_widths(compiled.get_concrete_function().structured_outputs, f"Keras model {path}")
 
     def predict(batch):
         return {k: v.numpy() for k, v in compiled(tf.constant(batch)).items()}
 
-    inference = InferenceModel(predict, ordered_names(specs), num_classes, path, "keras", batch_size)
+    inference = InferenceModel(predict, widths, path, "keras", batch_size)
     inference.keras_model = model
     return inference
 

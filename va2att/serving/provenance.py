@@ -3,8 +3,9 @@
 A training run records its provenance: the data set that trained it (name, kind, size), the va2att
 version and git commit, and its best validation scores. It goes into `RUN_DIR/provenance.json`,
 into the SavedModel (`assets.extra/va2att.json` under "provenance", and a `provenance` signature
-that a served model answers with the same JSON) and is read back by `read_provenance(model_path)`
-for a run folder, a `.keras` file inside one, or a SavedModel.
+that a served model answers with the same JSON, asked by `va2att.serving.remote.served_provenance`)
+and is read back by `read_provenance(model_path)` for a run folder, a `.keras` file inside one, or a
+SavedModel.
 
 A model trained on the synthetic demo set has learnt drawn faces whose mouth curve and brows encode
 valence and arousal; on real faces its outputs mean nothing. `warn_if_synthetic` says so once per
@@ -194,22 +195,3 @@ def warn_if_synthetic(model, provenance: dict | None = None, *, data: str | None
         _warned.add(key)
         print(synthetic_warning(str(model), provenance), file=stream or sys.stderr, flush=True)
     return True
-
-
-def served_provenance(url: str, timeout: float = 5.0) -> dict | None:
-    """Ask a TF Serving REST predict `url` (`.../v1/models/NAME[/versions/N]:predict`) for the model's
-    `provenance` signature; None when the server or model does not answer it (an older export)."""
-    import urllib.error
-    import urllib.request
-
-    body = json.dumps({"signature_name": "provenance", "inputs": {}}).encode()
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer = json.loads(response.read())
-        outputs = answer.get("outputs")
-        text = outputs.get("provenance") if isinstance(outputs, dict) else outputs
-        record = json.loads(text)
-    except (OSError, ValueError, TypeError, AttributeError, urllib.error.URLError):
-        return None
-    return record if isinstance(record, dict) else None

@@ -26,12 +26,14 @@ import numpy as np
 from va2att.config import INPUT_SIZE
 from va2att.faces.network_input import prepare_faces  # noqa: F401  (part of this module's API: faces -> body input)
 from va2att.serving.signature import (
-    BYTES_ERROR,
     BYTES_INPUT,
     IMAGE_INPUT,
+    SCORE,
     SERVING_BYTES,
     SERVING_DEFAULT,
     order_outputs,
+    served_output,
+    served_outputs,
 )
 
 
@@ -102,6 +104,8 @@ def _decode_json(payload) -> object:
         except json.JSONDecodeError:
             snippet = " ".join(payload.split())[:200]
             raise ServingError(f"The server did not answer with JSON: {snippet!r}") from None
+        except RecursionError:
+            raise ServingError("The server's answer is JSON nested too deeply to be a predict response.") from None
     return payload
 
 
@@ -116,14 +120,34 @@ def error_message(payload) -> str | None:
     return None
 
 
-def parse_predict_response(payload, output_names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
-    """A predict response (bytes, str or parsed JSON) -> `{output name: float32 array [N, ...]}`.
+def _columns(data: dict, single: str) -> dict:
+    """`{output name: values for every face}` from a row (`predictions`) or columnar (`outputs`) answer."""
+    if "predictions" in data:
+        rows = data["predictions"]
+        if not isinstance(rows, list):
+            raise ServingError("Unexpected predict response: 'predictions' is not a list.")
+        if not (rows and all(isinstance(r, dict) for r in rows)):
+            return {single: rows}
+        names = list(rows[0])
+        for i, row in enumerate(rows):
+            if set(row) != set(names):
+                raise ServingError(f"Unexpected predict response: prediction {i} has the outputs {sorted(row)}, "
+                                   f"prediction 0 has {sorted(names)}.")
+        return {name: [r[name] for r in rows] for name in names}
+    outputs = data["outputs"]
+    return dict(outputs) if isinstance(outputs, dict) else {single: outputs}
 
-    The `serving_bytes` signature's `error` output (one string per image, empty when it was decoded)
-    comes back as a str array.
+
+def parse_predict_response(payload, output_names: Iterable[str] | None = None,
+                           count: int | None = None) -> dict[str, np.ndarray]:
+    """A predict response (bytes, str or parsed JSON) -> `{output name: array [N, ...]}`.
+
+    Each output's dtype is its served description's (`va2att.serving.signature`): float32, or str
+    for the `serving_bytes` signature's `error` output (one string per image, empty when it was decoded).
 
     Handles the row (`predictions`) and columnar (`outputs`) answers. For a single-output model TF
     Serving omits the name; `output_names` (one name) then says what to call it (default "output").
+    With `count` (the faces sent) the answer is checked too (`check_answer`).
     Raises ServingError for an `{"error": ...}` body or an answer of the wrong shape.
     """
     data = _decode_json(payload)
@@ -133,21 +157,39 @@ def parse_predict_response(payload, output_names: Iterable[str] | None = None) -
     if not isinstance(data, dict) or not ({"predictions", "outputs"} & set(data)):
         raise ServingError(f"Unexpected predict response: no 'predictions' or 'outputs' in {str(data)[:200]!r}")
     single = (list(output_names) or ["output"])[0] if output_names is not None else "output"
-    if "predictions" in data:
-        rows = data["predictions"]
-        if not isinstance(rows, list):
-            raise ServingError("Unexpected predict response: 'predictions' is not a list.")
-        if rows and all(isinstance(r, dict) for r in rows):
-            names = list(rows[0])
-            columns = {name: [r[name] for r in rows] for name in names}
-        else:
-            columns = {single: rows}
-    else:
-        outputs = data["outputs"]
-        columns = dict(outputs) if isinstance(outputs, dict) else {single: outputs}
-    try:
-        result = {name: np.asarray(value, dtype=str if name == BYTES_ERROR else np.float32)
-                  for name, value in columns.items()}
-    except (TypeError, ValueError) as error:
-        raise ServingError(f"Unexpected predict response: outputs are not numeric arrays ({error}).") from None
-    return order_outputs(result)
+    result = {}
+    for name, value in _columns(data, single).items():
+        described = served_output(name)
+        try:
+            result[name] = np.asarray(value, dtype=str if described and described.dtype == "string" else np.float32)
+        except (TypeError, ValueError, RecursionError) as error:
+            raise ServingError(f"Unexpected predict response: {name} is not an array of "
+                               f"{described.dtype if described else 'numbers'} ({type(error).__name__}).") from None
+    result = order_outputs(result)
+    return result if count is None else check_answer(result, count)
+
+
+def check_answer(outputs: dict[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
+    """The outputs of an answer for `count` faces, checked against their served descriptions.
+
+    Every described output must have its shape (a score `[N, 1]`, probabilities `[N, K]`, text `[N]`;
+    a score given as `[N]` is reshaped to `[N, 1]`) and at least one of the network's outputs must be
+    there. Outputs of other names are dropped. Raises ServingError (one line) otherwise.
+    """
+    counts = {name: len(value) for name, value in outputs.items() if np.ndim(value) >= 1}
+    if any(n != count for n in counts.values()):
+        raise ServingError(f"The server answered for {counts} faces; {count} were sent.")
+    known = {}
+    for name, value in outputs.items():
+        described = served_output(name)
+        if described is None:
+            continue
+        problem = described.shape_problem(np.shape(value), count)
+        if problem:
+            raise ServingError(f"The server's answer does not fit the model's outputs: {problem}.")
+        known[name] = np.reshape(value, (count, 1)) if described.kind == SCORE else value
+    if not any(o.name in known for o in served_outputs()):
+        raise ServingError(
+            f"The server answered the outputs {sorted(outputs)}, none of {[o.name for o in served_outputs()]}: "
+            "is it serving a va2att model (check --url and --model)?")
+    return known
