@@ -138,3 +138,32 @@ def test_min_scale_reduces_jpeg_decode(tmp_path):
     assert read_image(tmp_path / "a.jpg", min_scale=0.3).scale == 0.5
     assert read_image(tmp_path / "a.jpg", min_scale=0.1).scale == 0.125
     assert read_image(tmp_path / "a.jpg").scale == 1.0
+
+
+def _gif(*frames) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    images_ = [Image.fromarray(frame) for frame in frames]
+    images_[0].save(buffer, "GIF", save_all=True, append_images=images_[1:])
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("side", "offset"), [(8000, 0), (1, 60000)])
+def test_a_gif_frame_larger_than_its_screen_is_checked_at_its_own_size(tmp_path, side, offset):
+    data = bytearray(_gif(np.full((56, 56), 90, np.uint8)))
+    data[6:10] = (16).to_bytes(2, "little") * 2  # a 16 x 16 logical screen
+    at = data.index(b",", 13)  # the first image descriptor: left, top, width, height
+    data[at + 1:at + 9] = offset.to_bytes(2, "little") * 2 + side.to_bytes(2, "little") * 2
+    (tmp_path / "frame.gif").write_bytes(bytes(data))
+    assert _reason(tmp_path / "frame.gif") == "too_large"  # before any pixel is decoded
+
+
+def test_only_the_first_frame_of_an_animated_gif_is_decoded(tmp_path):
+    first, second = np.full((56, 56), 30, np.uint8), np.full((56, 56), 220, np.uint8)
+    data = _gif(first, second)
+    second_frame = data.rindex(b",")  # the last image descriptor (no pixel data holds a comma here)
+    assert second_frame > data.index(b",", 13)
+    (tmp_path / "cut.gif").write_bytes(data[: second_frame + 12])  # the second frame cut inside its data
+    image = read_image(tmp_path / "cut.gif")
+    assert image.pixels.shape == (56, 56, 3) and (image.pixels == 30).all()

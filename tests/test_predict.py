@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from private_mounts import needs_private_mounts
 from skimage import data
 
 from va2att.cli import predict as cli
@@ -302,11 +303,147 @@ def test_paths_are_expanded_from_folders_and_globs(photos, tmp_path):
 def test_faces_are_numbered_left_to_right():
     from va2att.prediction.annotate import draw_faces, left_to_right
 
-    right = FaceResult((300.0, 50.0, 80.0, 80.0), (), 0.99, 0.5, 0.1)
-    left = FaceResult((20.0, 60.0, 80.0, 80.0), (), 0.95, -0.5, 0.2)
+    right = FaceResult((300.0, 50.0, 80.0, 80.0), (), 0.99, {"valence": 0.5, "arousal": 0.1})
+    left = FaceResult((20.0, 60.0, 80.0, 80.0), (), 0.95, {"valence": -0.5, "arousal": 0.2})
     assert left_to_right([right, left]) == [left, right]
     canvas = draw_faces(np.zeros((200, 400, 3), np.uint8), left_to_right([right, left]))
     assert canvas.any()
     result = ImageResult("p.jpg", faces=left_to_right([right, left]))
     rows = cli.format_table([result]).splitlines()[1:]
     assert [row.split()[2] for row in rows] == ["1", "2"] and "-0.500" in rows[0]
+
+
+# === Outputs: checked before the work, never losing finished results ===
+
+
+def _no_model(*args, **kwargs):
+    raise AssertionError("the model was loaded although an output could not be written")
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--csv", "{tmp}"], "--csv {tmp}: it is a folder; give a file name"),
+    (["--json", "{tmp}/file.txt/r.json"], "file.txt is a file, not a folder"),
+    (["--annotate", "{tmp}/file.txt"], "--annotate {tmp}/file.txt: it is a file; give a folder"),
+    (["--plot", "{tmp}"], "--plot {tmp}: it is a folder"),
+    (["--json", "{tmp}/r", "--csv", "{tmp}/r"], "--csv {tmp}/r: --json writes there too"),
+    (["--json", "{photo}"], "it is one of the inputs"),
+])
+def test_output_paths_are_checked_before_any_picture_is_read(model_file, photos, tmp_path, capsys, monkeypatch,
+                                                              flags, message):
+    import va2att.prediction.predictor as predictor_module
+
+    monkeypatch.setattr(predictor_module, "Predictor", _no_model)
+    (tmp_path / "file.txt").write_text("x")
+    photo = tmp_path / "photo.png"
+    photo.write_bytes((photos / "astronaut.png").read_bytes())
+    flags = [f.format(tmp=tmp_path, photo=photo) for f in flags]
+    status, stdout, stderr = run_cli(capsys, photo, "--model", model_file, *flags)
+    assert status == 2 and stdout == "" and stderr.count("\n") == 1
+    assert message.format(tmp=tmp_path) in stderr
+    assert photo.read_bytes() == (photos / "astronaut.png").read_bytes()
+
+
+@needs_private_mounts
+def test_a_read_only_output_folder_is_refused_before_the_work(model_file, photos, tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    command = (f"mount -t tmpfs -o ro,size=64k tmpfs {folder} && exec {sys.executable} -m va2att.predict "
+               f"{photos / 'astronaut.png'} --model {model_file} --json {folder}/r.json --csv {folder}/r.csv")
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", command], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2 and all("the file system is read-only" in line for line in lines)
+
+
+class Sabotage:
+    """Wraps a detector: at its `at`-th picture it runs `act()` first (break a folder, press Ctrl-C)."""
+
+    def __init__(self, detector, at, act):
+        self.detector, self.at, self.act, self.calls = detector, at, act, 0
+
+    def detect(self, image):
+        self.calls += 1
+        if self.calls == self.at:
+            self.act()
+        return self.detector.detect(image)
+
+
+def _sabotaged_detector(monkeypatch, predictor, at, act):
+    import va2att.prediction.predictor as predictor_module
+
+    monkeypatch.setattr(predictor_module, "FaceDetector", lambda **kwargs: Sabotage(predictor.detector, at, act))
+
+
+def test_results_are_kept_when_their_files_cannot_be_written_at_the_end(model_file, predictor, photos, tmp_path,
+                                                                         capsys, monkeypatch):
+    import shutil
+
+    out = tmp_path / "out"
+
+    def replace_the_folder_by_a_file():  # after the checks: every write into `out` fails from here on
+        shutil.rmtree(out)
+        out.write_text("not a folder any more")
+
+    _sabotaged_detector(monkeypatch, predictor, 2, replace_the_folder_by_a_file)
+    status, stdout, stderr = run_cli(capsys, photos / "astronaut.png", photos / "camera.png", "--model", model_file,
+                                     "--json", out / "r.json", "--csv", out / "r.csv")
+    assert status == 1 and "astronaut.png" in stdout and "camera.png" in stdout
+    kept = {}
+    for flag in ("--csv", "--json"):
+        (line,) = [line for line in stderr.splitlines() if line.startswith(f"error: cannot write {flag}")]
+        kept[flag] = Path(line.rsplit("the results are kept in ", 1)[1])
+    document = json.loads(kept["--json"].read_text())
+    assert [len(r["faces"]) for r in document["results"]] == [1, 1]
+    with open(kept["--csv"], newline="") as f:
+        assert [row["face"] for row in csv.DictReader(f)] == ["1", "1"]
+    for path in kept.values():
+        shutil.rmtree(path.parent)
+
+
+def test_ctrl_c_during_the_analysis_keeps_what_was_finished(model_file, predictor, photos, tmp_path, capsys,
+                                                            monkeypatch):
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    _sabotaged_detector(monkeypatch, predictor, 2, ctrl_c)
+    status, stdout, stderr = run_cli(capsys, photos / "astronaut.png", photos / "camera.png", "--model", model_file,
+                                     "--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv", "--batch-size", "1")
+    assert status == 130 and "Interrupted" in stderr and "Traceback" not in stderr
+    assert "astronaut.png" in stdout and "camera.png" not in stdout
+    assert [r["source"] for r in json.loads((tmp_path / "r.json").read_text())["results"]] == \
+        [str(photos / "astronaut.png")]
+    with open(tmp_path / "r.csv", newline="") as f:
+        assert [row["source"] for row in csv.DictReader(f)] == [str(photos / "astronaut.png")]
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_truncated_video_is_reported_with_what_was_read(model_file, tmp_path, capsys):
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 64))
+    for i in range(60):
+        writer.write(np.full((64, 64, 3), 4 * i, np.uint8))
+    writer.release()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    status, _, stderr = run_cli(capsys, path, "--model", model_file, "--every", "10", "--json", tmp_path / "v.json")
+    results = json.loads((tmp_path / "v.json").read_text())["results"]
+    read = [r["frame"] for r in results if r["error"] is None]
+    assert read and read == list(range(0, 10 * len(read), 10)) and len(read) < 6
+    (last,) = [r for r in results if r["error"]]
+    assert "ends after" in last["error"] and "of the 60 frames" in last["error"] and "truncated" in last["error"]
+    assert f"{len(read)} of {len(read) + 1} picture(s) read" in stderr and "1 unreadable" in stderr
+    assert status == 0  # pictures were read; the damage is reported, not hidden
+
+
+def test_a_model_with_other_output_names_is_refused(photos, tmp_path, capsys):
+    import keras
+
+    image = keras.Input((48, 48, 1), name="image")
+    x = keras.layers.GlobalAveragePooling2D()(image)
+    keras.Model(image, {"logits": keras.layers.Dense(2, name="logits")(x)}).save(tmp_path / "other.keras")
+    status, stdout, stderr = run_cli(capsys, photos / "astronaut.png", "--model", tmp_path / "other.keras")
+    assert status == 2 and stdout == "" and "none of the outputs va2att reads" in stderr and "['logits']" in stderr

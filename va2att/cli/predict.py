@@ -11,14 +11,23 @@ result (one CSV row per face; a picture without a face or an unreadable file get
 note or an error), `--annotate` writes each picture or sampled frame with its faces drawn,
 `--plot` places every face on the valence-arousal circumplex.
 
+Every output path (`--json`, `--csv`, `--plot`, `--annotate`) is checked before the model is loaded:
+a folder where a file is wanted (or the reverse), a folder that cannot be written, two outputs on one
+path or an output that would overwrite an input is refused at once. CSV rows are written as pictures
+are analysed (`va2att.prediction.csv_rows`, through a temporary renamed into place at the end). An
+output that still cannot be written at the end is written into a new folder of the system's temporary
+folder instead, and one line says where (`va2att.prediction.result_files`); Ctrl-C stops the analysis
+and writes what was finished. A video that ends before the frame count its container gives is
+reported as one more unreadable item saying how many frames were read.
+
 Exit status: 0 when at least one picture was read (pictures without faces included), 1 when no
-input could be read at all, 2 when the model cannot be loaded or the arguments are wrong.
+input could be read at all or an output had to be written elsewhere, 2 when the model cannot be
+loaded or the arguments (output paths included) are wrong, 130 after Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import io
 import json
@@ -29,13 +38,15 @@ from pathlib import Path
 
 from va2att.faces.detection import PREDICT_SMALLEST_FACE
 from va2att.faces.tracking import DETECT_EVERY
-from va2att.util.fileio import write_text
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm", ".pnm"}
 )
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 _GLOB_CHARS = frozenset("*?[")
+# Containers whose frame count is an estimate (from duration x rate) may give a frame or 1% more than
+# a whole file decodes; a video that ends further short than that is reported as truncated.
+_FRAME_COUNT_SLACK = 0.01
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +129,10 @@ def video_frame_count(path: Path) -> int:
 def video_frames(path: Path, every: int) -> Iterator:
     """`Frame`s 0, every, 2·every, ... of a video, decoded with OpenCV and converted from BGR.
 
-    A video that cannot be opened or decoded yields a single `Frame` with an error.
+    A video that cannot be opened or decoded yields a single `Frame` with an error. A video that ends
+    (cannot be decoded further) more than `_FRAME_COUNT_SLACK` short of the frame count its container
+    gives yields, after its frames, one more `Frame` whose error says how many frames were read: a
+    truncated or damaged file is reported, never taken for a whole one.
     """
     import cv2
 
@@ -130,14 +144,13 @@ def video_frames(path: Path, every: int) -> Iterator:
     if not capture.isOpened():
         yield Frame(source, error=f"{source}: cannot open as a video")
         return
+    declared = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
     index = 0
-    sampled = 0
     try:
         while capture.grab():
             if index % every == 0:
                 ok, bgr = capture.retrieve()
                 if ok and bgr is not None:
-                    sampled += 1
                     yield Frame(source, frame=index, image=from_array(bgr, order="bgr"))
                 else:
                     yield Frame(source, frame=index, error=f"{source}: frame {index} cannot be decoded")
@@ -146,6 +159,9 @@ def video_frames(path: Path, every: int) -> Iterator:
         capture.release()
     if index == 0:
         yield Frame(source, error=f"{source}: no frame could be decoded")
+    elif declared - index > max(1, declared * _FRAME_COUNT_SLACK):
+        yield Frame(source, frame=index, error=f"{source}: the video ends after {index} of the {declared} frames its "
+                                               "header gives (truncated or damaged); the frames before were analysed")
 
 
 def _items(inputs, every: int) -> Iterator:
@@ -178,8 +194,12 @@ def _fmt(value, spec: str, empty: str = "-") -> str:
 
 
 def format_table(results) -> str:
-    """A plain-text table: one line per face, one per picture without a face or unreadable."""
-    header = ("source", "frame", "face", "box x,y,w,h", "conf", "valence", "arousal", "expression")
+    """A plain-text table: one line per face, one per picture without a face or unreadable; a column
+    for each served score (`va2att.serving.signature`), then the expression."""
+    from va2att.serving.signature import SCORE, outputs_of_kind
+
+    scores = [output.name for output in outputs_of_kind(SCORE)]
+    header = ("source", "frame", "face", "box x,y,w,h", "conf", *scores, "expression")
     rows = []
     for r in results:
         frame = "-" if r.frame is None else str(r.frame)
@@ -190,8 +210,8 @@ def format_table(results) -> str:
         for i, f in enumerate(r.faces, start=1):
             box = ",".join(str(round(v)) for v in f.box)
             expression = f"{f.expression} {f.probabilities.get(f.expression, 0.0):.2f}" if f.expression else "-"
-            rows.append((r.source, frame, str(i), box, f"{f.confidence:.2f}", _fmt(f.valence, "+.3f"),
-                         _fmt(f.arousal, "+.3f"), expression))
+            rows.append((r.source, frame, str(i), box, f"{f.confidence:.2f}",
+                         *(_fmt(f.scores.get(name), "+.3f") for name in scores), expression))
     full = [r for r in rows if len(r) == len(header)]
     widths = [max([len(h)] + [len(r[i]) for r in full]) for i, h in enumerate(header)]
     widths[0] = max([widths[0]] + [len(r[0]) for r in rows])
@@ -201,29 +221,14 @@ def format_table(results) -> str:
     return "\n".join(lines)
 
 
-def _csv_text(results, class_names) -> str:
-    names = list(class_names)
-    header = (["source", "frame", "face", "x", "y", "width", "height", "confidence", "valence", "arousal",
-               "expression", "expression_index"] + [f"p_{n}" for n in names]
-              + [f"landmark{i}_{axis}" for i in range(1, 6) for axis in ("x", "y")] + ["note", "error"])
+def csv_text(results, class_names) -> str:
+    """The whole CSV of `results` as text (`va2att.prediction.csv_rows`: one row per face or faceless picture)."""
+    from va2att.prediction.csv_rows import CsvWriter
+
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    blank_face = [""] * (len(header) - 5)
-    for r in results:
-        frame = "" if r.frame is None else r.frame
-        if not r.faces:
-            writer.writerow([r.source, frame, ""] + blank_face + [r.note or "", r.error or ""])
-        for i, f in enumerate(r.faces, start=1):
-            landmarks = [f"{c:.2f}" for point in f.landmarks for c in point]
-            landmarks += [""] * (10 - len(landmarks))
-            writer.writerow(
-                [r.source, frame, i] + [f"{v:.2f}" for v in f.box] + [f"{f.confidence:.4f}",
-                 _fmt(f.valence, ".4f", ""), _fmt(f.arousal, ".4f", ""), f.expression or "",
-                 f.expression_index if f.expression else ""]
-                + [f"{f.probabilities[n]:.4f}" if n in f.probabilities else "" for n in names]
-                + landmarks + [r.note or "", r.error or ""]
-            )
+    writer = CsvWriter(out, class_names)
+    for result in results:
+        writer.write(result)
     return out.getvalue()
 
 
@@ -258,9 +263,7 @@ class _AnnotatedNames:
 # === Entry point ===
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _check_numbers(parser: argparse.ArgumentParser, args) -> None:
     if args.every < 1:
         parser.error(f"--every must be >= 1 (received {args.every})")
     if args.detect_every < 1:
@@ -272,30 +275,112 @@ def main(argv=None) -> int:
     if not 0.0 <= args.min_confidence <= 1.0:
         parser.error(f"--min-confidence must be in [0, 1] (received {args.min_confidence})")
 
-    inputs = expand_paths(args.paths)
+
+def _check_before_work(args, inputs) -> int | None:
+    """Inputs, output paths and model, checked before TensorFlow and the model are loaded (seconds):
+    the exit status of a failed check, or None."""
+    from va2att.prediction.result_files import output_problems
+    from va2att.serving.loading import resolve_model_path
+
     if not inputs:
         print("error: no image or video files found in the given paths", file=sys.stderr)
         return 1
-    # Inputs and model are checked before TensorFlow and the model are loaded (seconds).
     missing = [str(path) for kind, path in inputs if kind == "missing"]
     if len(missing) == len(inputs):
         print(f"error: no such file or pattern: {', '.join(missing)}", file=sys.stderr)
         return 1
-    from va2att.serving.loading import resolve_model_path
-
+    outputs = {"--json": (args.json, False), "--csv": (args.csv, False), "--plot": (args.plot, False),
+               "--annotate": (args.annotate, True)}
+    problems = output_problems(outputs, [path for kind, path in inputs if kind != "missing"])
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     try:
         resolve_model_path(args.model)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: cannot load the model from {args.model}: {exc}", file=sys.stderr)
         return 2
+    return None
+
+
+def _analyse(predictor, inputs, args, csv_file) -> tuple[list, bool]:
+    """Every picture's result, its annotated picture and CSV rows written as it comes: (results, interrupted).
+
+    Ctrl-C stops the analysis; the results finished by then are kept and written like complete ones."""
+    from tqdm import tqdm
+
+    from va2att.prediction.annotate import left_to_right, write_annotated
+    from va2att.prediction.csv_rows import CsvWriter
+
+    names = _AnnotatedNames(args.annotate) if args.annotate else None
+    rows = CsvWriter(csv_file, predictor.class_names) if csv_file else None  # the header now, rows as they come
+    results = []
+    # The bar counts pictures as they are read and searched for faces (the slow part); the
+    # network then runs on batches of faces.
+    try:
+        with tqdm(_items(inputs, args.every), total=_expected_count(inputs, args.every), unit="picture",
+                  file=sys.stderr, disable=None, dynamic_ncols=True) as progress:
+            for result in predictor.iter_predict(progress, keep_images=names is not None):
+                result.faces = left_to_right(result.faces)  # numbered left to right, in the table and the picture
+                if names is not None and result.image is not None:
+                    try:
+                        write_annotated(names(result.source, result.frame), result.image.pixels, result.faces,
+                                        scale=result.image.scale)
+                    except (OSError, ValueError) as exc:
+                        tqdm.write(f"warning: cannot write the annotated picture of {result.source}: {exc}",
+                                   file=sys.stderr)
+                result.image = None
+                results.append(result)
+                if rows:
+                    rows.write(result)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted: the {len(results)} picture(s) analysed so far are reported and written.",
+              file=sys.stderr)
+        return results, True
+    return results, False
+
+
+def _save(args, predictor, results, summary, csv_file) -> list[str]:
+    """Write --json, --csv and --plot; one line for each that failed (its results are rescued elsewhere)."""
+    from va2att.prediction.result_files import rescue, write_or_rescue
+
+    failures = []
+    class_names = predictor.class_names
+    if csv_file and not csv_file.finish():
+        failures.append(rescue("--csv", args.csv, csv_text(results, class_names), csv_file.failure))
+    if args.json:
+        document = {"model": str(args.model), "summary": summary, "expression_names": list(class_names),
+                    "results": [r.to_dict() for r in results]}
+        failures.append(write_or_rescue("--json", args.json, json.dumps(document, indent=2) + "\n"))
+    if args.plot:
+        from va2att.evaluation.plots import circumplex
+
+        faces = [(r, i, f) for r in results for i, f in enumerate(r.faces, 1)
+                 if f.valence is not None and f.arousal is not None]
+        labels = [f"{Path(r.source).stem}{'' if r.frame is None else f'@{r.frame}'}#{i}" for r, i, _ in faces]
+        try:
+            circumplex(args.plot, [f.valence for _, _, f in faces], [f.arousal for _, _, f in faces], labels=labels,
+                       title=f"{len(faces)} face(s) from {summary['read']} picture(s)")
+        except OSError as exc:
+            failures.append(f"error: cannot write --plot {args.plot}: {exc}")
+    return [line for line in failures if line]
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_numbers(parser, args)
+    inputs = expand_paths(args.paths)
+    status = _check_before_work(args, inputs)
+    if status is not None:
+        return status
 
     from va2att.util.quiet import quiet_tensorflow
 
     quiet_tensorflow(args.verbose)
-    from tqdm import tqdm
-
-    from va2att.prediction.annotate import left_to_right, write_annotated
     from va2att.prediction.predictor import Predictor
+    from va2att.prediction.result_files import StreamedText
 
     try:
         predictor = Predictor(args.model, min_confidence=args.min_confidence, batch_size=args.batch_size,
@@ -303,46 +388,22 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - any failure to load is reported the same way
         print(f"error: cannot load the model from {args.model}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-
-    names = _AnnotatedNames(args.annotate) if args.annotate else None
-    results = []
-    # The bar counts pictures as they are read and searched for faces (the slow part); the
-    # network then runs on batches of faces.
-    with tqdm(_items(inputs, args.every), total=_expected_count(inputs, args.every), unit="picture",
-              file=sys.stderr, disable=None, dynamic_ncols=True) as progress:
-        for result in predictor.iter_predict(progress, keep_images=names is not None):
-            result.faces = left_to_right(result.faces)  # numbered left to right, in the table and the picture
-            if names is not None and result.image is not None:
-                try:
-                    write_annotated(names(result.source, result.frame), result.image.pixels, result.faces,
-                                    scale=result.image.scale)
-                except (OSError, ValueError) as exc:
-                    tqdm.write(f"warning: cannot write the annotated picture of {result.source}: {exc}",
-                               file=sys.stderr)
-            result.image = None
-            results.append(result)
-
+    try:
+        csv_file = StreamedText(args.csv) if args.csv else None
+    except OSError as exc:
+        print(f"error: cannot write --csv {args.csv}: {exc}", file=sys.stderr)
+        return 2
+    results, interrupted = _analyse(predictor, inputs, args, csv_file)
     print(format_table(results))
     summary = _summary(results)
     print(f"{summary['read']} of {summary['items']} picture(s) read, {summary['faces']} face(s), "
           f"{summary['without_face']} without a face, {summary['unreadable']} unreadable", file=sys.stderr)
-
-    class_names = predictor.class_names
-    if args.json:
-        document = {"model": str(args.model), "summary": summary, "expression_names": list(class_names),
-                    "results": [r.to_dict() for r in results]}
-        write_text(args.json, json.dumps(document, indent=2) + "\n")
-    if args.csv:
-        write_text(args.csv, _csv_text(results, class_names))
-    if args.plot:
-        from va2att.evaluation.plots import circumplex
-
-        faces = [(r, i, f) for r in results for i, f in enumerate(r.faces, 1)
-                 if f.valence is not None and f.arousal is not None]
-        labels = [f"{Path(r.source).stem}{'' if r.frame is None else f'@{r.frame}'}#{i}" for r, i, _ in faces]
-        circumplex(args.plot, [f.valence for _, _, f in faces], [f.arousal for _, _, f in faces], labels=labels,
-                   title=f"{len(faces)} face(s) from {summary['read']} picture(s)")
-    return 0 if summary["read"] > 0 else 1
+    failures = _save(args, predictor, results, summary, csv_file)
+    for line in failures:
+        print(line, file=sys.stderr)
+    if interrupted:
+        return 130
+    return 1 if failures or summary["read"] == 0 else 0
 
 
 if __name__ == "__main__":

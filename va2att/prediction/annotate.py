@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from va2att.serving.signature import SCORE, outputs_of_kind
 from va2att.util.fileio import atomic_path
 
 # RGB colours
@@ -23,12 +24,11 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def face_label(face) -> str:
-    """The text drawn above a face: `V +0.42 A -0.13 Happy 87%` (parts the model lacks are omitted)."""
-    parts = []
-    if getattr(face, "valence", None) is not None:
-        parts.append(f"V {face.valence:+.2f}")
-    if getattr(face, "arousal", None) is not None:
-        parts.append(f"A {face.arousal:+.2f}")
+    """The text drawn above a face: `V +0.42 A -0.13 Happy 87%`: each served score under its label
+    (`va2att.serving.signature`), then the expression; parts the model lacks are omitted."""
+    scores = getattr(face, "scores", None) or {}
+    parts = [f"{output.label or output.name} {scores[output.name]:+.2f}" for output in outputs_of_kind(SCORE)
+             if scores.get(output.name) is not None]
     expression = getattr(face, "expression", None)
     if expression:
         probability = (getattr(face, "probabilities", None) or {}).get(expression)
@@ -54,7 +54,7 @@ def draw_faces(rgb: np.ndarray, faces: Iterable, *, scale: float = 1.0) -> np.nd
     Args:
         rgb: np.ndarray uint8 [H, W, 3], RGB order.
         faces: iterable of objects with `box` (x, y, w, h), `landmarks` (five (x, y) or None)
-            and optionally `valence`, `arousal`, `expression`, `probabilities`
+            and optionally `scores`, `expression`, `probabilities`
             (`va2att.prediction.predictor.FaceResult`).
         scale: float, pixel coordinates of `rgb` per unit of the face coordinates (the
             `RGBImage.scale` of a picture decoded reduced; faces are in original coordinates).

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from va2att.config import EXPRESSION_NAMES, FACE_SIZE
+from va2att.config import FACE_SIZE
 from va2att.faces.align import align_detection
 from va2att.faces.detection import (
     PREDICT_SCALE_FACTOR,
@@ -38,6 +37,7 @@ from va2att.faces.network_input import centre_crop, flip_average
 from va2att.faces.tracking import DETECT_EVERY, FaceTracker
 from va2att.serving.loading import load_inference_model
 from va2att.serving.provenance import read_provenance, warn_if_synthetic
+from va2att.serving.signature import PROBABILITIES, SCORE, outputs_of_kind
 from va2att.util.checks import check_positive_int
 
 _FLUSH_PENDING_BYTES = 512 * 2**20  # with keep_images, run the network once held pictures reach this size
@@ -49,26 +49,36 @@ class FaceResult:
 
     `box` is (x, y, width, height) and `landmarks` five (x, y) points (eyes, nose, mouth
     corners, in the detector's order), both in the coordinates of the picture as read (after
-    EXIF rotation). `valence` and `arousal` are in [-1, 1] (None when the model has no such
-    output). `expression` is the most probable class name, `probabilities` maps every class
-    name to its probability; both are empty (None, -1, {}) for a model without expression output.
+    EXIF rotation). `scores` holds every score output of the model (`va2att.serving.signature`:
+    `valence` and `arousal`, in [-1, 1]), by name and in the served order; `valence` and `arousal`
+    read it (None when the model has no such output). `expression` is the most probable class
+    name, `probabilities` maps every class name to its probability; both are empty (None, -1, {})
+    for a model without expression output.
     """
 
     box: tuple[float, float, float, float]
     landmarks: tuple[tuple[float, float], ...]
     confidence: float
-    valence: float | None
-    arousal: float | None
+    scores: dict[str, float] = field(default_factory=dict)
     expression: str | None = None
     expression_index: int = -1
     probabilities: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def valence(self) -> float | None:
+        return self.scores.get("valence")
+
+    @property
+    def arousal(self) -> float | None:
+        return self.scores.get("arousal")
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (lists instead of tuples)."""
-        d = dataclasses.asdict(self)
-        d["box"] = list(self.box)
-        d["landmarks"] = [list(p) for p in self.landmarks]
-        return d
+        """A JSON-ready dict: box, landmarks, confidence, each served score by name (None when the model
+        lacks it), then expression, expression_index and probabilities."""
+        scores = {output.name: self.scores.get(output.name) for output in outputs_of_kind(SCORE)}
+        return {"box": list(self.box), "landmarks": [list(p) for p in self.landmarks], "confidence": self.confidence,
+                **scores, **self.scores, "expression": self.expression, "expression_index": self.expression_index,
+                "probabilities": dict(self.probabilities)}
 
 
 @dataclass
@@ -187,8 +197,11 @@ class Predictor:
         self._video: tuple[str, int] | None = None  # (source, frame) of the last video frame the tracker saw
         self.batch_size = batch_size
         self.outputs = tuple(self.model.outputs)
+        self.scores = tuple(output.name for output in outputs_of_kind(SCORE, self.outputs))
+        probabilities = outputs_of_kind(PROBABILITIES, self.outputs)
+        self.class_output = probabilities[0].name if probabilities else None  # FaceResult holds one: expression
         num_classes = getattr(self.model, "num_classes", None) or 0
-        self.class_names = tuple(EXPRESSION_NAMES[:num_classes]) if "expression" in self.outputs else ()
+        self.class_names = tuple(probabilities[0].classes[:num_classes]) if probabilities else ()
 
     # === Public API ===
 
@@ -304,20 +317,14 @@ class Predictor:
             yield result
 
     def _face_result(self, detection, prediction: dict[str, np.ndarray]) -> FaceResult:
-        def scalar(name):
-            if name not in prediction:
-                return None
-            return float(np.clip(prediction[name].reshape(-1)[0], -1.0, 1.0))
-
         face = FaceResult(
             box=tuple(float(v) for v in detection.box),
             landmarks=tuple((float(x), float(y)) for x, y in np.asarray(detection.points5).reshape(-1, 2)),
             confidence=float(detection.confidence),
-            valence=scalar("valence"),
-            arousal=scalar("arousal"),
+            scores={name: float(np.clip(prediction[name].reshape(-1)[0], -1.0, 1.0)) for name in self.scores},
         )
-        if "expression" in prediction and self.class_names:
-            probabilities = prediction["expression"].reshape(-1)[: len(self.class_names)]
+        if self.class_output and self.class_names:
+            probabilities = prediction[self.class_output].reshape(-1)[: len(self.class_names)]
             face.expression_index = int(np.argmax(probabilities))
             face.expression = self.class_names[face.expression_index]
             face.probabilities = {name: float(p) for name, p in zip(self.class_names, probabilities)}
