@@ -447,3 +447,19 @@ def test_a_model_with_other_output_names_is_refused(photos, tmp_path, capsys):
     keras.Model(image, {"logits": keras.layers.Dense(2, name="logits")(x)}).save(tmp_path / "other.keras")
     status, stdout, stderr = run_cli(capsys, photos / "astronaut.png", "--model", tmp_path / "other.keras")
     assert status == 2 and stdout == "" and "none of the outputs va2att reads" in stderr and "['logits']" in stderr
+
+
+def test_a_video_whose_frames_exceed_the_pixel_cap_is_refused_before_decoding(model_file, tmp_path, capsys,
+                                                                             monkeypatch):
+    from va2att.faces import images
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 64))
+    for _ in range(5):
+        writer.write(np.full((64, 64, 3), 90, np.uint8))
+    writer.release()
+    monkeypatch.setattr(images, "MAX_DECODE_PIXELS", 64 * 64 - 1)  # the cap photos have, at a size a test can write
+    status, _, stderr = run_cli(capsys, path, "--model", model_file, "--json", tmp_path / "v.json")
+    (result,) = json.loads((tmp_path / "v.json").read_text())["results"]
+    assert result["error"] == f"{path}: frames of 64x64 pixels exceed the decode limit" and result["frame"] is None
+    assert status == 1 and "0 of 1 picture(s) read" in stderr

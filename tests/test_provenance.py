@@ -65,3 +65,20 @@ def test_the_saved_model_answers_where_it_comes_from(tmp_path):
     assert provenance.read_provenance(path) == record  # from assets.extra, no run folder around it
     served = tf.saved_model.load(str(path)).signatures["provenance"]()
     assert json.loads(served["provenance"].numpy().decode()) == record
+
+
+@pytest.mark.parametrize(("where", "text"), [
+    ("export", "[]"), ("export", '{"provenance": "x"}'), ("export", "not json"), ("export", "[" * 100_000),
+    ("provenance.json", "[]"), ("provenance.json", "no json"), ("config.json", "[]"), ("config.json", '{"config": 5}')])
+def test_provenance_files_of_the_wrong_shape_are_unknown_provenance(tmp_path, where, text):
+    run = tmp_path / "run"
+    version = run / "export" / "va2att" / "1"
+    (version / "assets.extra").mkdir(parents=True)
+    (version / "saved_model.pb").write_bytes(b"")
+    (run / "config.json").write_text(json.dumps({"config": {"data": {"data": "demo"}}}))
+    target = {"export": version / "assets.extra" / "va2att.json", "provenance.json": run / "provenance.json",
+              "config.json": run / "config.json"}[where]
+    target.write_text(text)
+    record = provenance.read_provenance(run)  # no exception, whatever the file holds
+    assert record is None or provenance.is_synthetic(record)  # the config's demo data, where it is readable
+    assert not provenance.warn_if_synthetic(run, {"data": "x"}, stream=io.StringIO())

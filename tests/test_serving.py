@@ -161,6 +161,9 @@ def test_prepare_faces_and_urls():
         request.prepare_faces(np.zeros((2, 64, 64)))
     with pytest.raises(ValueError):
         request.build_predict_body(np.full((1, 48, 48, 1), np.nan))
+    for value in (3.4e38, -1.0, 256.0):  # the server refuses them; the client says so before sending
+        with pytest.raises(ValueError, match="from 0 to 255"):
+            request.build_predict_body(np.full((1, 48, 48, 1), value, np.float32))
     assert request.predict_url("http://127.0.0.1:8501/", "va2att") == "http://127.0.0.1:8501/v1/models/va2att:predict"
     assert request.predict_url("host:8501", "m", 3) == "http://host:8501/v1/models/m/versions/3:predict"
     fractional = request.build_predict_body(np.full((1, 48, 48, 1), 0.5, np.float32))
@@ -289,6 +292,26 @@ def test_find_faces_detects_and_aligns(tmp_path):
     images, where = client.find_faces([tmp_path / "photo.png"], detector=StubDetector())
     assert images.shape == (1, 48, 48, 1) and images.dtype == np.float32
     assert where[0].index == 0 and where[0].box == (10.0, 10.0, 112.0, 112.0)
+
+
+class FailsOnSmallPictures(StubDetector):
+    """A detector that fails on one picture (a ValueError from inside detection or alignment)."""
+
+    def detect(self, image):
+        if image.height < 100:
+            raise ValueError("cannot search this picture")
+        return super().detect(image)
+
+
+def test_find_faces_skips_an_image_that_fails_and_keeps_the_others(tmp_path):
+    rng = np.random.default_rng(2)
+    cv2.imwrite(str(tmp_path / "small.png"), rng.integers(0, 256, (60, 60, 3)).astype(np.uint8))
+    cv2.imwrite(str(tmp_path / "photo.png"), rng.integers(0, 256, (140, 150, 3)).astype(np.uint8))
+    logged = []
+    images, where = client.find_faces([tmp_path / "small.png", tmp_path / "photo.png"],
+                                      detector=FailsOnSmallPictures(), log=logged.append)
+    assert len(images) == 1 and where[0].path == str(tmp_path / "photo.png")
+    assert logged == [f"{tmp_path / 'small.png'}: skipped (cannot search this picture)"]
 
 
 def test_client_warns_when_the_served_model_learnt_synthetic_faces(signatures, faces, tmp_path, capsys):

@@ -111,6 +111,7 @@ def test_the_timeout_is_a_deadline_for_a_server_that_trickles_its_answer(face, c
         elapsed = time.monotonic() - started
     assert status == 1 and out == "" and "within 1.5 s (timed out)" in err and err.count("\n") == 1
     assert elapsed < 5
+    assert no_call_threads_left()  # the call's socket was shut down and its thread joined
 
 
 def test_an_answer_that_breaks_off_is_one_line(face, capsys):
@@ -238,3 +239,25 @@ def test_an_error_answer_is_read_up_to_its_own_cap(face, capsys):
     with raw_server({"serving_default": answer}) as (url, _):
         status, _, err = run(capsys, face, "--aligned", "--url", url, "--timeout", "10")
     assert status == 1 and "larger than 65536 bytes" in err and err.count("\n") == 1
+
+
+def test_ctrl_c_while_waiting_for_the_server_is_one_line(face, spawn):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    def hold(conn, stop):  # accept the request, answer nothing
+        while not stop.is_set():
+            time.sleep(0.05)
+
+    with raw_server(hold) as (url, received):
+        proc = spawn([sys.executable, "-m", "va2att.serving.client", face, "--aligned", "--url", url, "--timeout", "60"],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not received and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert received, "the client never reached the server"
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and out == "" and err.strip() == "interrupted: nothing was printed for the faces"

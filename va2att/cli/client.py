@@ -58,9 +58,12 @@ def find_faces(paths, *, aligned: bool = False, detector=None, log=None) -> tupl
     """Read images and return (float32 `[N, 48, 48, 1]` model inputs, one `Face` per input).
 
     With `aligned`, each file is one aligned face (any size; converted to 56 x 56 grayscale unless it is
-    already 48 x 48). Otherwise every face MTCNN finds is aligned. Unreadable files and images without a
-    face are reported through `log` and skipped.
+    already 48 x 48). Otherwise every face MTCNN finds is aligned. Unreadable or unusable files and images
+    without a face are reported through `log` and skipped.
     """
+    import cv2
+
+    from va2att.faces.align import align_detection
     from va2att.faces.images import ImageError, read_image
 
     log = log or (lambda message: print(message, file=sys.stderr))
@@ -68,23 +71,19 @@ def find_faces(paths, *, aligned: bool = False, detector=None, log=None) -> tupl
     for path in paths:
         try:
             image = read_image(path)
-        except ImageError as error:
+            if aligned:
+                found = [(aligned_face(image.pixels), Face(str(path), 0, None))]
+            else:
+                detector = detector or _detector()
+                found = [(align_detection(image, d, FACE_SIZE), Face(str(path), i, tuple(round(float(v), 1) for v in d.box)))
+                         for i, d in enumerate(detector.detect(image))]
+        except (ImageError, ValueError, cv2.error) as error:  # one unusable image costs that image
             log(f"{path}: skipped ({error})")
             continue
-        if aligned:
-            faces.append(aligned_face(image.pixels))
-            where.append(Face(str(path), 0, None))
-            continue
-        from va2att.faces.align import align_detection
-        from va2att.faces.detection import FaceDetector
-
-        detector = detector or FaceDetector()
-        detections = detector.detect(image)
-        if not detections:
+        if not found:
             log(f"{path}: no face found")
-        for index, detection in enumerate(detections):
-            faces.append(align_detection(image, detection, FACE_SIZE))
-            where.append(Face(str(path), index, tuple(round(float(v), 1) for v in detection.box)))
+        faces.extend(face for face, _ in found)
+        where.extend(place for _, place in found)
     if not faces:
         return np.zeros((0, INPUT_SIZE, INPUT_SIZE, 1), np.float32), []
     return np.concatenate([prepare_faces(f[None]) for f in faces]), where
@@ -124,6 +123,12 @@ def _face_json(face: Face, outputs: dict[str, np.ndarray], i: int) -> dict:
     return record
 
 
+def _detector():
+    from va2att.faces.detection import FaceDetector
+
+    return FaceDetector()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=program_name("va2att.serving.client"),
@@ -142,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while reading images, finding faces or waiting for the server
+        print("interrupted: nothing was printed for the faces", file=sys.stderr)
+        return 130
+
+
+def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     if not math.isfinite(args.timeout) or args.timeout <= 0:
         print(f"error: --timeout must be a positive number of seconds. Received: {args.timeout}", file=sys.stderr)

@@ -129,20 +129,26 @@ def video_frame_count(path: Path) -> int:
 def video_frames(path: Path, every: int) -> Iterator:
     """`Frame`s 0, every, 2·every, ... of a video, decoded with OpenCV and converted from BGR.
 
-    A video that cannot be opened or decoded yields a single `Frame` with an error. A video that ends
+    A video that cannot be opened or decoded, or whose frames hold more than `MAX_DECODE_PIXELS` pixels
+    (the cap on decoded photos), yields a single `Frame` with an error, before any frame is decoded. A video that ends
     (cannot be decoded further) more than `_FRAME_COUNT_SLACK` short of the frame count its container
     gives yields, after its frames, one more `Frame` whose error says how many frames were read: a
     truncated or damaged file is reported, never taken for a whole one.
     """
     import cv2
 
-    from va2att.faces.images import from_array
+    from va2att.faces import images
     from va2att.prediction.predictor import Frame
 
     source = str(path)
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         yield Frame(source, error=f"{source}: cannot open as a video")
+        return
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > images.MAX_DECODE_PIXELS:  # the cap on decoded pixels holds for frames as for photos
+        capture.release()
+        yield Frame(source, error=f"{source}: frames of {width}x{height} pixels exceed the decode limit")
         return
     declared = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
     index = 0
@@ -151,7 +157,7 @@ def video_frames(path: Path, every: int) -> Iterator:
             if index % every == 0:
                 ok, bgr = capture.retrieve()
                 if ok and bgr is not None:
-                    yield Frame(source, frame=index, image=from_array(bgr, order="bgr"))
+                    yield Frame(source, frame=index, image=images.from_array(bgr, order="bgr"))
                 else:
                     yield Frame(source, frame=index, error=f"{source}: frame {index} cannot be decoded")
             index += 1

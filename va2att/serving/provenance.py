@@ -122,19 +122,28 @@ def _from_run(run_root: Path) -> dict | None:
     from va2att.util import fileio
 
     if (run_root / PROVENANCE_FILE).is_file():
-        return fileio.read_json(run_root / PROVENANCE_FILE)
+        record = fileio.read_json(run_root / PROVENANCE_FILE)
+        return record if isinstance(record, dict) else None
     config = run_root / "config.json"
     if not config.is_file():
         return None
-    data = fileio.read_json(config).get("config", {}).get("data", {}).get("data")
-    return {"format": "va2att-provenance-v1", "data": describe_data(data, None)} if data else None
+    data = _path(fileio.read_json(config), "config", "data", "data")
+    return {"format": "va2att-provenance-v1", "data": describe_data(data, None)} if isinstance(data, str) else None
+
+
+def _path(document, *keys):
+    """`document[k1][k2]...`, or None where a level is missing or not a JSON object."""
+    for key in keys:
+        document = document.get(key) if isinstance(document, dict) else None
+    return document
 
 
 def read_provenance(model_path: str | os.PathLike) -> dict | None:
     """The provenance of whatever `load_inference_model(model_path)` loads, or None when unknown.
 
     A SavedModel carries its own; a `.keras` file or a run folder is read from its run folder
-    (`provenance.json`, else the data named in `config.json`)."""
+    (`provenance.json`, else the data named in `config.json`). A file of another shape, or one that is
+    no JSON, counts as unknown: None, never an exception."""
     from va2att.serving.loading import resolve_model_path
 
     try:
@@ -144,19 +153,22 @@ def read_provenance(model_path: str | os.PathLike) -> dict | None:
     meta = resolved / "assets.extra" / "va2att.json"
     if resolved.is_dir() and meta.is_file():
         try:
-            found = json.loads(meta.read_text()).get("provenance")
-        except (OSError, ValueError):
+            found = _path(json.loads(meta.read_text()), "provenance")
+        except (OSError, ValueError, RecursionError):
             found = None
-        if found:
+        if isinstance(found, dict) and found:
             return found
     for folder in [resolved, *resolved.parents][:5]:  # SavedModel in RUN/export/va2att/N, or RUN/best.keras
         if (folder / "config.json").is_file():
-            return _from_run(folder)
+            try:
+                return _from_run(folder)
+            except (OSError, ValueError, RecursionError):  # a damaged run folder: the provenance is unknown
+                return None
     return None
 
 
 def is_synthetic(provenance: dict | None) -> bool:
-    return bool(provenance) and (provenance.get("data") or {}).get("kind") == SYNTHETIC
+    return _path(provenance, "data", "kind") == SYNTHETIC
 
 
 def synthetic_warning(model: str, provenance: dict) -> str:

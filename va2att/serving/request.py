@@ -28,6 +28,7 @@ from va2att.faces.network_input import prepare_faces  # noqa: F401  (part of thi
 from va2att.serving.signature import (
     BYTES_INPUT,
     IMAGE_INPUT,
+    PIXEL_RANGE,
     SCORE,
     SERVING_BYTES,
     SERVING_DEFAULT,
@@ -77,6 +78,10 @@ def build_predict_body(images, signature_name: str = SERVING_DEFAULT) -> dict:
         )
     if not np.all(np.isfinite(images)):
         raise ValueError("Images contain NaN or infinite pixel values.")
+    low, high = PIXEL_RANGE
+    if images.size and (images.min() < low or images.max() > high):
+        raise ValueError(f"Pixels must be from {low:g} to {high:g} (the served model refuses others). "
+                         f"Received: values from {images.min()} to {images.max()}")
     whole = np.array_equal(images, np.round(images))
     values = images.astype(np.int64) if whole else images
     return {"signature_name": signature_name, "instances": [{IMAGE_INPUT: image.tolist()} for image in values]}
