@@ -152,3 +152,31 @@ def test_cli(root, tmp_path, capsys):
     assert prep.is_prepared(tmp_path / "o")
     assert "training" in capsys.readouterr().out
     assert prepare_cli.main([str(tmp_path / "nothing"), str(tmp_path / "o2"), "--quiet"]) == 2
+
+
+_CTRL_C_AFTER_TWO_SHARDS = textwrap.dedent("""
+    import os, signal, sys
+    from va2att.cli import prepare as prepare_cli
+    from va2att.data import preparation
+    write_shard, written = preparation._write_shard, []
+    def write_then_interrupt(*args):
+        write_shard(*args)
+        written.append(args[2])
+        if len(written) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+    preparation._write_shard = write_then_interrupt
+    sys.exit(prepare_cli.main(sys.argv[1:]))
+""")
+
+
+def test_ctrl_c_stops_preparation_in_one_line_and_the_same_command_resumes(root, reference, tmp_path, spawn):
+    import subprocess
+
+    out = tmp_path / "prepared"
+    args = [root, out, "--workers", "1", "--shard-size", SHARD, "--quiet"]
+    proc = spawn([sys.executable, "-c", _CTRL_C_AFTER_TWO_SHARDS, *args], stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "Interrupted" in err and "the same command resumes" in err and err.strip().count("\n") == 0
+    assert len(list((out / prep.PROGRESS_DIR).glob("*.json"))) == 2
+    assert prepare_cli.main([str(a) for a in args]) == 0 and prep.is_prepared(out)

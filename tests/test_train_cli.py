@@ -138,6 +138,20 @@ def test_evaluate_writes_metrics_report_and_plots(trained_run, tmp_path, cache_d
             assert abs(scores["keras"][dim][metric] - scores["saved_model"][dim][metric]) < 1e-4
 
 
+@pytest.mark.large
+def test_evaluate_reads_the_runs_data_where_it_was_prepared_and_checks_its_outputs_first(trained_run, tmp_path):
+    run, _ = trained_run
+    elsewhere = tmp_path / "other-cache"
+    proc = run_cli("evaluate.py", "--model", str(run), "--out", str(tmp_path / "eval"), cache_dir=elsewhere)
+    assert not elsewhere.exists() and "Generating" not in proc.stderr + proc.stdout
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] > 0
+    (tmp_path / "a-folder").mkdir()
+    proc = run_cli("evaluate.py", "--model", str(run), "--out", str(tmp_path / "eval2"), "--json",
+                   str(tmp_path / "a-folder"), cache_dir=elsewhere, check=False)
+    assert proc.returncode == 2 and "a-folder is a folder" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "eval2" / "metrics.json").exists()
+
+
 def test_evaluate_rejects_a_missing_model(tmp_path, cache_dir):
     proc = run_cli("evaluate.py", "--model", str(tmp_path / "nothing"), cache_dir=cache_dir, check=False)
     assert proc.returncode == 2 and "nothing" in proc.stderr

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import tempfile
 from pathlib import Path
 
 from va2att.cli import add_verbose_flag, program_name, quiet_tensorflow
@@ -38,39 +39,80 @@ def parse(argv):
 def main(argv=None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     quiet_tensorflow(args.verbose)
-    import numpy as np
+    try:
+        return _evaluate(args)
+    except KeyboardInterrupt:
+        print("\nInterrupted; nothing was written. Run the same command again.", file=sys.stderr)
+        return 130
 
-    from va2att.config import EXPRESSION_NAMES, DataConfig
-    from va2att.evaluation import plots
-    from va2att.evaluation.evaluate import evaluate, markdown_report
+
+def _evaluate(args) -> int:
+    from va2att.config import DataConfig
+    from va2att.data.source import run_data
+    from va2att.evaluation.evaluate import evaluate
     from va2att.run_dir import RunDir, load_run_config
     from va2att.serving.loading import load_inference_model
-    from va2att.util import fileio
+    from va2att.serving.provenance import warn_if_synthetic
 
     model_path = Path(args.model)
     run = RunDir(model_path) if RunDir.is_run_dir(model_path) else None
-    run_cfg = load_run_config(model_path) if run else None
     try:
+        run_cfg = load_run_config(model_path) if run else None
         model = load_inference_model(model_path)
     except (OSError, ValueError) as e:
         print(f"error: cannot load a model from {model_path}: {e}", file=sys.stderr)
         return 2
     data_cfg = run_cfg.data if run_cfg else DataConfig()
     data_cfg = dataclasses.replace(data_cfg, data=args.data or data_cfg.data, batch_size=args.batch_size)
-    from va2att.serving.provenance import warn_if_synthetic
-
+    out = Path(args.out) if args.out else (run.root / f"eval-{args.split}" if run else
+                                          Path("eval") / f"{model_path.resolve().name}-{args.split}")
+    problem = _unwritable([out / "metrics.json", *([Path(args.json)] if args.json else [])])
+    if problem:  # before the evaluation, not after it
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     warn_if_synthetic(model_path, data=data_cfg.data)  # a synthetic-trained model scored on real faces
     seed = run_cfg.train.seed if run_cfg else 0
     num_classes = args.classes or getattr(model, "num_classes", None) or (run_cfg.model.num_classes if run_cfg else 8)
-    try:
-        evaluation = evaluate(model, data_cfg, args.split, num_classes, seed=seed, cache_dir=args.cache_dir)
+    try:  # the run's own data is read where the run prepared it
+        prepared = run_data(run, data_cfg, args.cache_dir, record=False) if run and not args.data else None
+        evaluation = evaluate(model, data_cfg, args.split, num_classes, seed=seed, cache_dir=args.cache_dir,
+                              prepared=prepared)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result, predictions, labels = evaluation.metrics, evaluation.predictions, evaluation.labels
+    _write_report(args, out, run, model_path, data_cfg, num_classes, evaluation)
+    print((out / "report.md").read_text())
+    print(f"Report, metrics and plots in {out}")
+    return 0
 
+
+def _unwritable(paths) -> str | None:
+    """Why one of `paths` cannot be written (its folder is created when missing), or None."""
+    from va2att.util.storage import storage_problem
+
+    for path in paths:
+        if path.is_dir():
+            return f"{path} is a folder; give a file name."
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".va2att-probe-"):
+                pass
+        except OSError as error:
+            return f"cannot write {path}: {storage_problem(error) or error}."
+    return None
+
+
+def _write_report(args, out: Path, run, model_path: Path, data_cfg, num_classes: int, evaluation) -> None:
+    """metrics.json (and --json), report.md, the circumplex, the confusion matrix and the run's curves."""
+    import numpy as np
+
+    from va2att.config import EXPRESSION_NAMES
+    from va2att.evaluation import plots
+    from va2att.evaluation.evaluate import markdown_report
+    from va2att.util import fileio
+
+    result, predictions, labels = evaluation.metrics, evaluation.predictions, evaluation.labels
     name = model_path.resolve().name
-    out = Path(args.out) if args.out else (run.root / f"eval-{args.split}" if run else Path("eval") / f"{name}-{args.split}")
     meta = {"model": str(model_path), "data": data_cfg.data, "split": args.split, "classes": num_classes}
     report = dict(meta, **result)
     fileio.write_json(out / "metrics.json", report)
@@ -87,9 +129,6 @@ def main(argv=None) -> int:
                                list(EXPRESSION_NAMES[:num_classes]), title=f"{name}: expression, {args.split}")
     if run and run.history.is_file():
         plots.training_curves(out / "curves.png", run.history)
-    print((out / "report.md").read_text())
-    print(f"Report, metrics and plots in {out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -47,6 +47,10 @@ def main(argv=None) -> int:
     except (PrepareError, affectnet.AffectNetError, FolderInUseError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\nInterrupted. The shards written so far are kept in {args.out}; the same command resumes from "
+              "them.", file=sys.stderr)
+        return 130
     for split, s in report["splits"].items():
         print(f"{split:>10}: {s['written']:>7} written of {s['csv_rows']} rows; skipped {s['skipped']}; "
               f"fallbacks {s.get('fallbacks', {})}")

@@ -83,6 +83,9 @@ def main(argv=None) -> int:
             print(f"{args.resume} completed no epoch: run the corrected train.py command with --out {args.resume} "
                   "to start it over, or delete the folder.", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before training started (fit reports its own interruption)
+        print(f"\nInterrupted. {_interrupted_hint(args)}", file=sys.stderr)
+        return 130
     except OSError as e:  # creating the run folder or its lock: a read-only or full disk
         problem = storage_problem(e)
         if problem is None:
@@ -110,6 +113,17 @@ def main(argv=None) -> int:
               "nothing. For real faces, train on AffectNet (README: 'Real faces').")
     print(next_steps(result.run_dir))
     return 0
+
+
+def _interrupted_hint(args) -> str:
+    """What to run after Ctrl-C before the first epoch (while the data was generated or prepared)."""
+    from va2att.run_dir import RunDir
+    from va2att.training.trainer import resume_command
+
+    run = args.resume or args.out
+    if run and RunDir.is_run_dir(run):
+        return f"Continue with: {resume_command(run, args.cache_dir)}"
+    return "Data prepared so far is kept; the same command resumes from it."
 
 
 def _start(args, argv, overrides) -> str:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from va2att.config import DataConfig
 from va2att.data.layouts import detect_layout, root_hints
-from va2att.data.preparation import is_prepared, prepare, preparation_problem
+from va2att.data.preparation import is_prepared, preparation_problem, prepare
+from va2att.run_dir import RunDir, read_data_record, write_data_record
 from va2att.util import fileio
 from va2att.util.locking import FolderInUseError
 
@@ -42,6 +43,23 @@ def resolve_data(cfg: DataConfig, cache_dir=None, log=print):
     if len(sources) > 1:
         return tuple(resolve_data(dataclasses.replace(cfg, data=s), cache_dir, log) for s in sources)
     return _resolve_one(cfg, cache_root(cache_dir), log)
+
+
+def run_data(run: RunDir, data_cfg: DataConfig, cache_dir=None, log=print, record: bool = True):
+    """The prepared folder(s) a training run reads: those its data.json records while they are still complete
+    preparations, else `data_cfg.data` resolved (generated or prepared when needed) in `cache_dir`, or in the
+    cache the run recorded; with `record`, the result is recorded for the next resume."""
+    recorded = read_data_record(run.root)
+    folders = [Path(p) for p in recorded.get("prepared", [])]
+    if folders and all(is_prepared(p) for p in folders):
+        return folders[0] if len(folders) == 1 else tuple(folders)
+    if folders:
+        log(f"The run's prepared data ({', '.join(map(str, folders))}) is gone or incomplete; finding it again.")
+    cache_dir = cache_dir or recorded.get("cache_dir")
+    prepared = resolve_data(data_cfg, cache_dir=cache_dir, log=log)
+    if record:
+        write_data_record(run.root, prepared, cache_dir)
+    return prepared
 
 
 def _resolve_one(cfg: DataConfig, cache: Path, log) -> Path:

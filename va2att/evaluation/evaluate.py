@@ -115,10 +115,11 @@ class Evaluation:
 
 
 def evaluate(model, data: DataConfig, split: str, classes: int, *, seed: int = 0, cache_dir=None,
-             log=print) -> Evaluation:
+             log=print, prepared=None) -> Evaluation:
     """Flip-averaged scores of `model` (an `InferenceModel`) on `split` of the data `data` names.
 
-    Resolves the data (generating or preparing it when needed), streams the split's centre crops and
+    Resolves the data (generating or preparing it when needed; `prepared`: the prepared folder(s) to read
+    instead, e.g. where the model's training run prepared them), streams the split's centre crops and
     their mirrors in file order, averages the two predictions, keeps the first `classes` expression
     probabilities (7: AffectNet-7 scored with an 8-class model) and scores the whole split at once.
     """
@@ -128,7 +129,7 @@ def evaluate(model, data: DataConfig, split: str, classes: int, *, seed: int = 0
     from va2att.evaluation import per_video
 
     data = dataclasses.replace(data, cache=False)  # one pass: nothing to cache
-    prepared = resolve_data(data, cache_dir=cache_dir, log=log)
+    prepared = prepared or resolve_data(data, cache_dir=cache_dir, log=log)
     reports = [load_report(d) for d in prepared_dirs(prepared)]
     videos = any(getattr(layout_of(r), "videos", False) for r in reports)
     dataset = make_dataset(prepared, split, data, training=False, num_classes=classes, seed=seed, flip_pairs=True,

@@ -1,7 +1,7 @@
 """The training loop: data, model, the paper's optimiser and schedule, checkpoints, export.
 
 `train()` runs a fresh run or resumes one, as named steps (`_train`): read the run folder, set up
-TensorFlow (`_tensorflow`), find the data where the run prepared it (`run_data`), build the
+TensorFlow (`_tensorflow`), find the data where the run prepared it (`va2att.data.source.run_data`), build the
 datasets, the label graph (`_label_graph`) and the model, restore the last complete epoch
 (`_restore`), assemble the callbacks in their one order (`_callbacks`), fit (`_fit`), then
 record the provenance and export the best model (`_finish`). Resuming rebuilds the model from the
@@ -27,11 +27,11 @@ from pathlib import Path
 
 from va2att import __version__
 from va2att.config import RunConfig, to_dict
+from va2att.data.source import run_data
 from va2att.run_dir import (
     RunDir,
     completed_epochs,
     load_run_config,
-    read_data_record,
     write_data_record,
 )
 from va2att.util import fileio
@@ -333,26 +333,6 @@ def _tensorflow(cfg: RunConfig):
     if cfg.train.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     return strategy
-
-
-def run_data(run: RunDir, data_cfg, cache_dir=None, log=print, record: bool = True):
-    """The prepared folder(s) the run trains on: those its data.json records while they are still complete
-    preparations, else `data_cfg.data` resolved (generated or prepared when needed) in `cache_dir`, or
-    in the cache the run recorded; the result is recorded (with `record`) for the next resume."""
-    from va2att.data.preparation import is_prepared
-    from va2att.data.source import resolve_data
-
-    recorded = read_data_record(run.root)
-    folders = [Path(p) for p in recorded.get("prepared", [])]
-    if folders and all(is_prepared(p) for p in folders):
-        return folders[0] if len(folders) == 1 else tuple(folders)
-    if folders:
-        log(f"The run's prepared data ({', '.join(map(str, folders))}) is gone or incomplete; finding it again.")
-    cache_dir = cache_dir or recorded.get("cache_dir")
-    prepared = resolve_data(data_cfg, cache_dir=cache_dir, log=log)
-    if record:
-        write_data_record(run.root, prepared, cache_dir)
-    return prepared
 
 
 def _label_graph(session: _Session, prepared):
