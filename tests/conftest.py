@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# The repository (va2att from the checkout) and benchmarks/ (its scripts and test photos, face_photos).
+# The repository (va2att from the checkout) and benchmarks/ (its scripts, which tests/test_benchmarks.py runs).
 for folder in (REPO, REPO / "benchmarks"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))

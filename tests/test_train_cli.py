@@ -148,7 +148,7 @@ def test_evaluate_reads_the_runs_data_where_it_was_prepared_and_checks_its_outpu
     (tmp_path / "a-folder").mkdir()
     proc = run_cli("evaluate.py", "--model", str(run), "--out", str(tmp_path / "eval2"), "--json",
                    str(tmp_path / "a-folder"), cache_dir=elsewhere, check=False)
-    assert proc.returncode == 2 and "a-folder is a folder" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "a-folder: it is a folder" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "eval2" / "metrics.json").exists()
 
 

@@ -133,3 +133,23 @@ def test_a_cut_report_is_no_preparation(prepared, tmp_path):
     (copy / "report.json").write_text(json.dumps(report))
     with pytest.raises(ValueError, match="report.json is damaged"):
         resolve_data(DataConfig(data=str(copy)))
+
+
+def test_an_unwritable_export_is_found_before_training_and_a_failed_export_is_one_line(prepared, tmp_path,
+                                                                                        monkeypatch):
+    from va2att.serving import export
+
+    run = trainer.start_run(config(prepared, epochs=1), tmp_path / "run", ["test"])
+    run.export_root.parent.mkdir(parents=True)
+    run.export_root.write_text("a file where the export folder goes")
+    with pytest.raises(trainer.TrainStorageError, match="it is a file; give a folder"):
+        trainer.train(run.root, verbose=0, log=lambda *a: None)
+    assert run_dir.completed_epochs(run.root) == 0  # refused before any epoch
+    run.export_root.unlink()
+    with monkeypatch.context() as patch:
+        patch.setattr(export, "export_saved_model",
+                      _failing(export.export_saved_model, export.ExportError("Cannot write the export: the disk is full.")))
+        with pytest.raises(trainer.TrainStorageError) as caught:
+            trainer.train(run.root, verbose=0, log=lambda *a: None)
+    assert "\n" not in str(caught.value) and "Every epoch is complete" in str(caught.value)
+    assert trainer.train(run.root, verbose=0, log=lambda *a: None).export_dir.is_dir()

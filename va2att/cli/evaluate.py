@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import tempfile
 from pathlib import Path
 
 from va2att.cli import add_verbose_flag, program_name, quiet_tensorflow
@@ -87,18 +86,13 @@ def _evaluate(args) -> int:
 
 
 def _unwritable(paths) -> str | None:
-    """Why one of `paths` cannot be written (its folder is created when missing), or None."""
-    from va2att.util.storage import storage_problem
+    """Why one of the output files `paths` cannot be written, or None."""
+    from va2att.util.storage import unwritable
 
     for path in paths:
-        if path.is_dir():
-            return f"{path} is a folder; give a file name."
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".va2att-probe-"):
-                pass
-        except OSError as error:
-            return f"cannot write {path}: {storage_problem(error) or error}."
+        problem = unwritable(path, folder=False)
+        if problem:
+            return f"cannot write {path}: {problem}."
     return None
 
 

@@ -19,32 +19,9 @@ import tempfile
 from pathlib import Path
 
 from va2att.util.fileio import atomic_path
-from va2att.util.storage import storage_problem
+from va2att.util.storage import storage_problem, unwritable
 
 RESCUE_PREFIX = "va2att-predict-"  # folders under the system's temporary folder that hold rescued results
-
-
-def _existing_ancestor(folder: Path) -> Path:
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
-
-
-def _problem(path: Path, folder: bool) -> str | None:
-    if folder and path.exists() and not path.is_dir():
-        return "it is a file; give a folder"
-    if not folder and path.is_dir():
-        return "it is a folder; give a file name"
-    target = path if folder else path.parent
-    ancestor = _existing_ancestor(target.absolute())
-    if not ancestor.is_dir():
-        return f"{ancestor} is a file, not a folder"
-    try:
-        with tempfile.TemporaryFile(dir=ancestor):
-            pass
-    except OSError as error:
-        return f"{ancestor} cannot be written: {storage_problem(error) or error.strerror or error}"
-    return None
 
 
 def output_problems(outputs: dict[str, tuple[Path | None, bool]], inputs=()) -> list[str]:
@@ -60,7 +37,7 @@ def output_problems(outputs: dict[str, tuple[Path | None, bool]], inputs=()) -> 
         if path is None:
             continue
         path = Path(path)
-        problem = _problem(path, folder)
+        problem = unwritable(path, folder)
         resolved = path.resolve()
         if problem is None and resolved in seen:
             problem = f"{seen[resolved]} writes there too; give each output its own path"

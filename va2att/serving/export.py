@@ -52,8 +52,6 @@ best model, so a run killed between the export and recording it does not export 
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
 import re
@@ -81,6 +79,7 @@ from va2att.serving.signature import (
     served_outputs,
 )
 from va2att.util import fileio
+from va2att.util.locking import FolderInUseError, folder_lock
 from va2att.util.storage import storage_problem
 
 METADATA_FILE = "assets.extra/va2att.json"
@@ -304,18 +303,11 @@ def export_saved_model(model: keras.Model, export_root: str | os.PathLike, versi
 def _only_export(root: Path):
     """Hold `root` for one export at a time: an OS lock on the folder itself (no lock file among the versions
     that TF Serving lists), released when the process ends however it ends."""
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            raise ExportError(f"Another process is exporting to {root}; wait for it to finish.") from None
-        yield
-    finally:
-        os.close(fd)  # also releases the lock
+        with folder_lock(root, "export", lock_file=False):
+            yield
+    except FolderInUseError:
+        raise ExportError(f"Another process is exporting to {root}; wait for it to finish.") from None
 
 
 def _write(model: keras.Model, final: Path, provenance: dict | None, fold: bool, xla: bool) -> None:

@@ -36,7 +36,7 @@ from va2att.run_dir import (
 )
 from va2att.util import fileio
 from va2att.util.locking import FolderInUseError, folder_lock  # noqa: F401 (FolderInUseError: what train() raises)
-from va2att.util.storage import storage_problem
+from va2att.util.storage import storage_problem, unwritable
 
 
 @dataclasses.dataclass
@@ -232,7 +232,12 @@ def train(run_dir, *, cache_dir=None, epochs: int | None = None, verbose="auto",
             for folder in (run.root, run.checkpoints):  # what a killed writer left half-written
                 if folder.is_dir():
                     fileio.remove_temporaries(folder)
+            problem = unwritable(run.export_root, folder=True)
+            if problem:  # found now, not after hours of training
+                raise TrainStorageError(f"cannot write the export of {run_dir}: {problem}.")
             return _train(run_dir, cache_dir=cache_dir, epochs=epochs, verbose=verbose, log=log)
+    except TrainStorageError:
+        raise
     except Exception as error:
         problem = storage_problem(error)
         if problem is None:
@@ -452,7 +457,13 @@ def _finish(session: _Session, strategy, prepared, state: dict, initial_epoch: i
 
         provenance = make_record(describe_data(session.cfg.data.data, prepared), state)
         fileio.write_json(session.run.root / PROVENANCE_FILE, provenance)
-        export_dir = _export_best(session.run, state, session.log, provenance, resumed_after=initial_epoch)
+        from va2att.serving.export import ExportError
+
+        try:
+            export_dir = _export_best(session.run, state, session.log, provenance, resumed_after=initial_epoch)
+        except ExportError as error:  # one line already; say that training itself is complete
+            raise TrainStorageError(f"{error} Every epoch is complete; export the best model with: "
+                                    f"{resume_command(session.run.root)}") from None
     if session.multiworker:
         from va2att.training.multiworker import barrier
 
@@ -482,7 +493,7 @@ def _export_best(run: RunDir, state: dict, log, provenance: dict | None = None, 
     the one TF Serving and `load_inference_model(RUN)` take (the newest). A state written before
     `export_epoch` was recorded counts its export as current unless the best epoch came after
     `resumed_after`, the epoch this call resumed from."""
-    from va2att.serving.export import export_saved_model
+    from va2att.serving.export import export_saved_model, find_version
     from va2att.serving.loading import load_keras_model
 
     best_epoch = state.get("best_epoch")
@@ -491,8 +502,9 @@ def _export_best(run: RunDir, state: dict, log, provenance: dict | None = None, 
         exported_epoch = best_epoch
     if state.get("export") and (run.root / state["export"]).is_dir() and exported_epoch == best_epoch:
         return run.root / state["export"]
-    best = load_keras_model(run.best)
-    export_dir = export_saved_model(best, run.export_root, provenance=provenance)
+    export_dir = find_version(run.export_root, provenance) if provenance else None
+    if export_dir is None:  # not written yet (a run killed after the rename finds its version above)
+        export_dir = export_saved_model(load_keras_model(run.best), run.export_root, provenance=provenance)
     state = dict(state, export=str(Path(export_dir).relative_to(run.root)), export_epoch=best_epoch)
     fileio.write_json(run.state, state)
     log(f"Exported the best model (epoch {best_epoch}) for TF Serving to {export_dir}")
