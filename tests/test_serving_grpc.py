@@ -168,7 +168,8 @@ def test_client_prints_one_line_per_face_over_grpc(saved_model, faces, expected,
         label = EXPRESSION_NAMES[int(np.argmax(probabilities))]
         assert line == (f"{paths[i]}  face 1  valence {expected['valence'][i, 0]:+.3f}  "
                         f"arousal {expected['arousal'][i, 0]:+.3f}  expression {label} ({probabilities.max():.2f})")
-    assert len(service.requests) == 1  # all faces in one request
+    predictions = [r for r in service.requests if r.model_spec.signature_name == SERVING_DEFAULT]
+    assert len(predictions) == 1  # all faces in one request (the other asks for the provenance)
 
     status, out, err = run_client(capsys, *paths, "--aligned", "--grpc", target, "--timeout", "60", "--json")
     assert status == 0, err
@@ -238,3 +239,26 @@ def test_client_reports_a_wrong_number_of_answers_over_grpc(faces, serve, tmp_pa
     paths = write_faces(tmp_path, faces[:2])
     status, out, err = run_client(capsys, *paths, "--aligned", "--grpc", target)
     assert status == 1 and out == "" and "2 were sent" in err and err.count("\n") == 1
+
+
+def test_the_version_asked_for_is_the_version_the_request_names(saved_model, faces, serve, tmp_path, capsys):
+    target, service = serve(answer_like_tf_serving(saved_model))
+    status, out, _ = run_client(capsys, *write_faces(tmp_path, faces), "--aligned", "--grpc", target, "--version", "3")
+    assert status == 0 and out.count("\n") == len(faces)
+    assert [r.model_spec.version.value for r in service.requests] == [3, 3]  # the prediction and the provenance
+
+
+def test_a_model_trained_on_drawn_faces_is_named_over_grpc_too(faces, serve, tmp_path, tmp_path_factory, capsys,
+                                                               monkeypatch):
+    from va2att.serving import provenance
+
+    monkeypatch.setattr(provenance, "_warned", set())  # the warning is once per model and process
+    keras.utils.set_random_seed(2)
+    model = build_model(ModelConfig(**TINY_MODEL))
+    record = {"data": {"kind": "synthetic", "name": "the demo set", "training_faces": 6000}}
+    path = export.export_saved_model(model, tmp_path_factory.mktemp("export") / MODEL_NAME, provenance=record)
+    target, service = serve(answer_like_tf_serving(tf.saved_model.load(str(path))))
+    status, out, err = run_client(capsys, *write_faces(tmp_path, faces), "--aligned", "--grpc", target)
+    assert status == 0 and out.count("\n") == len(faces)
+    assert "was trained on the demo set (6000 faces)" in err
+    assert [r.model_spec.signature_name for r in service.requests] == [SERVING_DEFAULT, "provenance"]

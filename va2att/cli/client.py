@@ -33,6 +33,7 @@ from va2att.config import FACE_SIZE, INPUT_SIZE
 from va2att.faces.network_input import aligned_face, prepare_faces
 from va2att.serving.remote import (
     Deadline,
+    grpc_provenance,
     post_predict,
     predict_grpc,
     served_provenance,
@@ -179,30 +180,33 @@ def _main(argv) -> int:
     deadline = Deadline(args.timeout)  # for everything sent and read from here on
     try:
         if args.grpc:
-            outputs = predict_grpc(args.grpc, args.model, images, args.timeout)
+            outputs = predict_grpc(args.grpc, args.model, images, deadline, version=args.version)
         else:
             outputs = post_predict(url, build_predict_body(images), deadline, count=len(faces))
     except ServingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if not args.grpc:
-        _warn_about_provenance(url, args.model, deadline)
+    _warn_about_provenance(args, url, deadline)
     for i, face in enumerate(faces):
         print(json.dumps(_face_json(face, outputs, i)) if args.json else format_face(face, outputs, i))
     return 0
 
 
-def _warn_about_provenance(url: str, model: str, deadline) -> None:
-    """Warn when the served model learnt synthetic faces (`va2att.serving.provenance`); the question is asked
-    within what is left of the deadline, and a failed one is one line that leaves the predictions standing."""
+def _warn_about_provenance(args, url: str | None, deadline) -> None:
+    """Warn when the served model learnt synthetic faces (`va2att.serving.provenance`), over REST or gRPC; the
+    question is asked within what is left of the deadline, and a failed one is one line that leaves the
+    predictions standing."""
     from va2att.serving.provenance import warn_if_synthetic
 
     try:
-        record = served_provenance(url, deadline)
+        if args.grpc:
+            record = grpc_provenance(args.grpc, args.model, deadline, version=args.version)
+        else:
+            record = served_provenance(url, deadline)
     except ServingError as error:
         print(f"warning: the served model's provenance is unknown: {error}", file=sys.stderr)
         return
-    warn_if_synthetic(f"the served model {model!r}", record or {})
+    warn_if_synthetic(f"the served model {args.model!r}", record or {})
 
 
 if __name__ == "__main__":

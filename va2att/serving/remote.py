@@ -208,25 +208,69 @@ def _failure_message(url: str, error: BaseException, deadline: Deadline) -> str:
 
 
 def predict_grpc(
-    target: str, model: str, images: np.ndarray, timeout: float, signature: str = SERVING_DEFAULT
+    target: str, model: str, images: np.ndarray, timeout: float | Deadline, signature: str = SERVING_DEFAULT,
+    version: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """One gRPC Predict call (`tensorflow-serving-api`, the optional extra `va2att[grpc]`).
+    """One gRPC Predict call (`tensorflow-serving-api`, the optional extra `va2att[grpc]`) to `version` of
+    `model` (None: the newest served).
 
-    `timeout` is gRPC's deadline for the whole call; the answer is read up to `MAX_ANSWER_BYTES`
-    and checked against the images sent and the served outputs, as `post_predict` does."""
+    `timeout` (seconds, or a `Deadline` shared with other calls) is gRPC's deadline for the whole call; the
+    answer is read up to `MAX_ANSWER_BYTES` and checked against the images sent and the served outputs,
+    as `post_predict` does."""
+    import tensorflow as tf
+
+    request = _grpc_request(model, signature, version)
+    request.inputs[IMAGE_INPUT].CopyFrom(tf.make_tensor_proto(np.asarray(images, np.float32)))
+    outputs = _grpc_predict(target, request, _deadline(timeout))
+    numeric = {name: value if value.dtype == object else value.astype(np.float32) for name, value in outputs.items()}
+    return check_answer(order_outputs(numeric), len(images))
+
+
+def grpc_provenance(target: str, model: str, timeout: float | Deadline, version: int | None = None) -> dict | None:
+    """The `provenance` record of the model served over gRPC at `target`, as `served_provenance` asks it over
+    REST: None when the model has no such signature or answers something that is no record."""
+    request = _grpc_request(model, "provenance", version)
     try:
-        import grpc
-        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+        outputs = _grpc_predict(target, request, _deadline(timeout), missing_ok=True)
+    except _NoSuchSignature:
+        return None
+    value = outputs.get("provenance")
+    try:
+        text = value.reshape(-1)[0] if value is not None and value.size == 1 else None
+        record = json.loads(text) if isinstance(text, (str, bytes)) else None
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+class _NoSuchSignature(ServingError):
+    """The served model has no signature of the asked name."""
+
+
+def _grpc_request(model: str, signature: str, version: int | None):
+    try:
+        from tensorflow_serving.apis import predict_pb2
     except ImportError:
         raise ServingError(
             "--grpc needs the optional gRPC extra: pip install 'va2att[grpc]' (installs tensorflow-serving-api)"
         ) from None
-    import tensorflow as tf
-
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model
     request.model_spec.signature_name = signature
-    request.inputs[IMAGE_INPUT].CopyFrom(tf.make_tensor_proto(np.asarray(images, np.float32)))
+    if version is not None:
+        request.model_spec.version.value = int(version)
+    return request
+
+
+def _grpc_predict(target: str, request, deadline: Deadline, missing_ok: bool = False) -> dict[str, np.ndarray]:
+    """Send one PredictRequest within `deadline`; its outputs as arrays. Every failure is one ServingError line."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    timeout = deadline.remaining()
+    if timeout <= 0:
+        raise ServingError(f"No answer from TF Serving gRPC at {target} within {deadline.seconds:g} s (timed out)")
     options = [("grpc.max_receive_message_length", MAX_ANSWER_BYTES)]
     with grpc.insecure_channel(target, options=options) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -237,14 +281,16 @@ def predict_grpc(
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise ServingError(f"Cannot connect to TF Serving gRPC at {target}: {error.details()}") from None
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise ServingError(f"No answer from TF Serving gRPC at {target} within {timeout:g} s (timed out)") from None
+                raise ServingError(f"No answer from TF Serving gRPC at {target} within {deadline.seconds:g} s "
+                                   "(timed out)") from None
             if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise ServingError(f"The answer of TF Serving gRPC at {target} is larger than {MAX_ANSWER_BYTES} "
                                    "bytes, the most the client reads; send fewer faces per call") from None
+            if missing_ok and code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
+                                       grpc.StatusCode.INVALID_ARGUMENT):
+                raise _NoSuchSignature(error.details()) from None
             raise ServingError(f"TF Serving gRPC at {target} answered {code.name}: {error.details()}") from None
     try:
-        outputs = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
     except (TypeError, ValueError) as error:
         raise ServingError(f"TF Serving gRPC at {target} answered tensors that cannot be read: {error}") from None
-    numeric = {name: value if value.dtype == object else value.astype(np.float32) for name, value in outputs.items()}
-    return check_answer(order_outputs(numeric), len(images))
