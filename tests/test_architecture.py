@@ -153,3 +153,18 @@ PATH = re.compile(r"(?<![\w/.])(va2att/[A-Za-z_0-9/]*(?:\.py|/))")
 def test_every_package_path_the_documentation_mentions_exists(doc):
     missing = sorted({m.group(1) for m in PATH.finditer(doc.read_text())} - {"va2att/"})
     assert [path for path in missing if not (REPO / path).exists()] == []
+
+
+def test_every_test_the_reliability_promises_name_exists():
+    """docs/reliability.md names a test for each promise: `tests/FILE.py::name`, or `::name` of the file named
+    last before it."""
+    current, missing = None, []
+    for token in re.findall(r"`(tests/[\w/]+\.py)?(?:::(\w+))?[^`]*`", (REPO / "docs" / "reliability.md").read_text()):
+        path, name = token
+        if path:
+            current = REPO / path
+            if not current.is_file():
+                missing.append(path)
+        if name and current is not None and not re.search(rf"^def {name}\(", current.read_text(), re.M):
+            missing.append(f"{current.relative_to(REPO)}::{name}")
+    assert missing == []

@@ -180,3 +180,16 @@ def test_ctrl_c_stops_preparation_in_one_line_and_the_same_command_resumes(root,
     assert "Interrupted" in err and "the same command resumes" in err and err.strip().count("\n") == 0
     assert len(list((out / prep.PROGRESS_DIR).glob("*.json"))) == 2
     assert prepare_cli.main([str(a) for a in args]) == 0 and prep.is_prepared(out)
+
+
+def test_a_damaged_shard_marker_makes_its_shard_prepared_again(root, reference, tmp_path):
+    ref_out, ref_report = reference
+    out = tmp_path / "prepared"
+    shutil.copytree(ref_out, out)
+    marker = out / prep.PROGRESS_DIR / "training-00001.tfrecord.json"
+    marker.write_text('{"written": ')  # cut short
+    (out / "report.json").unlink()
+    report = prep.prepare(root, out, workers=1, shard_size=SHARD, progress=False)
+    assert json.loads(marker.read_text())["written"] > 0
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "root")}
+    assert strip(report) == strip(ref_report)

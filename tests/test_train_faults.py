@@ -1,6 +1,8 @@
 """Training under storage faults and interruptions: one line saying what to fix, nothing lost, the same command resumes."""
 
 import errno
+import os
+import textwrap
 
 import numpy as np
 import pytest
@@ -153,3 +155,27 @@ def test_an_unwritable_export_is_found_before_training_and_a_failed_export_is_on
             trainer.train(run.root, verbose=0, log=lambda *a: None)
     assert "\n" not in str(caught.value) and "Every epoch is complete" in str(caught.value)
     assert trainer.train(run.root, verbose=0, log=lambda *a: None).export_dir.is_dir()
+
+
+_CTRL_C_WHILE_PREPARING = textwrap.dedent("""
+    import os, signal, sys
+    from va2att.cli import train as train_cli
+    from va2att.data import source
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+    source.prepare = interrupted
+    sys.exit(train_cli.main(sys.argv[1:]))
+""")
+
+
+def test_ctrl_c_while_train_prepares_the_data_is_one_line(tmp_path, spawn):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, VA2ATT_CACHE=str(tmp_path / "cache"))
+    args = ["--out", str(tmp_path / "run"), "--data.demo_train=16", "--data.demo_val=8", "--data.prepare_workers=1"]
+    proc = spawn([sys.executable, "-c", _CTRL_C_WHILE_PREPARING, *args], stderr=subprocess.PIPE, text=True, env=env)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "Interrupted. Data prepared so far is kept; the same command resumes from it." in err
+    assert not (tmp_path / "run").exists()
