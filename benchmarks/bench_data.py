@@ -90,7 +90,7 @@ def bench_pipeline(prepared, epochs=3, batch=256):
     def run():
         nonlocal n
         for _ in range(epochs):
-            for x, _ in ds:
+            for x, *_ in ds:
                 n += int(x.shape[0])
 
     r = _rate(run, 0)
