@@ -125,7 +125,9 @@ def test_a_resumed_run_reads_its_data_where_the_run_prepared_it(tmp_path, monkey
     assert result.epochs_done == 2 and not elsewhere.exists(), lines
     assert not any("Preparing" in line or "Generating" in line for line in lines)
     # A run folder written before data.json existed resumes from the cache it is given, and records it.
+    from va2att.data.source import run_data
+
     run.data.unlink()
-    trainer.train(run.root, epochs=3, cache_dir=first, verbose=0, log=lines.append)
+    assert run_data(run, cfg.data, cache_dir=first, log=lines.append) == prepared
     assert run_dir.read_data_record(run.root) == {"prepared": [str(prepared.resolve())], "cache_dir": str(first.resolve())}
     assert trainer.resume_command(run.root, first).endswith(f"--resume {run.root} --cache-dir {first}")
