@@ -77,3 +77,31 @@ def test_predict_checks_inputs_and_model_before_loading_tensorflow(tmp_path):
     assert proc.stdout.split() == ["1", "2", "False"]
     assert "nope.jpg" in proc.stderr and "no-model" in proc.stderr
 
+
+
+def test_the_public_names_and_the_keras_names_that_saved_files_hold_are_where_they_were():
+    """`from va2att import ...` names resolve, and every Keras class is registered under the name a `.keras` file
+    written by an earlier version holds (`va2att>ClassName`), whichever module defines it now."""
+    import keras
+
+    import va2att
+
+    for name in va2att.__all__:
+        assert getattr(va2att, name) is not None, name
+    from va2att.model import losses, metrics, network  # noqa: F401 - they register the classes
+    from va2att.model.layers import (  # noqa: F401
+        EmotionGCN,
+        FusedBatchNormalization,
+        GraphConvolution,
+        LevelAttention,
+        PerImageStandardization,
+        ResidualAttentionBlock,
+        ResidualUnit,
+    )
+
+    names = ["CCC", "ConcordanceLoss", "EmotionGCN", "FusedBatchNormalization", "GraphConvolution", "LevelAttention",
+             "MeanSquaredError", "PCC", "PerImageStandardization", "RMSE", "ResidualAttentionBlock", "ResidualUnit",
+             "SAGR", "TukeyBiweight", "VA2AttModel"]
+    for name in names:
+        cls = keras.saving.get_registered_object(f"va2att>{name}")
+        assert cls is not None and cls.__name__ == name, name
