@@ -105,3 +105,39 @@ def test_the_public_names_and_the_keras_names_that_saved_files_hold_are_where_th
     for name in names:
         cls = keras.saving.get_registered_object(f"va2att>{name}")
         assert cls is not None and cls.__name__ == name, name
+
+
+def test_files_written_before_the_package_had_folders_still_load(tmp_path):
+    """tests/data holds the config of a `.keras` file and a run's config.json written by va2att 0.1.0 with the flat
+    package (module `va2att.model`, registered names `va2att>...`): they load as they did."""
+    import json
+    import zipfile
+
+    import numpy as np
+
+    from va2att import load_keras_model
+    from va2att.config import RunConfig
+    from va2att.model import build_model
+    from va2att.run_dir import load_run_config
+
+    data = REPO / "tests" / "data"
+    old = json.loads((data / "keras-config-0.1.0.json").read_text())
+    assert old["module"] == "va2att.model" and old["registered_name"] == "va2att>VA2AttModel"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text((data / "run-config-0.1.0.json").read_text())
+    cfg = load_run_config(run)
+    assert isinstance(cfg, RunConfig) and cfg.model.width == 8
+    # The old file's config with weights of the same network: what an old .keras file holds.
+    model = build_model(cfg.model)
+    model.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as new, zipfile.ZipFile(tmp_path / "old.keras", "w") as written:
+        for item in new.namelist():
+            written.writestr(item, (data / "keras-config-0.1.0.json").read_bytes() if item == "config.json"
+                             else new.read(item))
+    loaded = load_keras_model(tmp_path / "old.keras")
+    assert type(loaded).__name__ == "VA2AttModel" and loaded.model_config == cfg.model
+    image = np.random.default_rng(0).uniform(0, 255, (2, 48, 48, 1)).astype("float32")
+    expected, found = model(image), loaded(image)
+    for name in expected:
+        np.testing.assert_allclose(np.asarray(found[name]), np.asarray(expected[name]), atol=1e-6)
