@@ -88,6 +88,18 @@ def spawn():
         kill_group(proc)
 
 
+def write_faces(folder, faces) -> list[str]:
+    """Each face as `folder/face<i>.png`; the paths, as strings."""
+    import cv2
+
+    paths = []
+    for i, face in enumerate(faces):
+        path = folder / f"face{i}.png"
+        cv2.imwrite(str(path), face)
+        paths.append(str(path))
+    return paths
+
+
 class Probe:
     """A stand-in for an InferenceModel whose answers differ between a crop and its mirror (a fixed
     function of the pixels: valence from the left half, arousal from the top half)."""

@@ -6,68 +6,26 @@ import importlib
 import re
 from pathlib import Path
 
+import package_shape  # benchmarks/package_shape.py: the import graph and the layers, measured the same way
 import pytest
 
 import va2att
 
 PACKAGE = Path(va2att.__file__).resolve().parent
 REPO = PACKAGE.parent
-# Bottom to top: a module may import from its own level or the levels below it.
-LEVELS = {
-    "util": 0,
-    "config": 1, "run_dir": 1,
-    "faces": 2,
-    "data": 3,
-    "model": 4,
-    "serving": 5,
-    "evaluation": 6,
-    "training": 7,
-    "prediction": 8,
-    "experiments": 9,
-    "cli": 10,
-}
+LEVELS = package_shape.LEVELS  # bottom to top: a module may import from its own level or the levels below
 # The documented module commands kept at their old paths: each hands over to va2att.cli (the top).
-SHIMS = {"va2att.predict", "va2att.data.prepare", "va2att.data.synthetic.__main__", "va2att.experiments.__main__",
-         "va2att.serving.client"}
+SHIMS = {f"va2att.{name}" for name in package_shape.COMMANDS}
 FACADE = "va2att"  # va2att/__init__.py: the public names, imported on first use
 MAX_FUNCTION_LINES = 80
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(REPO).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
 def modules() -> dict[str, Path]:
-    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
-
-
-def imports(path: Path, known) -> set[str]:
-    """The va2att modules a file imports, at any depth (deferred imports in functions included)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
-        else:
-            continue
-        for name in names:
-            while name and name not in known:
-                name = name.rpartition(".")[0]
-            if name.startswith("va2att") and name != "va2att":
-                found.add(name)
-    return found
+    return package_shape.modules(PACKAGE)
 
 
 def graph() -> dict[str, set[str]]:
-    known = modules()
-    edges = {}
-    for name, path in known.items():
-        targets = imports(path, known)
-        # importing a.b.c runs the packages a.b and a: their __init__ is not an edge of interest
-        edges[name] = {t for t in targets if t != name and not name.startswith(t + ".")}
-    return edges
+    return package_shape.arrows(modules())
 
 
 def level(module: str) -> int:
@@ -88,23 +46,7 @@ def test_no_folder_imports_from_a_folder_above_it():
 
 def test_no_import_cycles():
     edges = {m: {t for t in ts if t not in SHIMS} for m, ts in graph().items() if m not in SHIMS}
-    cycles, state = [], {}
-
-    def visit(node, stack):
-        state[node] = "open"
-        stack.append(node)
-        for nxt in sorted(edges.get(node, ())):
-            if state.get(nxt) == "open":
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
-            elif nxt not in state:
-                visit(nxt, stack)
-        stack.pop()
-        state[node] = "done"
-
-    for node in sorted(edges):
-        if node not in state:
-            visit(node, [])
-    assert cycles == []
+    assert package_shape.cycles(edges) == []
 
 
 def test_no_function_is_longer_than_the_limit():
@@ -165,6 +107,6 @@ def test_every_test_the_reliability_promises_name_exists():
             current = REPO / path
             if not current.is_file():
                 missing.append(path)
-        if name and current is not None and not re.search(rf"^def {name}\(", current.read_text(), re.M):
+        if name and current is not None and not re.search(rf"^def {name}\(", current.read_text(), re.MULTILINE):
             missing.append(f"{current.relative_to(REPO)}::{name}")
     assert missing == []

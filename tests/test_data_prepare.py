@@ -86,19 +86,20 @@ def test_round_trip_keeps_labels_and_counts_reasons(root, reference):
     assert report["skipped"]["missing"] == 2
 
 
-# A preparation killed by SIGKILL right after its second shard is written (the wrapper, not the product,
-# decides when), in a process of its own with another hash seed than the reference run's.
-_KILLED_AFTER_TWO_SHARDS = textwrap.dedent("""
+# `python -m va2att.data.prepare ARGS` in a process of its own that sends itself `SIGNAL` right after its second
+# shard is written: the wrapper, not the product, decides when.
+_SIGNAL_AFTER_TWO_SHARDS = textwrap.dedent("""
     import os, signal, sys
+    from va2att.cli import prepare as prepare_cli
     from va2att.data import preparation
     write_shard, written = preparation._write_shard, []
-    def write_then_die(*args):
+    def write_then_signal(*args):
         write_shard(*args)
         written.append(args[2])
         if len(written) == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
-    preparation._write_shard = write_then_die
-    preparation.prepare(sys.argv[1], sys.argv[2], workers=1, shard_size=int(sys.argv[3]), progress=False)
+            os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    preparation._write_shard = write_then_signal
+    sys.exit(prepare_cli.main(sys.argv[2:]))
 """)
 
 
@@ -106,7 +107,8 @@ def test_a_killed_run_resumes_to_identical_records(root, reference, tmp_path, sp
     ref_out, ref_report = reference
     out = tmp_path / "prepared"
     env = dict(os.environ, PYTHONHASHSEED="12345")
-    proc = spawn([sys.executable, "-c", _KILLED_AFTER_TWO_SHARDS, root, out, SHARD], env=env)
+    args = [root, out, "--workers", "1", "--shard-size", SHARD, "--quiet"]  # in another process, another hash seed
+    proc = spawn([sys.executable, "-c", _SIGNAL_AFTER_TWO_SHARDS, "SIGKILL", *args], env=env)
     assert proc.wait(timeout=300) == -signal.SIGKILL
     assert not prep.is_prepared(out)
     done = sorted(p.name for p in (out / prep.PROGRESS_DIR).glob("*.json"))
@@ -154,27 +156,12 @@ def test_cli(root, tmp_path, capsys):
     assert prepare_cli.main([str(tmp_path / "nothing"), str(tmp_path / "o2"), "--quiet"]) == 2
 
 
-_CTRL_C_AFTER_TWO_SHARDS = textwrap.dedent("""
-    import os, signal, sys
-    from va2att.cli import prepare as prepare_cli
-    from va2att.data import preparation
-    write_shard, written = preparation._write_shard, []
-    def write_then_interrupt(*args):
-        write_shard(*args)
-        written.append(args[2])
-        if len(written) == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-    preparation._write_shard = write_then_interrupt
-    sys.exit(prepare_cli.main(sys.argv[1:]))
-""")
-
-
 def test_ctrl_c_stops_preparation_in_one_line_and_the_same_command_resumes(root, reference, tmp_path, spawn):
     import subprocess
 
     out = tmp_path / "prepared"
     args = [root, out, "--workers", "1", "--shard-size", SHARD, "--quiet"]
-    proc = spawn([sys.executable, "-c", _CTRL_C_AFTER_TWO_SHARDS, *args], stderr=subprocess.PIPE, text=True)
+    proc = spawn([sys.executable, "-c", _SIGNAL_AFTER_TWO_SHARDS, "SIGINT", *args], stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert "Interrupted" in err and "the same command resumes" in err and err.strip().count("\n") == 0

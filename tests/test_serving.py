@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, write_faces
 
 from va2att.cli import client
 from va2att.config import EXPRESSION_NAMES, ModelConfig
@@ -116,15 +116,6 @@ def fake_server(respond, lifetime=60.0):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-
-
-def write_faces(folder, faces):
-    paths = []
-    for i, face in enumerate(faces):
-        path = folder / f"face{i}.png"
-        cv2.imwrite(str(path), face)
-        paths.append(str(path))
-    return paths
 
 
 def test_client_body_through_the_saved_model_matches_keras(signatures, faces, expected):

@@ -6,13 +6,12 @@ import socket
 import threading
 from concurrent import futures
 
-import cv2
 import grpc
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, write_faces
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from va2att.cli import client
@@ -120,15 +119,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def write_faces(folder, faces):
-    paths = []
-    for i, face in enumerate(faces):
-        path = folder / f"face{i}.png"
-        cv2.imwrite(str(path), face)
-        paths.append(str(path))
-    return paths
 
 
 def run_client(capsys, *argv):
