@@ -21,7 +21,7 @@ from va2att.cli import add_verbose_flag, program_name, quiet_tensorflow
 def parse(argv):
     p = argparse.ArgumentParser(prog=program_name("va2att.cli.evaluate"), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="run folder, .keras file, SavedModel folder or export root")
+    p.add_argument("--model", required=True, help="run folder, .keras or .tflite file, SavedModel folder or export root")
     p.add_argument("--data", help="'demo', an AffectNet root or a prepared folder (default: the run's data, else demo)")
     p.add_argument("--split", default="validation", choices=("validation", "training"),
                    help="the split to score (default validation; AffectNet has no public test set)")
@@ -29,6 +29,9 @@ def parse(argv):
     p.add_argument("--out", metavar="DIR", help="report folder (default RUN_DIR/eval-<split>, else eval/<name>-<split>)")
     p.add_argument("--classes", type=int, choices=(8, 7), help="expression classes to score (default: the model's)")
     p.add_argument("--batch-size", type=int, default=256, help="faces per network call (default 256)")
+    p.add_argument("--runtime", default="auto", choices=("auto", "savedmodel", "litert"),
+                   help="what runs an export: its SavedModel, its LiteRT model (model.tflite), or auto (default: "
+                        "va2att.serving.loading.AUTO_RUNTIME); a .keras or .tflite file runs as what it is")
     p.add_argument("--cache-dir", help="cache for the demo set and prepared data "
                                        "(default $VA2ATT_CACHE or ~/.cache/va2att)")
     add_verbose_flag(p)
@@ -57,7 +60,7 @@ def _evaluate(args) -> int:
     run = RunDir(model_path) if RunDir.is_run_dir(model_path) else None
     try:
         run_cfg = load_run_config(model_path) if run else None
-        model = load_inference_model(model_path)
+        model = load_inference_model(model_path, runtime=args.runtime)
     except (OSError, ValueError) as e:
         print(f"error: cannot load a model from {model_path}: {e}", file=sys.stderr)
         return 2

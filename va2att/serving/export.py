@@ -1,9 +1,11 @@
 """Export a trained model as a SavedModel that TF Serving (and plain TensorFlow) can load.
 
-Layout (TF Serving's): `export_root/<version>/saved_model.pb` + `variables/` + `assets.extra/va2att.json`,
-where `<version>` is an integer, by default one more than the largest version already there. The
-version folder is written under a hidden temporary name and renamed into place once complete, so a
-TF Serving instance watching `export_root` never sees a half-written model.
+Layout (TF Serving's): `export_root/<version>/saved_model.pb` + `variables/` + `assets.extra/va2att.json`
++ `model.tflite`, where `<version>` is an integer, by default one more than the largest version already
+there. The version folder is written under a hidden temporary name and renamed into place once complete,
+so a TF Serving instance watching `export_root` never sees a half-written model. `model.tflite` is the
+same network as a float32 LiteRT model (`va2att.serving.litert`: what TF Serving serves with
+`--prefer_tflite_model=true`, and what a phone runs); `litert=` adds its float16 and int8 variants.
 
 Signatures:
 
@@ -62,6 +64,7 @@ import tensorflow as tf
 
 from va2att.config import FACE_SIZE, INPUT_SIZE
 from va2att.faces.network_input import inference_forward
+from va2att.serving import litert as litert_models
 from va2att.serving.encoded_images import MAX_PIXELS, checked_faces
 from va2att.serving.folded_inference import folded_forward
 from va2att.serving.signature import (
@@ -171,17 +174,18 @@ def checked_pixels(image):
         return tf.identity(image)
 
 
-def _outputs_or_empty(forward, images, specs: dict) -> dict:
-    """`forward(images)`, the model's named outputs, or empty outputs for an empty batch (the model is not run:
-    some of its kernels refuse an empty batch)."""
+def _outputs_or_empty(forward, images) -> dict:
+    """`forward(images)`, the model's named outputs; empty outputs for an empty batch.
 
-    def run():
-        return forward(images)
-
-    def empty():
-        return {name: tf.zeros([0, *spec.shape[1:]], tf.float32) for name, spec in specs.items()}
-
-    return tf.cond(tf.shape(images)[0] > 0, run, empty)
+    Some of the network's kernels refuse an empty batch, so an empty one is run as one blank image whose
+    outputs are then cut away: `images` gains `max(1 - n, 0)` zero images and the outputs keep their first
+    `n` rows. No `tf.cond`: a conditional would put the whole network inside an `If` subgraph, which the
+    LiteRT converter keeps and LiteRT's CPU delegate (XNNPACK) does not take (`va2att.serving.litert`).
+    """
+    count = tf.shape(images)[0]
+    blank = tf.zeros(tf.concat([[tf.maximum(1 - count, 0)], tf.shape(images)[1:]], 0), images.dtype)
+    outputs = forward(tf.concat([images, blank], 0))
+    return {name: value[:count] for name, value in outputs.items()}
 
 
 def _check_outputs(specs: dict) -> None:
@@ -215,13 +219,13 @@ def _build_archive(model: keras.Model, provenance: dict | None = None, fold: boo
 
     def serve_pixels_with(network):
         def serve_pixels(image):
-            return _outputs_or_empty(network, checked_pixels(image), specs)
+            return _outputs_or_empty(network, checked_pixels(image))
 
         return serve_pixels
 
     def serve_bytes(image_bytes):
         faces, errors = checked_faces(tf.ensure_shape(image_bytes, [None]))
-        outputs = _outputs_or_empty(forward, faces, specs)
+        outputs = _outputs_or_empty(forward, faces)
         failed = tf.not_equal(errors, "")
         outputs = {name: tf.where(tf.reshape(failed, [-1, 1]), tf.constant(float("nan")), value)
                    for name, value in outputs.items()}
@@ -231,7 +235,7 @@ def _build_archive(model: keras.Model, provenance: dict | None = None, fold: boo
     pixels_fn = archive.add_endpoint(SERVING_DEFAULT, serve_pixels_with(forward), input_signature=[pixels_spec])
     archive.add_endpoint(SERVING_BYTES, serve_bytes, input_signature=[bytes_spec])
     if xla:
-        # The checks and the empty-batch cond stay outside the compiled function: XLA compiles the
+        # The checks and the empty-batch padding stay outside the compiled function: XLA compiles the
         # network alone, once per batch size seen.
         compiled = tf.function(forward, jit_compile=True)
         archive.add_endpoint(SERVING_XLA, serve_pixels_with(compiled), input_signature=[pixels_spec])
@@ -246,7 +250,8 @@ def _build_archive(model: keras.Model, provenance: dict | None = None, fold: boo
 
 
 def export_saved_model(model: keras.Model, export_root: str | os.PathLike, version: int | None = None,
-                       provenance: dict | None = None, fold: bool = True, xla: bool = False) -> Path:
+                       provenance: dict | None = None, fold: bool = True, xla: bool = False,
+                       litert=litert_models.DEFAULT_VARIANTS) -> Path:
     """Write `model` to `export_root/<version>/` as a TF Serving SavedModel and return that folder.
 
     Args:
@@ -266,11 +271,16 @@ def export_saved_model(model: keras.Model, export_root: str | os.PathLike, versi
             default: TF Serving runs it only when started with `--xla_cpu_compilation_enabled=true`,
             so such exports belong in their own export root (e.g. `RUN_DIR/export/va2att-xla`, which
             compose's `serving-cpu-xla` serves; docs/serving.md).
+        litert: iterable of str, the LiteRT models to write beside the SavedModel (`va2att.serving.litert.
+            VARIANTS`): "float32" (`model.tflite`, always written unless `litert` is empty), "float16",
+            "int8" (dynamic range). `()` writes none.
 
     Raises:
-        ValueError: the model is not built, its outputs are not the served outputs, or a bad version.
+        ValueError: the model is not built, its outputs are not the served outputs, a bad version or an
+            unknown LiteRT variant.
         FileExistsError: `version` exists already.
-        ExportError: the export cannot be written (full disk, read-only folder, another export at work).
+        ExportError: the export cannot be written (full disk, read-only folder, another export at work, a
+            LiteRT conversion that fails).
         ExportInterrupted: Ctrl-C (a KeyboardInterrupt). After any of these no new version exists and no
             temporary is left (one that a killed process leaves is removed by the next export).
     """
@@ -278,6 +288,7 @@ def export_saved_model(model: keras.Model, export_root: str | os.PathLike, versi
         raise ValueError("The model must be built (called once or created from keras.Input) before export.")
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
         raise ValueError(f"The export version must be a non-negative integer. Received: version={version!r}")
+    litert = litert_models.check_variants((litert_models.FLOAT32, *litert)) if tuple(litert) else ()
     root = Path(export_root)
     try:
         with _only_export(root):
@@ -288,9 +299,11 @@ def export_saved_model(model: keras.Model, export_root: str | os.PathLike, versi
             final = root / str(version)
             if final.exists():
                 raise FileExistsError(f"Export version {final} already exists; pass another version or none.")
-            _write(model, final, provenance, fold, xla)
+            _write(model, final, provenance, fold, xla, litert)
     except KeyboardInterrupt:
         raise ExportInterrupted(f"The export to {root} was interrupted; no new version was written.") from None
+    except litert_models.LiteRTError as error:
+        raise ExportError(f"{error}; no new version was written.") from None
     except (OSError, tf.errors.OpError) as error:
         if isinstance(error, FileExistsError) and not storage_problem(error):
             raise
@@ -310,17 +323,20 @@ def _only_export(root: Path):
         raise ExportError(f"Another process is exporting to {root}; wait for it to finish.") from None
 
 
-def _write(model: keras.Model, final: Path, provenance: dict | None, fold: bool, xla: bool) -> None:
-    """The SavedModel and its metadata, written under a hidden temporary name and renamed to `final`."""
+def _write(model: keras.Model, final: Path, provenance: dict | None, fold: bool, xla: bool, litert: tuple) -> None:
+    """The SavedModel, its LiteRT models and its metadata, written under a hidden temporary name and renamed
+    to `final`."""
     with fileio.atomic_path(final, overwrite=False) as tmp:
         # Saving traces the endpoints again (in TensorFlow's save context), so the whole export,
         # not only the first trace, runs with the portable recurrent implementation.
         with portable_recurrent_layers(model):
             archive, outputs = _build_archive(model, provenance, fold, xla)
             archive.write_out(str(tmp), verbose=False)
+        written = litert_models.write_models(tmp, litert) if litert else {}
         meta = tmp / METADATA_FILE
         meta.parent.mkdir(parents=True, exist_ok=True)
         metadata = _metadata(model, outputs, xla)
+        metadata["litert"] = {variant: path.name for variant, path in written.items()}
         if provenance is not None:
             metadata["provenance"] = provenance
         meta.write_text(json.dumps(metadata, indent=2) + "\n")

@@ -6,7 +6,14 @@
   when there is one, otherwise `RUN_DIR/best.keras`;
 - an export root holding numbered SavedModel versions (`.../export/va2att`): the newest version;
 - a SavedModel folder (holding `saved_model.pb`): its `serving_default` signature;
-- a `.keras` file: the Keras model (`load_keras_model`, which imports va2att's Keras classes itself).
+- a `.keras` file: the Keras model (`load_keras_model`, which imports va2att's Keras classes itself);
+- a `.tflite` file: a LiteRT model (`va2att.serving.litert`, run by the `ai-edge-litert` interpreter).
+
+`runtime` picks what runs an export version (a SavedModel folder, or one that a run folder or an export
+root resolves to): "savedmodel" its `serving_default` signature in TensorFlow, "litert" its LiteRT model
+(`model.tflite`, written by every export since the LiteRT export exists; older versions have none),
+"auto" (the default) whichever `AUTO_RUNTIME` names, falling back to the SavedModel for a version
+without a LiteRT model. A `.keras` or `.tflite` file runs as what it is.
 
 Whatever the source, `InferenceModel(images)` takes float32 `[N, 48, 48, 1]` pixels 0-255 (aligned,
 centre-cropped faces; `[N, 48, 48]` is accepted too; other values are a ValueError), runs them in
@@ -25,6 +32,7 @@ import numpy as np
 
 from va2att.config import INPUT_SIZE
 from va2att.run_dir import RunDir
+from va2att.serving import litert
 from va2att.serving.signature import (
     PIXEL_RANGE,
     PROBABILITIES,
@@ -36,6 +44,8 @@ from va2att.serving.signature import (
 from va2att.util.checks import check_positive_int
 
 DEFAULT_BATCH_SIZE = 256
+RUNTIMES = ("auto", "savedmodel", "litert")
+AUTO_RUNTIME = "savedmodel"  # what "auto" runs an export version with (BENCHMARKS.md, "LiteRT", for why)
 
 
 def _is_saved_model(path: Path) -> bool:
@@ -47,31 +57,47 @@ def _newest_version(export_root: Path) -> Path | None:
     return max(versions, key=lambda p: int(p.name)) if versions else None
 
 
-def resolve_model_path(path: str | os.PathLike) -> Path:
-    """The file or SavedModel folder that `load_inference_model(path)` would load."""
+def resolve_model_path(path: str | os.PathLike, runtime: str = "auto") -> Path:
+    """The file or SavedModel folder that `load_inference_model(path, runtime=runtime)` would load."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"Unknown runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}.")
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"No model at {path}: expected a run folder, a .keras file or a SavedModel folder.")
+        raise FileNotFoundError(f"No model at {path}: expected a run folder, a .keras or .tflite file or a "
+                                f"SavedModel folder.")
     if path.is_file():
-        if path.suffix != ".keras":
-            raise ValueError(f"Unsupported model file {path}: expected a .keras file or a SavedModel folder.")
+        if path.suffix not in (".keras", ".tflite"):
+            raise ValueError(f"Unsupported model file {path}: expected a .keras or .tflite file or a SavedModel folder.")
         return path
+    version = _export_version(path)
+    if version is None:
+        run = RunDir(path)
+        if run.best.is_file():
+            if runtime == "litert":
+                raise FileNotFoundError(f"{path} has no export, so no LiteRT model: only {run.best.name}.")
+            return run.best
+        raise FileNotFoundError(
+            f"No model found in {path}: expected saved_model.pb, numbered SavedModel versions, "
+            f"{run.export_root.relative_to(run.root)}/<version>/ or {run.best.name}."
+        )
+    litert_model = litert.model_file(version)
+    if runtime == "litert" and not litert_model.is_file():
+        raise FileNotFoundError(f"{version} has no LiteRT model ({litert_model.name}): it was exported before "
+                                f"the LiteRT export existed; add one with `python -m va2att.cli.export {version}`.")
+    if runtime == "litert" or (runtime == "auto" and AUTO_RUNTIME == "litert" and litert_model.is_file()):
+        return litert_model
+    return version
+
+
+def _export_version(path: Path) -> Path | None:
+    """The SavedModel folder that a SavedModel folder, an export root or a run folder names, or None."""
     if _is_saved_model(path):
         return path
     newest = _newest_version(path)
     if newest is not None:
         return newest
     run = RunDir(path)
-    if run.export_root.is_dir():
-        newest = _newest_version(run.export_root)
-        if newest is not None:
-            return newest
-    if run.best.is_file():
-        return run.best
-    raise FileNotFoundError(
-        f"No model found in {path}: expected saved_model.pb, numbered SavedModel versions, "
-        f"{run.export_root.relative_to(run.root)}/<version>/ or {run.best.name}."
-    )
+    return _newest_version(run.export_root) if run.export_root.is_dir() else None
 
 
 class InferenceModel:
@@ -81,7 +107,7 @@ class InferenceModel:
         predict_fn: callable, float32 `[n, 48, 48, 1]` array -> dict of arrays or tensors.
         widths: dict, output name -> values per face (the model's own output shapes: `[n, width]`).
         source: Path the model was loaded from.
-        kind: str, "saved_model" or "keras".
+        kind: str, "saved_model", "litert" or "keras".
         batch_size: int, images per call of `predict_fn`.
 
     `outputs` lists the output names in the served order (`va2att.serving.signature`), `num_classes`
@@ -127,11 +153,15 @@ class InferenceModel:
 def output_widths(specs, source) -> dict[str, int]:
     """`{name: width}` of a model's outputs (`[None, width]` tensor specs), checked against the served
     outputs: a model answering none of them is refused (ValueError naming what it answers)."""
-    if not any(o.name in specs for o in served_outputs()):
-        raise ValueError(
-            f"{source} answers the outputs {sorted(specs)}, none of the outputs va2att reads "
-            f"({', '.join(o.name for o in served_outputs())}): is it a va2att model?")
+    _check_served(specs, source)
     return {name: int(spec.shape[-1]) if spec.shape.rank == 2 else 1 for name, spec in specs.items()}
+
+
+def _check_served(names, source) -> None:
+    if not any(o.name in names for o in served_outputs()):
+        raise ValueError(
+            f"{source} answers the outputs {sorted(names)}, none of the outputs va2att reads "
+            f"({', '.join(o.name for o in served_outputs())}): is it a va2att model?")
 
 
 def _from_saved_model(path: Path, batch_size: int) -> InferenceModel:
@@ -189,9 +219,29 @@ def _from_keras(path: Path, batch_size: int) -> InferenceModel:
     return inference
 
 
-def load_inference_model(path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE) -> InferenceModel:
-    """Load a run folder, export root, SavedModel folder or `.keras` file for inference (see module doc)."""
-    resolved = resolve_model_path(path)
+def _from_litert(path: Path, batch_size: int, threads: int | None) -> InferenceModel:
+    model = litert.LiteRTModel(path, threads)
+    widths = model.output_widths()
+    _check_served(widths, f"LiteRT model {path}")
+    inference = InferenceModel(model, widths, path, "litert", batch_size)
+    inference.litert_model = model
+    return inference
+
+
+def load_inference_model(path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, runtime: str = "auto",
+                         threads: int | None = None) -> InferenceModel:
+    """Load a run folder, export root, SavedModel folder, `.keras` or `.tflite` file for inference (see module doc).
+
+    Args:
+        path: str or Path, what to load.
+        batch_size: int, faces per call of the network.
+        runtime: str, "auto", "savedmodel" or "litert": what runs an export version (module doc).
+        threads: int or None, the LiteRT interpreter's CPU threads (default: the usable cores); TensorFlow
+            runtimes use TensorFlow's own thread settings.
+    """
+    resolved = resolve_model_path(path, runtime)
+    if resolved.suffix == ".tflite":
+        return _from_litert(resolved, batch_size, threads)
     if resolved.is_file():
         return _from_keras(resolved, batch_size)
     return _from_saved_model(resolved, batch_size)

@@ -141,7 +141,8 @@ def _path(document, *keys):
 def read_provenance(model_path: str | os.PathLike) -> dict | None:
     """The provenance of whatever `load_inference_model(model_path)` loads, or None when unknown.
 
-    A SavedModel carries its own; a `.keras` file or a run folder is read from its run folder
+    A SavedModel carries its own (and so does the LiteRT model beside it); a `.keras` file or a run folder is
+    read from its run folder
     (`provenance.json`, else the data named in `config.json`). A file of another shape, or one that is
     no JSON, counts as unknown: None, never an exception."""
     from va2att.serving.loading import resolve_model_path
@@ -150,8 +151,9 @@ def read_provenance(model_path: str | os.PathLike) -> dict | None:
         resolved = resolve_model_path(model_path)
     except (OSError, ValueError):
         return None
-    meta = resolved / "assets.extra" / "va2att.json"
-    if resolved.is_dir() and meta.is_file():
+    version = resolved.parent if resolved.suffix == ".tflite" else resolved  # a LiteRT model of an export version
+    meta = version / "assets.extra" / "va2att.json"
+    if version.is_dir() and meta.is_file():
         try:
             found = _path(json.loads(meta.read_text()), "provenance")
         except (OSError, ValueError, RecursionError):

@@ -1,0 +1,153 @@
+"""The served network as a LiteRT (TensorFlow Lite) model, beside the SavedModel, run by LiteRT's interpreter.
+
+Every export writes `model.tflite` (float32) into its version folder, next to `saved_model.pb`:
+`TFLiteConverter.from_saved_model` of the export's own `serving_default` signature, so the LiteRT
+model is the folded graph the SavedModel serves (`va2att.serving.folded_inference`), with the same
+signature name, input (`image`, float32 `[N, 48, 48, 1]`, pixels 0-255) and output names. TF Serving
+serves that file instead of the SavedModel when started with `--prefer_tflite_model=true`, and an app
+on a phone runs it with the LiteRT interpreter. Variants, on request (`VARIANTS`):
+
+- `float32` (`model.tflite`, always written): the same arithmetic as the SavedModel; outputs equal it
+  within float rounding (tests/test_litert.py: 1e-4 on random and real faces);
+- `float16` (`model-float16.tflite`): weights stored as float16 (half the file), computed in float32
+  on CPUs without float16 arithmetic, in float16 where the delegate supports it (phone GPUs, ARM);
+- `int8` (`model-int8.tflite`): dynamic-range quantisation, weights as int8 (a quarter of the file),
+  activations quantised on the fly per call, float inputs and outputs.
+
+What the LiteRT model leaves out: the SavedModel's input checks (shape, NaN/inf, pixels outside 0-255:
+the converter drops `CheckNumerics` and `Assert`). `LiteRTModel` (what `load_inference_model` returns for
+a LiteRT model) checks pixels in Python before each call, as it does for a SavedModel; an app that runs
+the file itself must send aligned 48 x 48 grayscale faces of pixels 0-255.
+
+The interpreter is the `ai-edge-litert` package's (`ai_edge_litert.interpreter.Interpreter`), which
+needs neither TensorFlow nor va2att: TensorFlow's own `tf.lite.Interpreter` is deprecated since
+TensorFlow 2.20. The converter is TensorFlow's (`tf.lite.TFLiteConverter`), used only to write the files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from va2att.serving.signature import IMAGE_INPUT, SERVING_DEFAULT
+from va2att.util import fileio
+
+FLOAT32 = "float32"
+VARIANTS = {  # variant -> file name in the version folder
+    FLOAT32: "model.tflite",  # the name TF Serving's --prefer_tflite_model reads
+    "float16": "model-float16.tflite",
+    "int8": "model-int8.tflite",  # dynamic-range: int8 weights, float inputs and outputs
+}
+DEFAULT_VARIANTS = (FLOAT32,)
+
+
+class LiteRTError(ValueError):
+    """A LiteRT model could not be written or run (a failed conversion, a file that is not a va2att LiteRT
+    model, no interpreter installed); a ValueError, as the loaders raise for a model they cannot use."""
+
+
+def check_variants(variants) -> tuple[str, ...]:
+    """`variants` as a tuple of known variant names in `VARIANTS`' order, each once; ValueError otherwise."""
+    variants = tuple(variants)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"Unknown LiteRT variants {unknown}; known: {', '.join(VARIANTS)}. Received: {variants}")
+    return tuple(v for v in VARIANTS if v in variants)
+
+
+def convert(saved_model_dir: str | os.PathLike, variant: str = FLOAT32) -> bytes:
+    """The LiteRT flatbuffer of `saved_model_dir`'s `serving_default` signature, as `variant` quantises it."""
+    import tensorflow as tf
+
+    from va2att.util.quiet import stderr_silenced
+
+    check_variants([variant])
+    try:
+        with stderr_silenced():  # the MLIR converter logs on stderr as it goes; a failure is raised below
+            converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir),
+                                                                 signature_keys=[SERVING_DEFAULT])
+            if variant != FLOAT32:
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]  # without a data set: dynamic-range int8
+            if variant == "float16":
+                converter.target_spec.supported_types = [tf.float16]
+            return converter.convert()
+    except Exception as error:  # noqa: BLE001 - its ConverterError is not public API; ValueError and others too
+        message = " ".join(str(error).split())[:300]
+        raise LiteRTError(f"Cannot convert {saved_model_dir} to a {variant} LiteRT model: {message}") from None
+
+
+def write_models(saved_model_dir: str | os.PathLike, variants=DEFAULT_VARIANTS,
+                 folder: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Convert the SavedModel for each of `variants` and write each file atomically into `folder` (default: the
+    SavedModel's own folder). Returns variant -> path."""
+    folder = Path(saved_model_dir if folder is None else folder)
+    written = {}
+    for variant in check_variants(variants):
+        content = convert(saved_model_dir, variant)
+        with fileio.atomic_path(folder / VARIANTS[variant]) as tmp:
+            tmp.write_bytes(content)
+        written[variant] = folder / VARIANTS[variant]
+    return written
+
+
+def model_file(version_dir: str | os.PathLike, variant: str = FLOAT32) -> Path:
+    """Where an export version keeps its LiteRT model of `variant` (it may not exist)."""
+    check_variants([variant])
+    return Path(version_dir) / VARIANTS[variant]
+
+
+def variant_of(path: str | os.PathLike) -> str | None:
+    """The variant a LiteRT file's name says (None for a name the export does not write)."""
+    return next((v for v, name in VARIANTS.items() if Path(path).name == name), None)
+
+
+def default_threads() -> int:
+    """The interpreter's threads when none is asked for: the cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def interpreter(path: str | os.PathLike, threads: int | None = None):
+    """The `ai-edge-litert` interpreter of the LiteRT file `path`, with `threads` CPU threads (XNNPACK)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as error:
+        raise LiteRTError(f"Running a LiteRT model needs the ai-edge-litert package (pip install ai-edge-litert): "
+                          f"{error}") from None
+    return Interpreter(model_path=str(path), num_threads=threads or default_threads())
+
+
+class LiteRTModel:
+    """A LiteRT model's `serving_default` as a callable: float32 `[n, 48, 48, 1]` -> {output name: array}.
+
+    Args:
+        path: str or Path, a `.tflite` file written by the export.
+        threads: int or None, the interpreter's CPU threads (default: the usable cores).
+
+    The interpreter sizes its tensors for the batch it is given; a call with another batch size sizes
+    them again (a few milliseconds), so keep batches of one size where speed matters. Not thread-safe:
+    one interpreter per thread.
+    """
+
+    def __init__(self, path, threads: int | None = None):
+        self.path = Path(path)
+        self.interpreter = interpreter(self.path, threads)
+        signatures = self.interpreter.get_signature_list()
+        if SERVING_DEFAULT not in signatures or signatures[SERVING_DEFAULT]["inputs"] != [IMAGE_INPUT]:
+            raise LiteRTError(f"{self.path} has no {SERVING_DEFAULT} signature taking {IMAGE_INPUT!r} "
+                              f"(found {signatures}): is it a va2att export's LiteRT model?")
+        self._runner = self.interpreter.get_signature_runner(SERVING_DEFAULT)
+        self.output_names = tuple(signatures[SERVING_DEFAULT]["outputs"])
+
+    def output_widths(self) -> dict[str, int]:
+        """{output name: values per face}, from the model's output shapes."""
+        details = self._runner.get_output_details()
+        return {name: int(details[name]["shape"][-1]) if len(details[name]["shape"]) == 2 else 1
+                for name in self.output_names}
+
+    def __call__(self, images) -> dict[str, np.ndarray]:
+        return dict(self._runner(**{IMAGE_INPUT: np.ascontiguousarray(images, dtype=np.float32)}))
