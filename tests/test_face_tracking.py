@@ -112,3 +112,46 @@ def test_predictor_tracks_frames_of_one_video(tmp_path, detector):
         Predictor(path, detector=detector, smallest_face=40)
     with pytest.raises(ValueError, match="detect_every"):
         Predictor(path, detect_every=0)
+
+
+def test_a_face_not_found_keeps_its_track_open_for_a_while_then_a_new_face_gets_a_new_id(detector):
+    tracker = FaceTracker(detector, detect_every=10, lost_frames=2)
+    (first,) = tracker.track(shifted(0)[0])
+    assert first.track == 1 and first.detection is not None
+    assert [(t.track, t.detection) for t in tracker.track(blank())] == [(1, None)]  # missing, not renumbered
+    (back,) = tracker.track(shifted(10)[0])
+    assert back.track == 1 and box_iou(back.detection.box, shifted(10)[1]) > 0.5  # found again: same track
+    assert [t.detection for t in tracker.track(blank())] == [None]
+    assert [t.detection for t in tracker.track(blank())] == [None]
+    assert tracker.track(blank()) == []  # three frames without the face: the track has ended
+    (again,) = tracker.track(shifted(10)[0])
+    assert again.track == 2  # a face that comes back after its track ended gets a new id
+    tracker.reset()
+    assert [t.track for t in tracker.track(shifted(0)[0])] == [1]  # a new video counts from 1
+
+
+def test_two_faces_keep_their_tracks_while_they_swap_sides(detector):
+    import face_video
+
+    people = face_video.heads(56)
+    tracker = FaceTracker(detector, detect_every=4)
+    ids = []
+    for index in range(0, 24, 2):
+        frame, (astronaut, camera) = face_video.frame_at(index, (300, 480), people, 48)
+        found = {t.track: t.detection.box for t in tracker.track(from_array(frame, order="rgb"))}
+        assert len(found) == 2, index
+        ids.append(tuple(max(found, key=lambda k: box_iou(found[k], box)) for box in (astronaut, camera)))
+        assert min(box_iou(found[ids[-1][0]], astronaut), box_iou(found[ids[-1][1]], camera)) > 0.5
+    assert set(ids) == {(1, 2)}  # the astronaut (top) is track 1 in every frame, the camera man track 2
+    first, last = face_video.frame_at(0, (300, 480), people, 48)[1], face_video.frame_at(22, (300, 480), people, 48)[1]
+    assert first[0][0] < first[1][0] and last[0][0] > last[1][0]  # they crossed: left to right they swapped
+
+
+def test_association_pairs_each_track_with_the_nearest_face_moved_on_by_its_motion():
+    from va2att.faces.tracking import associate, match_distance
+
+    tracks = [(100.0, 100.0, 50.0, 50.0), (300.0, 100.0, 50.0, 50.0)]
+    faces = [(310.0, 105.0, 52.0, 50.0), (90.0, 95.0, 48.0, 52.0), (600.0, 400.0, 50.0, 50.0)]
+    assert sorted(associate(tracks, faces)) == [(0, 1), (1, 0)]  # the far face starts a track of its own
+    assert match_distance((0.0, 0.0, 50.0, 50.0), (0.0, 0.0, 120.0, 120.0)) == float("inf")  # not the same size
+    assert associate([(100.0, 100.0, 50.0, 50.0)], [(160.0, 100.0, 50.0, 50.0)]) == []  # more than a face away
