@@ -1,24 +1,37 @@
 """Valence, arousal and expression of the faces in photos, folders and videos.
 
     python -m va2att.predict photo.jpg album/ "shots/*.png" clip.mp4 --model runs/exp1 \\
-        [--every 10] [--detect-every 5] [--smallest-face 32] [--json out.json] [--csv out.csv] [--annotate annotated/] [--plot va.png]
+        [--every 10 | --every-seconds 0.5] [--start 0] [--smooth 1.0] [--detect-every 5] [--smallest-face 32] \\
+        [--json out.json] [--csv out.csv] [--summary tracks.json] [--timeline va.png] [--annotate annotated/] \\
+        [--plot circumplex.png]
 
 PATHs are image files, folders (searched recursively for image and video files), glob patterns
-or video files (one frame in every `--every` is analysed; faces are searched in the whole frame once
-every `--detect-every` analysed frames and followed in between). `--model` is a run folder, a `.keras`
-file, a SavedModel or an export root. A table of faces is printed; `--json` / `--csv` keep every
-result (one CSV row per face; a picture without a face or an unreadable file gets one row with a
-note or an error), `--annotate` writes each picture or sampled frame with its faces drawn,
+or video files. In a video one frame in every `--every` is analysed (or, with `--every-seconds S`, the
+first frame at or after each multiple of S seconds), from `--start` seconds on; faces are searched in
+the whole frame once every `--detect-every` analysed frames and followed in between, and every face
+gets a track id that it keeps while it is followed (a face that leaves the picture, or is not found
+for more than a few analysed frames, and comes back gets a new one). Every video row has its frame
+index and its time in seconds (the container's presentation time); a frame in which a followed face
+is not found has a row for that track with an empty face. `--smooth SECONDS` adds, beside the raw
+values, each track's valence, arousal and expression probabilities averaged over its last SECONDS
+(causal: past frames only). `--model` is a run folder, a `.keras` file, a SavedModel or an export root.
+
+A table of faces is printed as pictures are analysed; `--csv` / `--json` keep every result (one CSV
+row per face; a picture without a face or an unreadable file gets one row with a note or an error),
+both written as frames are analysed (`va2att.prediction.outputs`), so memory does not grow with the
+length of a video. `--summary` writes, per video and track, when it was seen, how often, the mean and
+median valence and arousal and the share of each expression; `--timeline` draws valence and arousal
+over time per track; `--annotate` writes each picture or sampled frame with its faces drawn;
 `--plot` places every face on the valence-arousal circumplex.
 
-Every output path (`--json`, `--csv`, `--plot`, `--annotate`) is checked before the model is loaded:
-a folder where a file is wanted (or the reverse), a folder that cannot be written, two outputs on one
-path or an output that would overwrite an input is refused at once. CSV rows are written as pictures
-are analysed (`va2att.prediction.csv_rows`, through a temporary renamed into place at the end). An
-output that still cannot be written at the end is written into a new folder of the system's temporary
-folder instead, and one line says where (`va2att.prediction.result_files`); Ctrl-C stops the analysis
-and writes what was finished. A video that ends before the frame count its container gives is
-reported as one more unreadable item saying how many frames were read.
+Every output path is checked before the model is loaded: a folder where a file is wanted (or the
+reverse), a folder that cannot be written, two outputs on one path or an output that would overwrite
+an input is refused at once. An output that cannot be written where asked (a full disk, a folder that
+went away) is written into a new folder of the system's temporary folder instead, and one line says
+where (`va2att.prediction.result_files`). Ctrl-C stops the analysis, completes every output with what
+was finished (a valid CSV and JSON) and prints the commands that continue where it stopped (`--start`).
+A video that ends before the frame count its container gives is reported as one more unreadable item
+saying how many frames were read.
 
 Exit status: 0 when at least one picture was read (pictures without faces included), 1 when no
 input could be read at all or an output had to be written elsewhere, 2 when the model cannot be
@@ -29,9 +42,8 @@ from __future__ import annotations
 
 import argparse
 import glob
-import io
-import json
 import math
+import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,9 +56,10 @@ IMAGE_EXTENSIONS = frozenset(
 )
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 _GLOB_CHARS = frozenset("*?[")
-# Containers whose frame count is an estimate (from duration x rate) may give a frame or 1% more than
-# a whole file decodes; a video that ends further short than that is reported as truncated.
-_FRAME_COUNT_SLACK = 0.01
+EVERY = 10  # video frames: one analysed in this many, unless --every or --every-seconds says otherwise
+# Table columns of fixed width while the table is printed as results come (the source's width follows the inputs).
+_WIDTHS = {"frame": 6, "face": 4, "track": 5, "time": 8, "box x,y,w,h": 19, "conf": 4}
+_SCORE_WIDTH = 6
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,9 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, folders, or glob patterns")
     parser.add_argument("--model", required=True, help="run folder, .keras file, SavedModel folder or export root")
-    parser.add_argument("--every", type=int, default=10, metavar="N", help="analyse one video frame in N (default 10)")
+    parser.add_argument("--every", type=int, metavar="N", help=f"analyse one video frame in N (default {EVERY})")
+    parser.add_argument("--every-seconds", type=float, metavar="S",
+                        help="video: analyse the first frame at or after every S seconds instead of one in N")
+    parser.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
+                        help="video: begin at this time (continues an interrupted run; default 0)")
+    parser.add_argument("--smooth", type=float, metavar="SECONDS",
+                        help="video: also give each track's valence, arousal and expression probabilities averaged "
+                             "over its last SECONDS (causal)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write all results as JSON")
     parser.add_argument("--csv", type=Path, metavar="FILE", help="write one row per face (and per faceless picture)")
+    parser.add_argument("--summary", type=Path, metavar="FILE.json",
+                        help="video: write per video and track the times seen, mean and median V/A, expression shares")
+    parser.add_argument("--timeline", type=Path, metavar="FILE.png", help="video: draw V and A over time per track")
     parser.add_argument("--annotate", type=Path, metavar="DIR", help="write each picture / sampled frame with faces drawn")
     parser.add_argument("--plot", type=Path, metavar="FILE.png", help="plot every face on the valence-arousal circumplex")
     parser.add_argument("--min-confidence", type=float, default=0.9, metavar="C",
@@ -115,171 +138,134 @@ def expand_paths(paths) -> list[tuple[str, Path]]:
     return found
 
 
-def video_frame_count(path: Path) -> int:
-    """Frame count reported by the container (0 when unknown)."""
-    import cv2
+def _expected_count(inputs, args) -> int:
+    from va2att.prediction.video import expected_frames
 
-    capture = cv2.VideoCapture(str(path))
-    try:
-        return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))) if capture.isOpened() else 0
-    finally:
-        capture.release()
+    return sum(expected_frames(path, _every(args), args.every_seconds, args.start) if kind == "video" else 1
+               for kind, path in inputs)
 
 
-def video_frames(path: Path, every: int) -> Iterator:
-    """`Frame`s 0, every, 2·every, ... of a video, decoded with OpenCV and converted from BGR.
+def _every(args) -> int:
+    return EVERY if args.every is None else args.every
 
-    A video that cannot be opened or decoded, or whose frames hold more than `MAX_DECODE_PIXELS` pixels
-    (the cap on decoded photos), yields a single `Frame` with an error, before any frame is decoded. A video that ends
-    (cannot be decoded further) more than `_FRAME_COUNT_SLACK` short of the frame count its container
-    gives yields, after its frames, one more `Frame` whose error says how many frames were read: a
-    truncated or damaged file is reported, never taken for a whole one.
-    """
-    import cv2
 
-    from va2att.faces import images
+def _counted(items, progress) -> Iterator:
+    for item in items:
+        yield item
+        progress.update(1)
+
+
+def _work(predictor, inputs, args, progress, keep_images: bool) -> Iterator[tuple[int, object]]:
+    """(input index, result) of every input in order: runs of photos in batches together, each video frame by frame."""
     from va2att.prediction.predictor import Frame
+    from va2att.prediction.video import read_video
 
-    source = str(path)
-    capture = cv2.VideoCapture(source)
-    if not capture.isOpened():
-        yield Frame(source, error=f"{source}: cannot open as a video")
-        return
-    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    if width * height > images.MAX_DECODE_PIXELS:  # the cap on decoded pixels holds for frames as for photos
-        capture.release()
-        yield Frame(source, error=f"{source}: frames of {width}x{height} pixels exceed the decode limit")
-        return
-    declared = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-    index = 0
-    try:
-        while capture.grab():
-            if index % every == 0:
-                ok, bgr = capture.retrieve()
-                if ok and bgr is not None:
-                    yield Frame(source, frame=index, image=images.from_array(bgr, order="bgr"))
-                else:
-                    yield Frame(source, frame=index, error=f"{source}: frame {index} cannot be decoded")
-            index += 1
-    finally:
-        capture.release()
-    if index == 0:
-        yield Frame(source, error=f"{source}: no frame could be decoded")
-    elif declared - index > max(1, declared * _FRAME_COUNT_SLACK):
-        yield Frame(source, frame=index, error=f"{source}: the video ends after {index} of the {declared} frames its "
-                                               "header gives (truncated or damaged); the frames before were analysed")
+    photos: list[tuple[int, object]] = []
+    for index, (kind, path) in enumerate(inputs):
+        if kind != "video":
+            photos.append((index, Frame(str(path), error=f"{path}: no such file or pattern") if kind == "missing"
+                           else path))
+            continue
+        yield from _photos(predictor, photos, progress, keep_images)
+        photos = []
+        frames = read_video(path, _every(args), every_seconds=args.every_seconds, start=args.start)
+        for result in predictor.iter_frames(_counted(frames, progress), smooth=args.smooth, keep_images=keep_images):
+            yield index, result
+    yield from _photos(predictor, photos, progress, keep_images)
 
 
-def _items(inputs, every: int) -> Iterator:
-    from va2att.prediction.predictor import Frame
-
-    for kind, path in inputs:
-        if kind == "missing":
-            yield Frame(str(path), error=f"{path}: no such file or pattern")
-        elif kind == "video":
-            yield from video_frames(path, every)
-        else:
-            yield path
-
-
-def _expected_count(inputs, every: int) -> int:
-    total = 0
-    for kind, path in inputs:
-        if kind == "video":
-            total += max(1, math.ceil(video_frame_count(path) / every))
-        else:
-            total += 1
-    return total
+def _photos(predictor, photos, progress, keep_images: bool) -> Iterator[tuple[int, object]]:
+    items = _counted((item for _, item in photos), progress)
+    yield from zip((index for index, _ in photos), predictor.iter_predict(items, keep_images=keep_images))
 
 
 # === Outputs ===
 
 
-def _fmt(value, spec: str, empty: str = "-") -> str:
-    return empty if value is None else format(value, spec)
+def _dash(value, spec: str = "") -> str:
+    return "-" if value is None else format(value, spec)
 
 
-def format_table(results) -> str:
-    """A plain-text table: one line per face, one per picture without a face or unreadable; a column
-    for each served score (`va2att.serving.signature`), then the expression."""
+def _table_header() -> tuple[str, ...]:
+    from va2att.serving.signature import SCORE, outputs_of_kind
+
+    return ("source", *_WIDTHS, *(output.name for output in outputs_of_kind(SCORE)), "expression")
+
+
+def _table_rows(result) -> list[tuple[str, ...]]:
+    """The table's rows of one result (those of its CSV, `va2att.prediction.csv_rows.rows_of`): a full row per face,
+    a shorter one that ends with the note or error for a picture without a face or a track not found."""
+    from va2att.prediction.csv_rows import rows_of
     from va2att.serving.signature import SCORE, outputs_of_kind
 
     scores = [output.name for output in outputs_of_kind(SCORE)]
-    header = ("source", "frame", "face", "box x,y,w,h", "conf", *scores, "expression")
     rows = []
-    for r in results:
-        frame = "-" if r.frame is None else str(r.frame)
-        if r.error is not None:
-            rows.append((r.source, frame, "-", f"ERROR: {r.error}"))
-        elif not r.faces:
-            rows.append((r.source, frame, "-", r.note or "no face found"))
-        for i, f in enumerate(r.faces, start=1):
-            box = ",".join(str(round(v)) for v in f.box)
-            expression = f"{f.expression} {f.probabilities.get(f.expression, 0.0):.2f}" if f.expression else "-"
-            rows.append((r.source, frame, str(i), box, f"{f.confidence:.2f}",
-                         *(_fmt(f.scores.get(name), "+.3f") for name in scores), expression))
+    for row in rows_of(result):
+        where = (row.source, _dash(row.frame), _dash(row.number), _dash(row.track), _dash(row.time, ".3f"))
+        face = row.face
+        if face is None:
+            rows.append((*where, f"ERROR: {row.error}" if row.error is not None else row.note or "no face found"))
+            continue
+        box = ",".join(str(round(v)) for v in face.box)
+        expression = f"{face.expression} {face.probabilities.get(face.expression, 0.0):.2f}" if face.expression else "-"
+        rows.append((*where, box, f"{face.confidence:.2f}", *(_dash(face.scores.get(name), "+.3f") for name in scores),
+                     expression))
+    return rows
+
+
+def _line(row, widths) -> str:
+    return "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+
+
+def format_table(results) -> str:
+    """A plain-text table: one line per face (and per track not found), one per picture without a face or
+    unreadable; a column for each served score (`va2att.serving.signature`), then the expression."""
+    header = _table_header()
+    rows = [row for result in results for row in _table_rows(result)]
     full = [r for r in rows if len(r) == len(header)]
     widths = [max([len(h)] + [len(r[i]) for r in full]) for i, h in enumerate(header)]
     widths[0] = max([widths[0]] + [len(r[0]) for r in rows])
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
-    for r in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    return "\n".join(lines)
+    return "\n".join(_line(row, widths) for row in [header, *rows])
 
 
-def csv_text(results, class_names) -> str:
-    """The whole CSV of `results` as text (`va2att.prediction.csv_rows`: one row per face or faceless picture)."""
-    from va2att.prediction.csv_rows import CsvWriter
+class _StreamedTable:
+    """The table printed as results come: fixed column widths (the source's from the inputs' names)."""
 
-    out = io.StringIO()
-    writer = CsvWriter(out, class_names)
-    for result in results:
-        writer.write(result)
-    return out.getvalue()
+    def __init__(self, inputs):
+        header = _table_header()
+        source = max([len(header[0])] + [len(str(path)) for _, path in inputs])
+        self.widths = [source, *_WIDTHS.values()] + [_SCORE_WIDTH] * (len(header) - len(_WIDTHS) - 2) + [0]
+        self.header = _line(header, self.widths)
 
-
-def _summary(results) -> dict:
-    return {
-        "items": len(results),
-        "read": sum(r.error is None for r in results),
-        "unreadable": sum(r.error is not None for r in results),
-        "without_face": sum(r.error is None and not r.faces for r in results),
-        "faces": sum(len(r.faces) for r in results),
-    }
-
-
-class _AnnotatedNames:
-    """`<stem>_va.jpg` (or `<stem>_f<frame>_va.jpg`) in DIR, with a counter when two inputs share a name."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.used: set[str] = set()
-
-    def __call__(self, source: str, frame: int | None) -> Path:
-        stem = Path(source).stem or "image"
-        base = f"{stem}_f{frame:06d}_va" if frame is not None else f"{stem}_va"
-        name, n = f"{base}.jpg", 1
-        while name in self.used:
-            n += 1
-            name = f"{base}_{n}.jpg"
-        self.used.add(name)
-        return self.folder / name
+    def lines(self, result) -> list[str]:
+        return [_line(row, self.widths) for row in _table_rows(result)]
 
 
 # === Entry point ===
 
 
 def _check_numbers(parser: argparse.ArgumentParser, args) -> None:
-    if args.every < 1:
-        parser.error(f"--every must be >= 1 (received {args.every})")
-    if args.detect_every < 1:
-        parser.error(f"--detect-every must be >= 1 (received {args.detect_every})")
-    if args.smallest_face < 0:
-        parser.error(f"--smallest-face must be >= 0 (received {args.smallest_face})")
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be >= 1 (received {args.batch_size})")
-    if not 0.0 <= args.min_confidence <= 1.0:
-        parser.error(f"--min-confidence must be in [0, 1] (received {args.min_confidence})")
+    checks = [(args.every is not None and args.every < 1, f"--every must be >= 1 (received {args.every})"),
+              (args.every is not None and args.every_seconds is not None, "give --every or --every-seconds, not both"),
+              (args.every_seconds is not None and not args.every_seconds > 0,
+               f"--every-seconds must be > 0 (received {args.every_seconds})"),
+              (not (math.isfinite(args.start) and args.start >= 0), f"--start must be >= 0 (received {args.start})"),
+              (args.smooth is not None and not (math.isfinite(args.smooth) and args.smooth > 0),
+               f"--smooth must be > 0 seconds (received {args.smooth})"),
+              (args.detect_every < 1, f"--detect-every must be >= 1 (received {args.detect_every})"),
+              (args.smallest_face < 0, f"--smallest-face must be >= 0 (received {args.smallest_face})"),
+              (args.batch_size < 1, f"--batch-size must be >= 1 (received {args.batch_size})"),
+              (not 0.0 <= args.min_confidence <= 1.0, f"--min-confidence must be in [0, 1] (received {args.min_confidence})")]
+    for failed, message in checks:
+        if failed:
+            parser.error(message)
+
+
+def _output_paths(args):
+    from va2att.prediction.outputs import OutputPaths
+
+    return OutputPaths(csv=args.csv, json=args.json, summary=args.summary, timeline=args.timeline, plot=args.plot,
+                       annotate=args.annotate)
 
 
 def _check_before_work(args, inputs) -> int | None:
@@ -295,8 +281,8 @@ def _check_before_work(args, inputs) -> int | None:
     if len(missing) == len(inputs):
         print(f"error: no such file or pattern: {', '.join(missing)}", file=sys.stderr)
         return 1
-    outputs = {"--json": (args.json, False), "--csv": (args.csv, False), "--plot": (args.plot, False),
-               "--annotate": (args.annotate, True)}
+    paths = _output_paths(args).__dict__
+    outputs = {f"--{name}": (path, name == "annotate") for name, path in paths.items()}
     problems = output_problems(outputs, [path for kind, path in inputs if kind != "missing"])
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
@@ -310,67 +296,64 @@ def _check_before_work(args, inputs) -> int | None:
     return None
 
 
-def _analyse(predictor, inputs, args, csv_file) -> tuple[list, bool]:
-    """Every picture's result, its annotated picture and CSV rows written as it comes: (results, interrupted).
-
-    Ctrl-C stops the analysis; the results finished by then are kept and written like complete ones."""
+def _analyse(predictor, inputs, args, outputs) -> tuple[tuple | None, bool]:
+    """Hand every result to the outputs and print its table rows as it comes: ((input index, last result) or None,
+    interrupted). Ctrl-C stops the analysis; what was handed over stays in the outputs."""
     from tqdm import tqdm
 
-    from va2att.prediction.annotate import left_to_right, write_annotated
-    from va2att.prediction.csv_rows import CsvWriter
+    from va2att.prediction.annotate import left_to_right
 
-    names = _AnnotatedNames(args.annotate) if args.annotate else None
-    rows = CsvWriter(csv_file, predictor.class_names) if csv_file else None  # the header now, rows as they come
-    results = []
+    table = _StreamedTable(inputs)
+    print(table.header, flush=True)
+    last = None
     # The bar counts pictures as they are read and searched for faces (the slow part); the
     # network then runs on batches of faces.
     try:
-        with tqdm(_items(inputs, args.every), total=_expected_count(inputs, args.every), unit="picture",
-                  file=sys.stderr, disable=None, dynamic_ncols=True) as progress:
-            for result in predictor.iter_predict(progress, keep_images=names is not None):
+        with tqdm(total=_expected_count(inputs, args), unit="picture", file=sys.stderr, disable=None,
+                  dynamic_ncols=True) as progress:
+            for index, result in _work(predictor, inputs, args, progress, outputs.wants_images):
                 result.faces = left_to_right(result.faces)  # numbered left to right, in the table and the picture
-                if names is not None and result.image is not None:
-                    try:
-                        write_annotated(names(result.source, result.frame), result.image.pixels, result.faces,
-                                        scale=result.image.scale)
-                    except (OSError, ValueError) as exc:
-                        tqdm.write(f"warning: cannot write the annotated picture of {result.source}: {exc}",
-                                   file=sys.stderr)
-                result.image = None
-                results.append(result)
-                if rows:
-                    rows.write(result)
+                outputs.add(result)
+                for line in table.lines(result):
+                    tqdm.write(line, file=sys.stdout)
+                last = (index, result)
     except KeyboardInterrupt:
-        print(f"\nInterrupted: the {len(results)} picture(s) analysed so far are reported and written.",
+        print(f"\nInterrupted: the {outputs.counts.items} picture(s) analysed so far are reported and written.",
               file=sys.stderr)
-        return results, True
-    return results, False
+        return last, True
+    return last, False
 
 
-def _save(args, predictor, results, summary, csv_file) -> list[str]:
-    """Write --json, --csv and --plot; one line for each that failed (its results are rescued elsewhere)."""
-    from va2att.prediction.result_files import rescue, write_or_rescue
+def _options(args, tag: str) -> list[str]:
+    """The command's options for a continued run, each output file renamed with `tag` (its folder kept)."""
+    options = ["--model", str(args.model)]
+    options += ["--every-seconds", f"{args.every_seconds:g}"] if args.every_seconds else ["--every", str(_every(args))]
+    defaults = build_parser().parse_args(["x", "--model", "m"])
+    for name in ("smooth", "detect_every", "smallest_face", "min_confidence", "batch_size"):
+        if getattr(args, name) != getattr(defaults, name):  # the options given that are not the defaults
+            options += [f"--{name.replace('_', '-')}", f"{getattr(args, name):g}"]
+    for name, path in _output_paths(args).__dict__.items():
+        if path is not None:
+            options += [f"--{name}", str(path if name == "annotate" else path.with_name(f"{path.stem}-{tag}{path.suffix}"))]
+    return options
 
-    failures = []
-    class_names = predictor.class_names
-    if csv_file and not csv_file.finish():
-        failures.append(rescue("--csv", args.csv, csv_text(results, class_names), csv_file.failure))
-    if args.json:
-        document = {"model": str(args.model), "summary": summary, "expression_names": list(class_names),
-                    "results": [r.to_dict() for r in results]}
-        failures.append(write_or_rescue("--json", args.json, json.dumps(document, indent=2) + "\n"))
-    if args.plot:
-        from va2att.evaluation.plots import circumplex
 
-        faces = [(r, i, f) for r in results for i, f in enumerate(r.faces, 1)
-                 if f.valence is not None and f.arousal is not None]
-        labels = [f"{Path(r.source).stem}{'' if r.frame is None else f'@{r.frame}'}#{i}" for r, i, _ in faces]
-        try:
-            circumplex(args.plot, [f.valence for _, _, f in faces], [f.arousal for _, _, f in faces], labels=labels,
-                       title=f"{len(faces)} face(s) from {summary['read']} picture(s)")
-        except OSError as exc:
-            failures.append(f"error: cannot write --plot {args.plot}: {exc}")
-    return [line for line in failures if line]
+def continuation(args, inputs, last) -> list[str]:
+    """The lines that say how to continue an interrupted run: the video it stopped in from just after its last
+    result (`--start`), then the inputs it had not started."""
+    from va2att.cli import program_name
+
+    program = program_name("va2att.cli.predict")
+    index, result = last if last is not None else (-1, None)
+    lines = []
+    if result is not None and result.frame is not None and result.time is not None and result.error is None:
+        start = math.floor(result.time * 1000) / 1000 + 0.001  # just after the last frame written
+        words = [inputs[index][1], *_options(args, f"from-{start:.3f}s"), "--start", f"{start:.3f}"]
+        lines.append(f"To continue {inputs[index][1]} after {result.time:.3f} s: {program} {shlex.join(map(str, words))}")
+    rest = [str(path) for _, path in inputs[index + 1:]]
+    if rest:
+        lines.append(f"To analyse the inputs not started: {program} {shlex.join(rest + _options(args, 'rest'))}")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -385,8 +368,8 @@ def main(argv=None) -> int:
     from va2att.util.quiet import quiet_tensorflow
 
     quiet_tensorflow(args.verbose)
+    from va2att.prediction.outputs import Outputs
     from va2att.prediction.predictor import Predictor
-    from va2att.prediction.result_files import StreamedText
 
     try:
         predictor = Predictor(args.model, min_confidence=args.min_confidence, batch_size=args.batch_size,
@@ -394,22 +377,23 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - any failure to load is reported the same way
         print(f"error: cannot load the model from {args.model}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    head = {"model": str(args.model), "expression_names": list(predictor.class_names), "smooth_seconds": args.smooth}
     try:
-        csv_file = StreamedText(args.csv) if args.csv else None
+        outputs = Outputs(_output_paths(args), head, predictor.class_names, smoothed=args.smooth is not None,
+                          warn=lambda line: print(line, file=sys.stderr))
     except OSError as exc:
-        print(f"error: cannot write --csv {args.csv}: {exc}", file=sys.stderr)
+        print(f"error: cannot write the outputs: {exc}", file=sys.stderr)
         return 2
-    results, interrupted = _analyse(predictor, inputs, args, csv_file)
-    print(format_table(results))
-    summary = _summary(results)
-    print(f"{summary['read']} of {summary['items']} picture(s) read, {summary['faces']} face(s), "
-          f"{summary['without_face']} without a face, {summary['unreadable']} unreadable", file=sys.stderr)
-    failures = _save(args, predictor, results, summary, csv_file)
-    for line in failures:
+    last, interrupted = _analyse(predictor, inputs, args, outputs)
+    failures = outputs.close()
+    counts = outputs.counts
+    print(f"{counts.read} of {counts.items} picture(s) read, {counts.faces} face(s), "
+          f"{counts.without_face} without a face, {counts.unreadable} unreadable", file=sys.stderr)
+    for line in failures + (continuation(args, inputs, last) if interrupted else []):
         print(line, file=sys.stderr)
     if interrupted:
         return 130
-    return 1 if failures or summary["read"] == 0 else 0
+    return 1 if failures or counts.read == 0 else 0
 
 
 if __name__ == "__main__":

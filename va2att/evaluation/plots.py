@@ -46,7 +46,7 @@ _MAX_TRUTH_LINES = 200  # beyond this many faces with truth: densities of truth 
 _MAX_SCATTER = 2000  # beyond this many faces without truth: a density instead of dots
 
 
-def _save(fig: Figure, path) -> Path:
+def save_figure(fig: Figure, path) -> Path:
     """Render `fig` to `path` as PNG under a temporary name in the same folder, then rename it."""
     FigureCanvasAgg(fig)
     with atomic_path(path, suffix=".png") as tmp:
@@ -85,7 +85,7 @@ def circumplex(
     Returns:
         The Path written.
     """
-    return _save(circumplex_figure(valence, arousal, true_valence, true_arousal, labels, title), path)
+    return save_figure(circumplex_figure(valence, arousal, true_valence, true_arousal, labels, title), path)
 
 
 def _circumplex_frame(ax, limit: float) -> None:
@@ -195,7 +195,7 @@ def confusion_matrix(path, matrix, class_names: Sequence[str], title: str = "") 
     total = counts.sum()
     accuracy = np.trace(counts) / total if total > 0 else float("nan")
     ax.set_title(title or f"Confusion matrix (accuracy {accuracy:.3f}, n={int(total)})")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # Panels of `training_curves`: (title, {metric column without the "val_" prefix, in plotting order}).
@@ -295,4 +295,4 @@ def training_curves(path, history_csv) -> Path:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"Training history ({Path(history_csv).name}, {n} epoch(s))")
-    return _save(fig, path)
+    return save_figure(fig, path)

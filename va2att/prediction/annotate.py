@@ -48,8 +48,9 @@ def _scale(height: int, width: int) -> float:
 
 
 def draw_faces(rgb: np.ndarray, faces: Iterable, *, scale: float = 1.0) -> np.ndarray:
-    """Return a copy of `rgb` with each face's box, landmarks and label (its number, from 1, then
-    `face_label`) drawn on it; faces are numbered in the order given (predict gives `left_to_right`).
+    """Return a copy of `rgb` with each face's box, landmarks and label (its number, from 1, or `#track` for
+    a video face with a track, then `face_label`) drawn on it; faces are numbered in the order given
+    (predict gives `left_to_right`).
 
     Args:
         rgb: np.ndarray uint8 [H, W, 3], RGB order.
@@ -79,7 +80,8 @@ def draw_faces(rgb: np.ndarray, faces: Iterable, *, scale: float = 1.0) -> np.nd
         for px, py in getattr(face, "landmarks", None) or ():
             cv2.circle(canvas, (round(px * scale), round(py * scale)), max(1, thickness), LANDMARK_COLOUR, -1,
                        cv2.LINE_AA)
-        text = f"{number} {face_label(face)}".rstrip()  # the number of the face's row in predict's table
+        track = getattr(face, "track", None)  # a video face is labelled with its track, a photo's with its number
+        text = f"{number if track is None else f'#{track}'} {face_label(face)}".rstrip()
         (tw, th), baseline = cv2.getTextSize(text, _FONT, font_scale, font_thickness)
         pad = max(2, round(3 * size))
         label_h = th + baseline + 2 * pad

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -34,97 +32,17 @@ from va2att.faces.detection import (
 )
 from va2att.faces.images import ImageError, RGBImage, from_array, read_image
 from va2att.faces.network_input import centre_crop, flip_average
-from va2att.faces.tracking import DETECT_EVERY, FaceTracker
+from va2att.faces.tracking import DETECT_EVERY, FaceTracker, TrackedFace
+from va2att.prediction import video
+from va2att.prediction.results import FaceResult, Frame, ImageResult
 from va2att.serving.loading import load_inference_model
 from va2att.serving.provenance import read_provenance, warn_if_synthetic
 from va2att.serving.signature import PROBABILITIES, SCORE, outputs_of_kind
 from va2att.util.checks import check_positive_int
 
+__all__ = ["FaceResult", "Frame", "ImageResult", "Predictor"]  # the results live in va2att.prediction.results
+
 _FLUSH_PENDING_BYTES = 512 * 2**20  # with keep_images, run the network once held pictures reach this size
-
-
-@dataclass
-class FaceResult:
-    """One face: where it is and what the network says about it.
-
-    `box` is (x, y, width, height) and `landmarks` five (x, y) points (eyes, nose, mouth
-    corners, in the detector's order), both in the coordinates of the picture as read (after
-    EXIF rotation). `scores` holds every score output of the model (`va2att.serving.signature`:
-    `valence` and `arousal`, in [-1, 1]), by name and in the served order; `valence` and `arousal`
-    read it (None when the model has no such output). `expression` is the most probable class
-    name, `probabilities` maps every class name to its probability; both are empty (None, -1, {})
-    for a model without expression output.
-    """
-
-    box: tuple[float, float, float, float]
-    landmarks: tuple[tuple[float, float], ...]
-    confidence: float
-    scores: dict[str, float] = field(default_factory=dict)
-    expression: str | None = None
-    expression_index: int = -1
-    probabilities: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def valence(self) -> float | None:
-        return self.scores.get("valence")
-
-    @property
-    def arousal(self) -> float | None:
-        return self.scores.get("arousal")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: box, landmarks, confidence, each served score by name (None when the model
-        lacks it), then expression, expression_index and probabilities."""
-        scores = {output.name: self.scores.get(output.name) for output in outputs_of_kind(SCORE)}
-        return {"box": list(self.box), "landmarks": [list(p) for p in self.landmarks], "confidence": self.confidence,
-                **scores, **self.scores, "expression": self.expression, "expression_index": self.expression_index,
-                "probabilities": dict(self.probabilities)}
-
-
-@dataclass
-class ImageResult:
-    """All faces of one picture, or one sampled video frame.
-
-    `source` names the picture (its path, or a caller-given name), `frame` is the frame index for
-    a video frame and None otherwise. A picture without a face has `faces == []` and a `note`;
-    a picture that could not be read has an `error` and no faces. `image` holds the decoded RGB
-    picture only when asked for (`iter_predict(..., keep_images=True)`), e.g. to draw on it.
-    """
-
-    source: str
-    frame: int | None = None
-    faces: list[FaceResult] = field(default_factory=list)
-    note: str | None = None
-    error: str | None = None
-    image: RGBImage | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict, without the picture itself."""
-        return {
-            "source": self.source,
-            "frame": self.frame,
-            "faces": [face.to_dict() for face in self.faces],
-            "note": self.note,
-            "error": self.error,
-        }
-
-
-@dataclass
-class Frame:
-    """A picture already decoded (e.g. a video frame), or the reason it could not be.
-
-    `image` is an `RGBImage` or an RGB uint8 array; when it is None, `error` says why and the
-    predictor reports it as an unreadable item.
-    """
-
-    source: str
-    frame: int | None = None
-    image: RGBImage | np.ndarray | None = None
-    error: str | None = None
 
 
 def _as_image(item) -> RGBImage:
@@ -154,7 +72,8 @@ class Predictor:
         detect_every: int, video frames (`Frame`s with a frame index, in order) are searched
             whole once every this many frames and at every lost face; in between the faces of the
             previous frame are searched again around where they were (`FaceTracker`). 1 searches
-            every frame whole. Needs a detector with `detect_pixels` (as `FaceDetector`).
+            every frame whole (the only choice for a detector without `detect_pixels`). Either way
+            every face of a video gets a track id (`FaceResult.track`) that it keeps while it is followed.
 
     Faces are aligned from the picture as decoded, not the detector's reduced copy
     (`align_detection`: five points, or the box when the points are unusable), and listed most
@@ -193,7 +112,7 @@ class Predictor:
                                     smallest_face=PREDICT_SMALLEST_FACE if smallest_face is None else smallest_face)
         self.detector = detector
         self.detect_every = detect_every
-        self.tracker = FaceTracker(detector, detect_every=detect_every) if hasattr(detector, "detect_pixels") else None
+        self.tracker = FaceTracker(detector, detect_every=detect_every if hasattr(detector, "detect_pixels") else 1)
         self._video: tuple[str, int] | None = None  # (source, frame) of the last video frame the tracker saw
         self.batch_size = batch_size
         self.outputs = tuple(self.model.outputs)
@@ -230,12 +149,12 @@ class Predictor:
         `keep_images`, 512 MB of pictures), so memory stays bounded for any number of items.
         With `keep_images=True` each result carries its decoded picture in `.image`.
         """
-        pending: list[tuple[ImageResult, list, int]] = []  # result, detections, index of its first crop
+        pending: list[tuple[ImageResult, list, int]] = []  # result, (detection, track)s, index of its first crop
         crops: list[np.ndarray] = []
         held_bytes = 0
         for item in items:
             result, image, detections, faces = self._prepare_item(item)
-            if result.error is None and not detections:
+            if result.error is None and not detections and not result.lost_tracks:
                 result.note = "no face found"
             if keep_images:
                 result.image = image
@@ -254,12 +173,46 @@ class Predictor:
     def detect_frame(self, image: RGBImage, source: str, frame: int) -> list:
         """Like `detect`, for frame `frame` of video `source`: tracked from the previous frame when it
         is an earlier frame of the same video (see `detect_every`), else searched whole."""
-        if self.tracker is None or self.detect_every == 1:
-            return self.detect(image)
+        return [face.detection for face in self.track_frame(image, source, frame) if face.detection is not None]
+
+    def track_frame(self, image: RGBImage, source: str, frame: int) -> list[TrackedFace]:
+        """The tracks of video `source` in frame `frame` (`FaceTracker.track`): each open track with its face, or
+        None where its face was not found or is below `min_confidence`. A frame that is not a later frame
+        of the same video as the last one starts a new video (tracks from 1)."""
         if self._video is None or self._video[0] != source or frame <= self._video[1]:
             self.tracker.reset()
         self._video = (source, frame)
-        return self._confident(self.tracker.detect(image))
+        return [face if face.detection is None or float(face.detection.confidence) >= self.min_confidence
+                else TrackedFace(face.track, None) for face in self.tracker.track(image)]
+
+    def iter_video(self, path, *, every: int = 1, every_seconds: float | None = None, start: float = 0.0,
+                   smooth: float | None = None, keep_images: bool = False) -> Iterator[ImageResult]:
+        """Results of a video's sampled frames, in order, as their batch completes (memory does not grow with length).
+
+        Args:
+            path: a video file OpenCV can read.
+            every: int, analyse frames 0, every, 2·every, ...; every_seconds: float, instead the first frame at
+                or after each multiple of this many seconds.
+            start: float, begin at the first frame at or after this time (seconds).
+            smooth: float, add to each face the causal mean of its valence, arousal and expression
+                probabilities over its track's last `smooth` seconds (`smoothed_scores`, `smoothed_probabilities`).
+            keep_images: bool, each result carries its decoded frame in `.image`.
+        Each `ImageResult` has `frame` (index), `time` (seconds, the container's presentation time),
+        faces with their `track` ids and `lost_tracks`; a video that cannot be read gives one result with
+        `error`, a truncated one a last result saying how many frames were read.
+        """
+        check_positive_int("every", every)
+        if every_seconds is not None and not every_seconds > 0:
+            raise ValueError(f"every_seconds must be > 0. Received: every_seconds={every_seconds!r}")
+        frames = video.read_video(path, every, every_seconds=every_seconds, start=start)
+        return self.iter_frames(frames, smooth=smooth, keep_images=keep_images)
+
+    def iter_frames(self, frames: Iterable[Frame], *, smooth: float | None = None,
+                    keep_images: bool = False) -> Iterator[ImageResult]:
+        """`iter_predict` over a video's `Frame`s (e.g. a live stream's, with `frame` and `time` set), smoothed
+        per track with `smooth` seconds (see `iter_video`)."""
+        results = self.iter_predict(frames, keep_images=keep_images)
+        return video.smooth_results(results, smooth) if smooth is not None else results
 
     def align(self, image: RGBImage, detection) -> np.ndarray:
         """The network input for one detection: the aligned 56×56 face, centre-cropped to 48×48, uint8."""
@@ -270,9 +223,10 @@ class Predictor:
     # === Internals ===
 
     def _prepare_item(self, item):
-        """Read (if needed), detect and align one item: (result, image or None, detections, crops)."""
+        """Read (if needed), detect and align one item: (result, image or None, (detection, track id or None)s,
+        crops); a video frame's result also gets its time and the tracks not found in it."""
         source, frame = _describe(item)
-        result = ImageResult(source=source, frame=frame)
+        result = ImageResult(source=source, frame=frame, time=item.time if isinstance(item, Frame) else None)
         try:
             if isinstance(item, Frame):
                 if item.image is None:
@@ -282,10 +236,12 @@ class Predictor:
             else:
                 image = _as_image(item)
             if isinstance(item, Frame) and item.frame is not None:
-                detections = self.detect_frame(image, item.source, item.frame)
+                tracked = self.track_frame(image, item.source, item.frame)
+                detections = [(t.detection, t.track) for t in tracked if t.detection is not None]
+                result.lost_tracks = [t.track for t in tracked if t.detection is None]
             else:
-                detections = self.detect(image)
-            return result, image, detections, [self.align(image, d) for d in detections]
+                detections = [(d, None) for d in self.detect(image)]
+            return result, image, detections, [self.align(image, d) for d, _ in detections]
         except ImageError as exc:
             result.error = str(exc)
         except (OSError, ValueError, cv2.error) as exc:
@@ -312,16 +268,17 @@ class Predictor:
         predictions = self._network(np.stack(crops)) if crops else []
         for result, detections, first in pending:
             result.faces = [
-                self._face_result(d, predictions[first + k]) for k, d in enumerate(detections)
+                self._face_result(d, predictions[first + k], track) for k, (d, track) in enumerate(detections)
             ]
             yield result
 
-    def _face_result(self, detection, prediction: dict[str, np.ndarray]) -> FaceResult:
+    def _face_result(self, detection, prediction: dict[str, np.ndarray], track: int | None = None) -> FaceResult:
         face = FaceResult(
             box=tuple(float(v) for v in detection.box),
             landmarks=tuple((float(x), float(y)) for x, y in np.asarray(detection.points5).reshape(-1, 2)),
             confidence=float(detection.confidence),
             scores={name: float(np.clip(prediction[name].reshape(-1)[0], -1.0, 1.0)) for name in self.scores},
+            track=track,
         )
         if self.class_output and self.class_names:
             probabilities = prediction[self.class_output].reshape(-1)[: len(self.class_names)]

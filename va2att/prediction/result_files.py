@@ -3,12 +3,13 @@
 - `output_problems` says, before a picture is read, why an output flag's path cannot be written: a
   folder where a file is wanted (or the reverse), a folder that cannot be created or written (read-only,
   no permission), two flags naming one path, or an output that would overwrite an input.
-- `StreamedText` is a result file that grows as results come (predict's CSV): a hidden temporary beside
-  the file, renamed onto it when complete. A write that fails later (the disk fills up) stops the
-  stream and is remembered, not raised: the results are still in memory.
-- `write_or_rescue` writes a whole result file the same way; when that fails, and for a stream that
-  failed, `rescue` writes the text into a new folder of the system's temporary folder and the one line
-  it returns says where, so an analysis that took hours is never thrown away by its last step.
+- `StreamedText` is a result file that grows as results come (predict's CSV and JSON): a hidden temporary
+  beside the file, renamed onto it when complete. A write that fails (the disk fills up), or a rename
+  that fails at the end, moves the stream into a new folder of the system's temporary folder, with
+  what was written so far, and one line says where: results are never held in memory, and never lost.
+- `write_or_rescue` writes a whole result file (the summary) the same way; when that fails, `rescue`
+  writes the text into a new folder of the system's temporary folder and the one line it returns says
+  where, so an analysis that took hours is never thrown away by its last step.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from va2att.util.fileio import atomic_path
 from va2att.util.storage import storage_problem, unwritable
 
 RESCUE_PREFIX = "va2att-predict-"  # folders under the system's temporary folder that hold rescued results
+_COPY_CHUNK = 2**20  # bytes copied at a time when a stream moves to the temporary folder
 
 
 def output_problems(outputs: dict[str, tuple[Path | None, bool]], inputs=()) -> list[str]:
@@ -52,39 +54,64 @@ def output_problems(outputs: dict[str, tuple[Path | None, bool]], inputs=()) -> 
 class StreamedText:
     """A text file written as results come, through a hidden temporary beside `path` renamed onto it by `finish`.
 
-    `write(text)` appends and flushes (so it serves as the stream of a `csv.writer`). After a failed write
-    or `finish`, `failure` holds the one-line reason and nothing more is written; the temporary is removed.
+    Args:
+        path: the file to write.
+        flag: the option that names it (`--csv`), for the line that says where the results went.
+
+    `write(text)` appends and flushes (so it serves as the stream of a `csv.writer`). A write that fails
+    (a full disk), or a `finish` that cannot rename the file into place (its folder is gone), moves the
+    stream into a new folder of the system's temporary folder (`RESCUE_PREFIX`): what was written so far
+    is copied there from the temporary (read back through its open descriptor, even when its folder was
+    removed), and later writes go there. `failure` then holds the one line that says so, and `finish`
+    returns False. Nothing of the results is held in memory.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, flag: str = "output"):
         self.path = Path(path)
+        self.flag = flag
         self.failure: str | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}-", suffix=".tmp", dir=self.path.parent)
         self._temporary = Path(temporary)
-        self.stream = os.fdopen(fd, "w", newline="", encoding="utf-8")
+        self.stream = os.fdopen(fd, "wb")
+        self._written = 0  # bytes in the temporary
+        self._rescued = None  # the file in the temporary folder, once the stream moved there
 
     def write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        if self._rescued is not None:
+            self._write_rescued(data)
+            return
         if self.failure is not None:
             return
         try:
-            self.stream.write(text)
+            self.stream.write(data)
             self.stream.flush()
         except OSError as error:
-            self._fail(error)
+            self._rescue(error, data)
+            return
+        self._written += len(data)
 
     def flush(self) -> None:
         """Nothing to do: every `write` is flushed."""
 
     def finish(self) -> bool:
-        """Rename the complete file into place; False (and `failure` set) when that or an earlier write failed."""
+        """Rename the complete file into place; False (and `failure` set) when the results went elsewhere."""
+        if self._rescued is not None:
+            with contextlib.suppress(OSError):
+                self._rescued.close()
+            return False
         if self.failure is not None:
             return False
         try:
-            self.stream.close()
             os.replace(self._temporary, self.path)
         except OSError as error:
-            self._fail(error)
+            self._rescue(error, b"")
+            return self.finish()
+        try:
+            self.stream.close()
+        except OSError as error:  # the data was flushed with each write; a failing close is still reported
+            self.failure = f"error: cannot write {self.flag} {self.path} ({_reason(error)})"
             return False
         return True
 
@@ -95,9 +122,42 @@ class StreamedText:
         with contextlib.suppress(OSError):
             self._temporary.unlink(missing_ok=True)
 
-    def _fail(self, error: OSError) -> None:
-        self.failure = storage_problem(error) or f"{type(error).__name__}: {error}"
+    def _rescue(self, error: OSError, pending: bytes) -> None:
+        """Move the stream into the temporary folder: the bytes written so far, then `pending`."""
+        reason = _reason(error)
+        try:
+            folder = Path(tempfile.mkdtemp(prefix=RESCUE_PREFIX))
+            kept = folder / self.path.name
+            self._rescued = open(kept, "wb")  # noqa: SIM115 - closed by finish
+            fd, offset = self.stream.fileno(), 0
+            while offset < self._written:
+                chunk = os.pread(fd, min(_COPY_CHUNK, self._written - offset), offset)
+                if not chunk:
+                    break
+                self._rescued.write(chunk)
+                offset += len(chunk)
+            self._rescued.write(pending)
+            self._rescued.flush()
+        except OSError as second:
+            self._rescued = None
+            self.failure = f"error: cannot write {self.flag} {self.path} ({reason}), nor a copy in the temporary folder ({second})"
+        else:
+            self.failure = f"error: cannot write {self.flag} {self.path} ({reason}); the results are kept in {kept}"
         self.discard()
+
+    def _write_rescued(self, data: bytes) -> None:
+        try:
+            self._rescued.write(data)
+            self._rescued.flush()
+        except OSError as error:
+            self.failure += f"; writing there failed too ({_reason(error)}), it holds the results up to then"
+            with contextlib.suppress(OSError):
+                self._rescued.close()
+            self._rescued = None
+
+
+def _reason(error: OSError) -> str:
+    return storage_problem(error) or f"{type(error).__name__}: {error}"
 
 
 def rescue(flag: str, path, text: str, failure: str) -> str:
@@ -117,5 +177,5 @@ def write_or_rescue(flag: str, path, text: str) -> str | None:
         with atomic_path(path) as temporary:
             temporary.write_text(text, encoding="utf-8")
     except OSError as error:
-        return rescue(flag, path, text, storage_problem(error) or f"{type(error).__name__}: {error}")
+        return rescue(flag, path, text, _reason(error))
     return None
