@@ -2,6 +2,7 @@
 
     python evaluate.py --model runs/2att-2mt                       # the run's own data, validation split
     python evaluate.py --model runs/2att-2mt/export/va2att/1 --data /data/AffectNet --json metrics.json
+    python evaluate.py --model runs/affwild2 --smooth 0.5 1 2      # video data: also smoothed over time
 
 Writes metrics.json, report.md, circumplex.png, confusion.png and (for a run
 folder) curves.png into --out (default RUN_DIR/eval-<split>, or eval/<name>-<split>).
@@ -32,10 +33,18 @@ def parse(argv):
     p.add_argument("--runtime", default="auto", choices=("auto", "savedmodel", "litert"),
                    help="what runs an export: its SavedModel, its LiteRT model (model.tflite), or auto (default: "
                         "va2att.serving.loading.AUTO_RUNTIME); a .keras or .tflite file runs as what it is")
+    p.add_argument("--smooth", type=float, nargs="+", metavar="SECONDS",
+                   help="video data sets: also score the predictions smoothed over each video's last SECONDS "
+                        "(causal, as predict --smooth); several windows give one row each")
+    p.add_argument("--smooth-fps", type=float, default=30.0, metavar="FPS",
+                   help="frame rate that turns frame numbers into seconds for --smooth (default 30, Aff-Wild2's)")
     p.add_argument("--cache-dir", help="cache for the demo set and prepared data "
                                        "(default $VA2ATT_CACHE or ~/.cache/va2att)")
     add_verbose_flag(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.smooth and (min(args.smooth) < 0 or not args.smooth_fps > 0):
+        p.error(f"--smooth takes seconds >= 0 and --smooth-fps a rate > 0 (received {args.smooth}, {args.smooth_fps})")
+    return args
 
 
 def main(argv=None) -> int:
@@ -78,7 +87,7 @@ def _evaluate(args) -> int:
     try:  # the run's own data is read where the run prepared it
         prepared = run_data(run, data_cfg, args.cache_dir, record=False) if run and not args.data else None
         evaluation = evaluate(model, data_cfg, args.split, num_classes, seed=seed, cache_dir=args.cache_dir,
-                              prepared=prepared)
+                              prepared=prepared, smooth=args.smooth or (), fps=args.smooth_fps)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

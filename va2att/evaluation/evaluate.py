@@ -12,6 +12,13 @@ an expression label has -1; the regression metrics are computed over the frames 
 expression metrics over the frames with a label. On a video data set the report adds per-video CCC
 and the worst videos (`per_video`); macro-F1 is averaged over the classes the data set annotates
 (report.json's `expression_classes`: Aff-Wild2 has no Contempt).
+
+Smoothing (`smooth`, video data sets): the predictions of each video, in frame order, are also
+smoothed with the causal filter predict's `--smooth` uses (`va2att.evaluation.smoothing`: the mean
+over the last S seconds, time = frame number / fps) for each window S, and the report's `smoothing`
+table gives the CCC over all frames and the mean per-video CCC with each window beside the raw
+figures (S = 0). The evaluated frames are those with a label; frames without a label or an image are
+gaps in time, as frames without a face are in predict.
 """
 
 from __future__ import annotations
@@ -104,6 +111,32 @@ def score(predictions: dict[str, np.ndarray], labels: dict[str, np.ndarray], num
     return result
 
 
+def smoothing_table(labels: dict, predictions: dict, frames, windows, fps: float, num_classes: int,
+                    f1_classes=None) -> list[dict]:
+    """One row per window (seconds; 0 first: the raw predictions): CCC over all frames, mean per-video CCC and the
+    expression scores of the predictions smoothed within each video (`smoothing.smooth_videos`)."""
+    from va2att.evaluation import per_video
+    from va2att.evaluation.smoothing import smooth_videos
+
+    names = [k for k in ("valence", "arousal") if k in predictions]
+    stacked = np.column_stack([predictions[k] for k in names] + ([predictions["expression"]]
+                                                                   if "expression" in predictions else []))
+    rows = []
+    for seconds in [0.0, *sorted(set(windows) - {0.0})]:
+        smoothed = smooth_videos(labels["video"], frames, stacked, seconds, fps)
+        values = {k: smoothed[:, i] for i, k in enumerate(names)}
+        if "expression" in predictions:
+            values["expression"] = smoothed[:, len(names):]
+        result = score(values, labels, num_classes, f1_classes)
+        videos = per_video.video_report(labels["video"], labels, values)
+        row = {"seconds": seconds, **{f"{k}_ccc": result[k]["ccc"] for k in names if k in result}}
+        row.update({f"video_{k}_ccc": v for k, v in videos.get("mean_video_ccc", {}).items()})
+        if "expression" in result:
+            row.update(expression_accuracy=result["expression"]["accuracy"], macro_f1=result["expression"]["macro_f1"])
+        rows.append(row)
+    return rows
+
+
 @dataclasses.dataclass
 class Evaluation:
     """What `evaluate` found: `metrics` (the JSON-ready `score`), and the flip-averaged `predictions`
@@ -115,13 +148,16 @@ class Evaluation:
 
 
 def evaluate(model, data: DataConfig, split: str, classes: int, *, seed: int = 0, cache_dir=None,
-             log=print, prepared=None) -> Evaluation:
+             log=print, prepared=None, smooth=(), fps: float = 30.0) -> Evaluation:
     """Flip-averaged scores of `model` (an `InferenceModel`) on `split` of the data `data` names.
 
     Resolves the data (generating or preparing it when needed; `prepared`: the prepared folder(s) to read
     instead, e.g. where the model's training run prepared them), streams the split's centre crops and
     their mirrors in file order, averages the two predictions, keeps the first `classes` expression
     probabilities (7: AffectNet-7 scored with an 8-class model) and scores the whole split at once.
+    `smooth`: windows in seconds; on a video data set the metrics get a `smoothing` table
+    (`smoothing_table`, frames at `fps` per second). Raises ValueError when `smooth` is given for data
+    without videos.
     """
     from va2att.data.pipeline import make_dataset, prepared_dirs
     from va2att.data.preparation import layout_of, load_report
@@ -132,6 +168,8 @@ def evaluate(model, data: DataConfig, split: str, classes: int, *, seed: int = 0
     prepared = prepared or resolve_data(data, cache_dir=cache_dir, log=log)
     reports = [load_report(d) for d in prepared_dirs(prepared)]
     videos = any(getattr(layout_of(r), "videos", False) for r in reports)
+    if smooth and not videos:
+        raise ValueError("smoothing over time needs a video data set (a layout with videos, e.g. Aff-Wild2)")
     dataset = make_dataset(prepared, split, data, training=False, num_classes=classes, seed=seed, flip_pairs=True,
                            with_video=videos)
     import tensorflow as tf
@@ -145,9 +183,16 @@ def evaluate(model, data: DataConfig, split: str, classes: int, *, seed: int = 0
     if "expression" in predictions:
         predictions["expression"] = predictions["expression"][:, :classes]
     annotated = sorted({k for r in reports for k in r.get("expression_classes", range(classes)) if k < classes})
-    result = score(predictions, labels, classes, None if annotated == list(range(classes)) else annotated)
+    f1 = None if annotated == list(range(classes)) else annotated
+    result = score(predictions, labels, classes, f1)
     if "video" in labels:
         result.update(per_video.video_report(labels["video"], labels, predictions))
+    if smooth:
+        labels["frame"] = per_video.frame_numbers(prepared, split, classes)
+        if len(labels["frame"]) != len(labels["video"]):  # the two passes must read the same records
+            raise ValueError(f"read {len(labels['frame'])} frame numbers for {len(labels['video'])} evaluated frames")
+        result["smoothing"] = {"fps": fps, "rows": smoothing_table(labels, predictions, labels["frame"], smooth, fps,
+                                                                   classes, f1)}
     return Evaluation(result, predictions, labels)
 
 
@@ -181,6 +226,8 @@ def markdown_report(result: dict, title: str, meta: dict) -> str:
         lines += [f"| {r['video']} | {r['frames']} | {r['valence_ccc']:.3f} | {r['arousal_ccc']:.3f} | "
                   f"{r['mean_ccc']:.3f} |" for r in result["worst_videos"]]
         lines.append("")
+    if result.get("smoothing"):
+        lines += _smoothing_lines(result["smoothing"])
     cols = [c for c in ("n", "precision", "recall", "f1", "valence_true_mean", "valence_pred_mean", "valence_rmse",
                         "arousal_true_mean", "arousal_pred_mean", "arousal_rmse")
             if any(c in row for row in result["per_class"])]
@@ -188,3 +235,17 @@ def markdown_report(result: dict, title: str, meta: dict) -> str:
     lines += ["| " + row["class"] + " | " + " | ".join(_fmt(row.get(c, "")) for c in cols) + " |"
               for row in result["per_class"]]
     return "\n".join(lines) + "\n"
+
+
+def _smoothing_lines(smoothing: dict) -> list[str]:
+    """The report's table of `smoothing_table` rows."""
+    columns = [("valence_ccc", "CCC V"), ("arousal_ccc", "CCC A"), ("video_valence_ccc", "per-video CCC V"),
+               ("video_arousal_ccc", "per-video CCC A"), ("expression_accuracy", "accuracy"), ("macro_f1", "macro-F1")]
+    columns = [(key, title) for key, title in columns if any(key in row for row in smoothing["rows"])]
+    lines = ["## Smoothing over time", "",
+             (f"Causal mean of each video's predictions over the last S seconds (frames at {smoothing['fps']:g} per "
+              "second); S = 0 is the raw predictions."), "",
+             "| S (s) | " + " | ".join(title for _, title in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {row['seconds']:g} | " + " | ".join(_fmt(row.get(key, "")) for key, _ in columns) + " |"
+              for row in smoothing["rows"]]
+    return lines + [""]

@@ -18,6 +18,8 @@ from collections import deque
 
 import numpy as np
 
+_TOLERANCE = 1e-9  # seconds: a frame exactly `seconds` old is out of the window, whatever the rounding of its time
+
 
 class CausalMean:
     """The mean of the values of the last `seconds` seconds, the current frame included, fed frame by frame.
@@ -45,7 +47,7 @@ class CausalMean:
         if self._window and time < self._window[-1][0]:
             raise ValueError(f"times must not go back. Received: time={time!r} after {self._window[-1][0]!r}")
         self._window.append((time, np.asarray(values, np.float64)))
-        while self._window[0][0] <= time - self.seconds and len(self._window) > 1:
+        while self._window[0][0] <= time - self.seconds + _TOLERANCE and len(self._window) > 1:
             self._window.popleft()
         return np.mean([values for _, values in self._window], axis=0)
 
