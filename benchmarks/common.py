@@ -96,15 +96,20 @@ def load_average() -> list[float] | None:
         return None
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def system_report() -> dict:
     """Machine and software facts, thread settings and the current load average."""
     import keras
     import tensorflow as tf
 
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
+    usable = usable_cores()
     return {
         "cpu_model": cpu_model(),
         "cpu_flags": cpu_flags(),

@@ -6,6 +6,7 @@ the figures themselves are meaningless at these sizes and are not checked, only 
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -107,7 +108,7 @@ def test_bench_predict_quick(tmp_path):
 def test_bench_compare_quick(tmp_path):
     report = _run("bench_compare", tmp_path, "--quick")
     models = [r["model"] for r in report["rows"]]
-    assert models[:3] == ["va2att", "va2att serving_xla", "va2att, Keras graph"]
+    assert models[:4] == ["va2att", "va2att serving_xla", "va2att, Keras graph", "va2att LiteRT"]
     assert {"EfficientNet-B0 224x224x3", "MobileNetV2 224x224x3", "FER CNN 64x64x1"} <= set(models)
     for r in report["rows"]:
         assert r["batch1"]["calls"] == 2 * 3 and r["batch1_ms"] > 0 and r["batch_n_images_per_s"] > 0
@@ -116,4 +117,41 @@ def test_bench_compare_quick(tmp_path):
     assert ops["after"]["executed_nodes"] < ops["before"]["executed_nodes"]
     assert ops["after"]["saved_batch_norms"] < ops["before"]["saved_batch_norms"]
     assert all(d < 1e-4 for d in report["va2att"]["max_abs_difference_keras_vs_savedmodel"].values())
+    assert set(report["va2att"]["max_abs_difference_keras_vs_savedmodel"]) >= {"va2att", "va2att LiteRT"}
+    assert set(report["goals"]) == {
+        "default_path_batch1_vs_fer_cnn", "serving_default_batch1_vs_fer_cnn", "litert_batch1_vs_fer_cnn",
+        "default_path_batch1_sooner_than_efficientnet", "serving_default_batch1_sooner_than_efficientnet"}
     assert all(isinstance(g["met"], bool) for g in report["goals"].values())
+
+
+@pytest.mark.large
+def test_bench_serving_quick(tmp_path):
+    report = _run("bench_serving", tmp_path, "--quick")
+    settings = {r["setting"] for r in report["rows"]}
+    assert {"savedmodel, TF default threads", "savedmodel, intra-op 1 (compose)", "litert, 1 thread"} <= settings
+    assert {r["batch"] for r in report["rows"]} == {1, 4}
+    for r in report["rows"]:
+        assert r["faces_per_s"] > 0 and r["fraction_of_peak"] > 0 and r["cores_used"] > 0
+    assert set(report["goals"]) == {"fastest_runtime", "serving_default_tf_default_threads",
+                                    "serving_default_compose_threads"}
+    # The op profile of each TensorFlow worker: time by op type, FLOPs of its contractions by map size.
+    profile = report["profiles"]["savedmodel, TF default threads"]
+    assert profile["by_op"] and abs(sum(p["share"] for p in profile["by_op"]) - 1) < 0.01
+    assert "48x48" in profile["contractions_by_map"]
+    assert not [p for p in running_children()]  # the workers are gone
+
+
+def running_children():
+    """Child processes of this one that are still running (the benchmark's workers must have ended)."""
+    import os
+
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                children.append(int(entry))
+    return children

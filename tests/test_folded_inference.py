@@ -223,13 +223,18 @@ def test_pointwise_convolutions_run_as_matrix_products():
         plain = tf.identity(tf.nn.conv2d(fused, _constant(rng, 1, 1, 5, 4), 1, "VALID") + 1.0, name="plain")
         strided = tf.nn.conv2d(x, _constant(rng, 1, 1, 3, 4), 2, "VALID", name="strided")
         spatial = tf.nn.conv2d(x, _constant(rng, 3, 3, 3, 4), 1, "SAME", name="spatial")
+        # An attention mask's last convolution: bias, then sigmoid, read by a multiply.
+        mask = tf.sigmoid(tf.nn.bias_add(tf.nn.conv2d(x, _constant(rng, 1, 1, 3, 3), 1, "SAME"),
+                                         _constant(rng, 3)), name="mask")
+        gated = tf.identity((1.0 + mask) * x, name="gated")
     graph_def = graph.as_graph_def()
-    fetch = [fused.name, plain.name, strided.name, spatial.name]
+    fetch = [fused.name, plain.name, strided.name, spatial.name, gated.name]
     rewritten_def, rewritten = folded_inference.pointwise_convolutions_as_matmuls(graph_def)
-    assert rewritten == 2
+    assert rewritten == 3
     nodes = {node.name: node for node in rewritten_def.node}
-    assert nodes["fused"].op == "Reshape"  # the bias and the ReLU run before the reshape back
+    assert nodes["fused"].op == nodes["mask"].op == "Reshape"  # the bias and activation run before the reshape
     assert nodes[folded_inference._node_name(nodes["fused"].input[0])].op == "Relu"
+    assert nodes[folded_inference._node_name(nodes["mask"].input[0])].op == "Sigmoid"
     assert nodes["strided"].op == nodes["spatial"].op == "Conv2D"
-    assert sum(node.op == "MatMul" for node in rewritten_def.node) == 2
+    assert sum(node.op == "MatMul" for node in rewritten_def.node) == 3
     _same_outputs(graph_def, rewritten_def, fetch, rng)

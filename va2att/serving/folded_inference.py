@@ -23,8 +23,9 @@ of that:
    multiply moves into those convolutions' kernels instead (`scales_into_next_convolutions`):
    `relu(s * x + t) = s * relu(x + t / s)` for `s > 0`, so only the add is left.
 4. Run each 1x1 convolution as a matrix product (`pointwise_convolutions_as_matmuls`): a stride-1 1x1
-   convolution is `reshape(reshape(x, [-1, C_in]) @ W, [-1, H, W, C_out])`, and its bias and ReLU move
-   inside the reshapes, so TensorFlow fuses the product, the bias and the ReLU into one kernel.
+   convolution is `reshape(reshape(x, [-1, C_in]) @ W, [-1, H, W, C_out])`, and its bias and ReLU (or
+   the attention mask's sigmoid) move inside the reshapes, so TensorFlow fuses the product, the bias and
+   the activation into one kernel.
 5. Drop pass-through nodes (`drop_identities`) and every node no output needs.
 
 Steps 3 and 4 matter at batch 1, where a call's time goes to running one small kernel after another:
@@ -90,15 +91,24 @@ def _consumers(graph_def) -> dict[str, list[tuple[object, str]]]:
 
 
 def _constant_value(nodes: dict, reference: str):
-    """The NumPy value of `reference` when it is a `Const` (through any chain of `Identity`), else None."""
+    """The NumPy value of `reference` when it is a `Const`, or an `Identity`, `Squeeze` or `Reshape` (by a constant
+    shape) of one, any number deep (Keras 3 hands a convolution its bias as `Squeeze(Reshape(bias))`); else None."""
     import tensorflow as tf
 
     node = nodes.get(_node_name(reference))
-    while node is not None and node.op == "Identity" and len(node.input) == 1:
-        node = nodes.get(_node_name(node.input[0]))
-    if node is None or node.op != "Const":
+    if node is None:
         return None
-    return tf.make_ndarray(node.attr["value"].tensor)
+    if node.op == "Const":
+        return tf.make_ndarray(node.attr["value"].tensor)
+    if node.op in ("Identity", "Squeeze") and len(node.input) == 1:
+        value = _constant_value(nodes, node.input[0])
+        if value is None or node.op == "Identity":
+            return value
+        return np.squeeze(value, axis=tuple(node.attr["squeeze_dims"].list.i) or None)
+    if node.op == "Reshape" and len(node.input) == 2:
+        value, shape = _constant_value(nodes, node.input[0]), _constant_value(nodes, node.input[1])
+        return None if value is None or shape is None else value.reshape(shape)
+    return None
 
 
 def _only_data_consumer(consumers: dict, name: str, expected) -> bool:
@@ -245,7 +255,10 @@ def scale_and_shift_batch_norms(graph_def):
     return graph_def, scaled
 
 
-CHANNEL_PRESERVING = ("AvgPool", "MaxPool", "Mean")  # ops through which a positive per-channel scale passes
+CHANNEL_PRESERVING = ("AvgPool", "MaxPool", "Mean")
+# Activations that TensorFlow fuses into a matrix product with its bias (`_FusedMatMul`; oneDNN's too):
+# the ReLU of the convolutions, and the sigmoid that closes each attention mask.
+FUSED_ACTIVATIONS = ("Relu", "Sigmoid")  # ops through which a positive per-channel scale passes
 
 
 def _scale_passes_through(node, nodes) -> bool:
@@ -328,8 +341,9 @@ def pointwise_convolutions_as_matmuls(graph_def):
     height and width are static, run as a matrix product on the flattened pixels.
 
     `Conv2D(x, W)` becomes `Reshape(MatMul(Reshape(x, [-1, C_in]), W[0, 0]), [-1, H, W, C_out])`. A
-    `BiasAdd` of a constant that alone reads the convolution, and then a `Relu` that alone reads it,
-    move inside the reshapes (where TensorFlow fuses them with the product); the final `Reshape` takes
+    `BiasAdd` of a constant that alone reads the convolution, and then a `Relu` or `Sigmoid`
+    (`FUSED_ACTIVATIONS`) that alone reads it, move inside the reshapes (where TensorFlow fuses them
+    with the product: the mask's sigmoid then costs no pass of its own); the final `Reshape` takes
     the name of the last node moved, so consumers are unchanged. Returns `(new_graph_def, number)`.
     """
     import tensorflow as tf
@@ -351,14 +365,14 @@ def pointwise_convolutions_as_matmuls(graph_def):
         if shape is None or len(shape) != 4 or None in shape[1:]:
             continue
         chain = [conv]  # the convolution, then the nodes that move inside the reshapes
-        for op in ("BiasAdd", "Relu"):
+        for ops in (("BiasAdd",), FUSED_ACTIVATIONS):
             users = consumers.get(chain[-1].name, [])
             if not _only_data_consumer(consumers, chain[-1].name, users[0][0] if users else None):
                 break
             user = users[0][0]
-            if user.op != op or any(r.startswith("^") for r in user.input):
+            if user.op not in ops or any(r.startswith("^") for r in user.input):
                 break
-            if op == "BiasAdd" and (_data_format(user) != b"NHWC" or _constant_value(nodes, user.input[1]) is None):
+            if user.op == "BiasAdd" and (_data_format(user) != b"NHWC" or _constant_value(nodes, user.input[1]) is None):
                 break
             chain.append(user)
         name = conv.name
