@@ -283,7 +283,10 @@ def test_cli_video_gives_one_result_per_sampled_frame(model_file, tmp_path, caps
     assert status == 0
     results = json.loads((tmp_path / "v.json").read_text())["results"]
     assert [r["frame"] for r in results] == [0, 5, 10, 15, 20]
+    assert [r["time"] for r in results] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])  # 10 frames a second
     assert [len(r["faces"]) for r in results] == [1, 1, 0, 1, 1]
+    assert [[f["track"] for f in r["faces"]] + r["lost_tracks"] for r in results] == [[1]] * 5  # missing at 10
+    assert results[2]["note"] is None and results[2]["lost_tracks"] == [1]
     for r in results:
         for face in r["faces"]:
             assert box_iou(face["box"], ASTRONAUT_FACE) > 0.3
@@ -463,3 +466,38 @@ def test_a_video_whose_frames_exceed_the_pixel_cap_is_refused_before_decoding(mo
     (result,) = json.loads((tmp_path / "v.json").read_text())["results"]
     assert result["error"] == f"{path}: frames of 64x64 pixels exceed the decode limit" and result["frame"] is None
     assert status == 1 and "0 of 1 picture(s) read" in stderr
+
+
+def test_a_stream_whose_writes_fail_mid_way_moves_to_the_temporary_folder_with_every_row(tmp_path):
+    import errno
+    import shutil
+
+    from va2att.prediction.result_files import StreamedText
+
+    stream = StreamedText(tmp_path / "rows.csv", "--csv")
+    lines = [f"row {i}\n" for i in range(6)]
+    for line in lines[:3]:
+        stream.write(line)
+    calls = []
+
+    class FullDisk:  # the file as it was, but the disk is full: every write fails
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, data):
+            calls.append(data)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):  # fileno, flush, close: the file's own
+            return getattr(self.file, name)
+
+    stream.stream = FullDisk(stream.stream)
+    for line in lines[3:]:
+        stream.write(line)
+    assert len(calls) == 1  # after the first failure, the stream writes elsewhere
+    assert not stream.finish()
+    assert not (tmp_path / "rows.csv").exists() and not list(tmp_path.glob(".*.tmp"))
+    assert stream.failure.startswith("error: cannot write --csv ") and "disk is full" in stream.failure
+    kept = Path(stream.failure.rsplit("the results are kept in ", 1)[1])
+    assert kept.read_text() == "".join(lines)  # the rows before the failure, the one that failed, and the rest
+    shutil.rmtree(kept.parent)

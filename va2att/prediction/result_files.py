@@ -72,8 +72,10 @@ class StreamedText:
         self.failure: str | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}-", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)  # opened again below with the permissions of any new file (mkstemp's are owner-only), and readable
+        os.unlink(temporary)
         self._temporary = Path(temporary)
-        self.stream = os.fdopen(fd, "wb")
+        self.stream = os.fdopen(os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), "wb")
         self._written = 0  # bytes in the temporary
         self._rescued = None  # the file in the temporary folder, once the stream moved there
 
