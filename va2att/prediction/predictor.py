@@ -6,12 +6,16 @@ grayscale and RGBA handled by `va2att.faces.images.read_image`), detect faces wi
 is MTCNN's smallest; consecutive video frames through `va2att.faces.tracking.FaceTracker`), align each face to the 56×56 grayscale template used in
 preparation, take the centre 48×48 crop, and average the network's predictions for the crop and
 its mirror image (as `evaluate` does). Faces from many pictures are gathered into batches before
-they go through the network.
+they go through the network. `iter_video` reads a video's frames with their times
+(`va2att.prediction.video`), gives every face a track id and, on request, smoothed values, and
+yields the results as their batch completes, so a video of any length takes the same memory.
 
 Example:
     predictor = Predictor("runs/exp1")            # run folder, .keras file or SavedModel
     for face in predictor.predict("group.jpg"):
         print(face.box, face.valence, face.arousal, face.expression)
+    for frame in predictor.iter_video("clip.mp4", every_seconds=0.5, smooth=1.0):
+        print(frame.time, [(face.track, face.smoothed_scores["valence"]) for face in frame.faces])
 """
 
 from __future__ import annotations
