@@ -14,6 +14,9 @@ weights, which do not change the cost):
   - SavedModel serving_default: the model exported with `va2att.serving.export.export_saved_model` into a
     temporary folder, loaded with `tf.saved_model.load` and called through its `serving_default`
     signature, as TF Serving and `va2att.serving.loading` do;
+  - LiteRT model.tflite: the same export's LiteRT model in the `ai-edge-litert` interpreter
+    (`va2att.serving.litert.LiteRTModel`, the usable cores as threads), as `load_inference_model(...,
+    runtime="litert")` runs it;
   - with --jit, also the tf.function compiled with XLA (`jit_compile=True`).
 Every call takes a NumPy batch and returns NumPy outputs (conversion included). Latency: median
 (and 10th/90th percentile) of `--calls` calls at batch 1. Throughput: batch 256 / median call time
@@ -45,7 +48,9 @@ def _paths(model, export_dir: Path, jit: bool) -> dict:
     import tensorflow as tf
 
     from va2att.config import INPUT_SIZE
+    from va2att.serving import litert
     from va2att.serving.export import export_saved_model
+    from va2att.serving.litert import LiteRTModel
 
     spec = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 1], tf.float32)
 
@@ -65,6 +70,7 @@ def _paths(model, export_dir: Path, jit: bool) -> dict:
     signature = loaded.signatures["serving_default"]
     paths["SavedModel serving_default"] = lambda x: numpy_outputs(signature(image=tf.constant(x)))
     paths["SavedModel serving_default"].loaded = loaded  # keep the variables alive
+    paths["LiteRT model.tflite"] = LiteRTModel(litert.model_file(version_dir))
     return paths
 
 

@@ -13,10 +13,10 @@ Speed rows (frames or faces per second; higher is better), each for the detector
     is that of two crops;
   - predict end-to-end: `Predictor.predict` on the astronaut photo read from a file;
   - frame 640x480, photo mode: `Predictor.predict` on the one-face 640×480 frame of
-    tests/face_photos.py, frames/s (the target: >= 20);
+    tests/face_photos.py, frames/s (the target: >= 30);
   - frame 640x480, video mode: `Predictor.predict_many` on a 30-frame clip of that frame drifting
     4 pixels right and 2 down per frame, passed as `Frame`s of one video (whole-frame detection
-    once every `detect_every` frames, tracking in between), frames/s;
+    once every `detect_every` frames, tracking in between), frames/s (the target: >= 60);
   - group photo: `Predictor.predict` on the 1280×800 photo of eight faces, faces/s.
 Recall table: for each detector setting, faces found / faces expected on every photo of
 `face_photos.recall_photos()` (a detection finds a face when their boxes overlap by IoU >= 0.3),
@@ -65,7 +65,8 @@ def _timed(fn, seconds: float, faces_per_call: int) -> dict:
     }
 
 
-FRAME_TARGET_FPS = 20
+PHOTO_TARGET_FPS = 30  # Predictor.predict on a 640x480 one-face photo
+VIDEO_TARGET_FPS = 60  # Predictor.predict_many on the frames of a video
 CLIP_FRAMES = 30
 # name: (FaceDetector keyword arguments, Predictor detect_every); the first is prediction's default.
 DETECTORS = {
@@ -161,14 +162,14 @@ def _model_and_predictor_rows(names, detectors, seconds: float) -> tuple[dict, i
 
 def _targets(rows: dict, recall: dict, default_detector: str) -> dict:
     frame_rows = {k: r for k, r in rows.items() if k.startswith("frame 640x480") and default_detector in k}
-    best = max(r["faces_per_s"] for r in frame_rows.values())
+    video_mode = next(r["faces_per_s"] for k, r in frame_rows.items() if "video mode" in k)
     photo_mode = next(r["faces_per_s"] for k, r in frame_rows.items() if "photo mode" in k)
     default, whole = recall[default_detector], recall["whole picture (MTCNN settings)"]
     return {
-        "frame_640x480_photo_mode_fps": {"target": f">= {FRAME_TARGET_FPS}", "value": photo_mode,
-                                         "met": photo_mode >= FRAME_TARGET_FPS},
-        "frame_640x480_best_mode_fps": {"target": f">= {FRAME_TARGET_FPS}", "value": best,
-                                        "met": best >= FRAME_TARGET_FPS},
+        "frame_640x480_photo_mode_fps": {"target": f">= {PHOTO_TARGET_FPS}", "value": photo_mode,
+                                         "met": photo_mode >= PHOTO_TARGET_FPS},
+        "frame_640x480_video_mode_fps": {"target": f">= {VIDEO_TARGET_FPS}", "value": video_mode,
+                                         "met": video_mode >= VIDEO_TARGET_FPS},
         "recall_no_worse_than_whole_picture": {
             "target": "every photo", "value": sorted(k for k in whole if default[k]["found"] < whole[k]["found"]),
             "met": all(default[k]["found"] >= whole[k]["found"] for k in whole)},

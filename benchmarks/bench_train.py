@@ -1,7 +1,7 @@
 """Training speed of the network on this machine: images/s, FLOPs and the fraction of the matmul peak.
 
     python benchmarks/bench_train.py [--blocks 0 1 2 3] [--batch-size 256] [--steps 10] [--width 32]
-                                     [--jit] [--mixed-precision] [--no-metrics] [--json bench_train.json]
+                                     [--jit] [--mixed-precision] [--no-metrics] [--profile 3] [--json bench_train.json]
     python benchmarks/bench_train.py --quick          # tiny network and batch: checks the script runs
 
 One row per number of attention blocks (head `2mt` unless --head): the model `train.py` builds
@@ -21,6 +21,8 @@ in the same process with the same threads (benchmarks/common.py).
 from __future__ import annotations
 
 import argparse
+import itertools
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,8 +36,9 @@ QUICK_MODEL = {"width": 8, "level_dim": 16, "gru_units": 8, "dimensional_units":
 
 
 def time_training(model_cfg, batch_size: int, steps: int, warmup: int, *, jit: bool = False,
-                  mixed_precision: bool = False, metrics: bool = True, seed: int = 0) -> dict:
-    """Per-step wall and CPU time of `fit` on one cached random batch; the model's forward FLOPs."""
+                  mixed_precision: bool = False, metrics: bool = True, seed: int = 0, profile_steps: int = 0) -> dict:
+    """Per-step wall and CPU time of `fit` on one cached random batch; the model's forward FLOPs; with
+    `profile_steps`, `profile_training` of that many more steps."""
     import keras
     import tensorflow as tf
 
@@ -76,13 +79,73 @@ def time_training(model_cfg, batch_size: int, steps: int, warmup: int, *, jit: b
 
         timer = StepTimer()
         model.fit(data, steps_per_epoch=warmup + steps, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
+        profile = profile_training(model, data, profile_steps) if profile_steps else None
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     wall, cpu = timer.wall[warmup:], timer.cpu[warmup:]
     parameters = int(model.count_params())
     keras.backend.clear_session()
     return {"wall": wall, "cpu": cpu, "first_step_s": timer.wall[0], "forward_flops": forward_flops,
-            "parameters": parameters}
+            "parameters": parameters, "profile": profile}
+
+
+# Op types (or name scopes) of a training step, grouped into what the time goes to (`profile_training`).
+PROFILE_GROUPS = (
+    ("GRU and level attention (every op of it)", lambda scope, op: "level_attention" in scope),
+    ("optimizer (RMSprop updates)", lambda scope, op: "rm_sprop" in scope or op.startswith(("ResourceApply", "Assign"))),
+    ("batch-MAD median (sort)", lambda scope, op: op in ("TopKV2", "Sort")),
+    ("convolutions, forward", lambda scope, op: "Conv2D" in op and "Backprop" not in op),
+    ("convolutions, backward", lambda scope, op: "Conv2DBackprop" in op),
+    ("batch norm, forward and backward", lambda scope, op: "FusedBatchNorm" in op),
+    ("matrix products", lambda scope, op: "MatMul" in op),
+    ("pooling, resize, spatial means", lambda scope, op: any(k in op for k in ("Pool", "Resize", "Mean"))),
+    ("element-wise (ReLU, additions, gradients' sums, ...)", lambda scope, op: True),
+)
+
+
+def profile_training(model, data, steps: int) -> dict:
+    """Where a training step's time goes: `steps` steps of `fit` traced by TensorFlow's profiler, op time summed
+    by `PROFILE_GROUPS` over the compute threads, the wall time a step (with `fit`'s own start and end), the
+    median time inside one call of the compiled step and between two calls (Python and Keras), and the input
+    pipeline's `get_next` time."""
+    import glob
+    import tempfile as tmp
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    with tmp.TemporaryDirectory(prefix="bench_train_profile_") as logdir:
+        tf.profiler.experimental.start(logdir)
+        start = time.perf_counter()
+        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+        wall = time.perf_counter() - start
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(Path(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0]).read_bytes())
+    (plane,) = [p for p in space.planes if p.name == "/host:CPU"]
+    groups = {name: 0.0 for name, _ in PROFILE_GROUPS}
+    pipeline, calls = 0.0, []  # calls: (start, end) in ms of each call of the compiled step
+    for line in plane.lines:
+        for event in line.events:
+            name = plane.event_metadata[event.metadata_id].name
+            ms = event.duration_ps / 1e9
+            if line.name == "python" and name.startswith("multi_step_on_iterator"):
+                calls.append((event.offset_ps / 1e9, event.offset_ps / 1e9 + ms))
+            elif line.name.startswith("tf_data_iterator_get_next"):
+                pipeline += ms
+            elif line.name.startswith("tf_Compute") and ":" in name:  # executor threads: one event per op
+                scope, op = name.rsplit(":", 1)
+                groups[next(g for g, match in PROFILE_GROUPS if match(scope, op))] += ms
+    op_ms = sum(groups.values())
+    calls.sort()
+    gaps = [start - end for (_, end), (start, _) in itertools.pairwise(calls)]  # Python and Keras between steps
+    return {"steps": steps, "wall_ms_per_step": round(1000 * wall / steps, 1),
+            "compiled_step_ms_per_step": round(statistics.median(e - s for s, e in calls), 1),
+            "python_between_steps_ms_per_step": round(statistics.median(gaps), 2) if gaps else None,
+            "pipeline_get_next_ms_per_step": round(pipeline / steps, 2),
+            "op_ms_per_step": round(op_ms / steps, 1), "cores_busy": round(op_ms / (1000 * wall), 2),
+            "groups": {name: {"ms_per_step": round(ms / steps, 1), "share": round(ms / op_ms, 4) if op_ms else 0}
+                       for name, ms in sorted(groups.items(), key=lambda kv: -kv[1])}}
 
 
 def run(args) -> dict:
@@ -97,7 +160,8 @@ def run(args) -> dict:
     for blocks in args.blocks:
         cfg = ModelConfig(blocks=blocks, head=args.head, **base)
         r = time_training(cfg, args.batch_size, args.steps, args.warmup, jit=args.jit,
-                          mixed_precision=args.mixed_precision, metrics=not args.no_metrics)
+                          mixed_precision=args.mixed_precision, metrics=not args.no_metrics,
+                          profile_steps=args.profile)
         times = common.summarize_times(r["wall"])
         step = times["median_ms"] / 1000
         images_per_s = args.batch_size / step
@@ -116,6 +180,7 @@ def run(args) -> dict:
             "cpu_ms_per_image": round(1000 * sum(r["cpu"]) / (args.batch_size * len(r["cpu"])), 3),
             "achieved_gflops": round(train_gflops, 2),
             "fraction_of_peak": common.fraction_of_peak(train_gflops, peak),
+            "profile": r["profile"],
         })
         print(f"blocks {blocks}: {images_per_s:.0f} images/s (median step {times['median_ms']:.0f} ms)", flush=True)
     return {
@@ -157,7 +222,21 @@ def format_report(report: dict) -> str:
          f"metrics {'on' if s['metrics'] else 'off'}"),
         common.system_line(report["system"], report["matmul_peak"]),
     ]
+    for r in report["rows"]:
+        if r.get("profile"):
+            lines.append(format_profile(r["blocks"], r["profile"]))
     return "\n".join(lines)
+
+
+def format_profile(blocks: int, profile: dict) -> str:
+    facts = (f"profile, blocks {blocks}, {profile['steps']} steps: {profile['wall_ms_per_step']} ms a step, of which "
+             f"{profile['compiled_step_ms_per_step']} ms in the compiled step and "
+             f"{profile['python_between_steps_ms_per_step']} ms in Python between steps; input pipeline get_next "
+             f"{profile['pipeline_get_next_ms_per_step']} ms; op time {profile['op_ms_per_step']} ms a step "
+             f"({profile['cores_busy']} cores busy)")
+    table = common.format_table(["where", "ms a step", "share of op time"], [
+        [name, f"{g['ms_per_step']:.1f}", f"{100 * g['share']:.1f}%"] for name, g in profile["groups"].items()])
+    return facts + "\n" + table
 
 
 def parse_args(argv=None):
@@ -171,6 +250,8 @@ def parse_args(argv=None):
     parser.add_argument("--jit", action="store_true", help="compile the train step with XLA (train.jit_compile)")
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 policy (train.mixed_precision)")
     parser.add_argument("--no-metrics", action="store_true", help="compile without the streaming metrics")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="also trace STEPS more steps with TensorFlow's profiler: time by kind of op")
     parser.add_argument("--quick", action="store_true",
                         help="tiny widths, batch 16, 2 steps, small peak (tests; add --blocks 0 for the fastest)")
     common.add_common_args(parser)

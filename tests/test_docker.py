@@ -138,6 +138,12 @@ def train_run(compose) -> Path:
     return run
 
 
+def model_mount(server) -> tuple[Path, PurePosixPath, bool]:
+    """The one mount of a TF Serving service under the image's model base (/models)."""
+    (found,) = [m for m in mounts(server) if TF_SERVING_MODEL_BASE in m[1].parents]
+    return found
+
+
 def _servers(compose) -> dict:
     return {name: s for name, s in compose["services"].items() if s["image"].startswith("tensorflow/serving:")}
 
@@ -268,7 +274,7 @@ def test_the_server_serves_the_trained_export_as_the_clients_model(compose, name
     assert image_version(serving["image"], "tensorflow/serving", suffix)[:2] == installed_tensorflow()
     model_name = serving["environment"]["MODEL_NAME"]
     assert model_name == MODEL_NAME == client.DEFAULT_MODEL
-    ((source, target, writable),) = mounts(serving)
+    source, target, writable = model_mount(serving)
     assert target == TF_SERVING_MODEL_BASE / model_name and not writable
     # The folder train.py exports to, in the run folder the train service writes.
     assert source == RunDir(train_run(compose)).export_root
@@ -380,7 +386,8 @@ def test_compose_multiworker_services_form_one_cluster(compose):
 
 # Flags of tensorflow_model_server that the compose file may set (a misspelt flag stops the server).
 TF_SERVING_FLAGS = {"--tensorflow_intra_op_parallelism", "--tensorflow_inter_op_parallelism",
-                    "--rest_api_num_threads", "--xla_cpu_compilation_enabled"}
+                    "--rest_api_num_threads", "--xla_cpu_compilation_enabled", "--enable_batching",
+                    "--batching_parameters_file", "--prefer_tflite_model"}
 XLA_FLAG = "--xla_cpu_compilation_enabled=true"
 
 
@@ -401,7 +408,7 @@ def test_xla_flag_only_where_xla_exports_are_served(compose):
     servers = _servers(compose)
     other_host_ports = set()
     for name, server in servers.items():
-        ((source, _, _),) = mounts(server)
+        source, _, _ = model_mount(server)
         assert source in (run.export_root, run.xla_export_root), name
         serves_xla = source == run.xla_export_root
         assert (XLA_FLAG in server.get("command", [])) == serves_xla, name
@@ -418,3 +425,64 @@ def test_xla_flag_only_where_xla_exports_are_served(compose):
 def test_serving_docs_name_the_xla_signature_and_the_thread_flag():
     text = (REPO / "docs" / "serving.md").read_text()
     assert signature.SERVING_XLA in text and XLA_FLAG in text and "--tensorflow_intra_op_parallelism=1" in text
+
+
+def batching_parameters_message():
+    """TF Serving's `BatchingParameters` message (tensorflow_serving/servables/tensorflow/session_bundle_config.proto),
+    built here: the tensorflow-serving-api package ships the request protos, not this one."""
+    from google.protobuf import (
+        descriptor_pb2,
+        descriptor_pool,
+        message_factory,
+        wrappers_pb2,
+    )
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    proto = descriptor_pb2.FileDescriptorProto(name="batching_parameters.proto", package="tensorflow.serving",
+                                               syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
+    message = proto.message_type.add(name="BatchingParameters")
+    field = descriptor_pb2.FieldDescriptorProto
+    for number, (name, kind) in enumerate((
+            ("max_batch_size", ".google.protobuf.Int64Value"), ("batch_timeout_micros", ".google.protobuf.Int64Value"),
+            ("max_enqueued_batches", ".google.protobuf.Int64Value"), ("num_batch_threads", ".google.protobuf.Int64Value"),
+            ("thread_pool_name", ".google.protobuf.StringValue"), ("allowed_batch_sizes", None),
+            ("pad_variable_length_inputs", None)), start=1):
+        if kind:
+            message.field.add(name=name, number=number, type=field.TYPE_MESSAGE, type_name=kind,
+                              label=field.LABEL_OPTIONAL)
+        elif name == "allowed_batch_sizes":
+            message.field.add(name=name, number=number, type=field.TYPE_INT64, label=field.LABEL_REPEATED)
+        else:
+            message.field.add(name=name, number=number, type=field.TYPE_BOOL, label=field.LABEL_OPTIONAL)
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
+
+
+def test_every_server_batches_with_a_parameters_file_it_mounts(compose):
+    """docs/serving.md, "Serving many clients": each server batches requests with its own parameters file (one for
+    the CPU servers, one for the GPU server); the flags name a file the container sees, and it parses as TF Serving's
+    BatchingParameters with sizes TF Serving accepts."""
+    from google.protobuf import text_format
+
+    parameters = batching_parameters_message()
+    files = {}
+    for name, server in _servers(compose).items():
+        command = [default(c) for c in server.get("command", [])]
+        assert "--enable_batching=true" in command, name
+        (option,) = [c for c in command if c.startswith("--batching_parameters_file=")]
+        source, writable = host_path(server, option.split("=", 1)[1])
+        assert source.is_file() and not writable, name
+        assert source.parent == COMPOSE.parent / "batching"  # beside compose.yaml, mounted read-only
+        files[name] = source
+        batching = text_format.Parse(source.read_text(), parameters())
+        sizes = list(batching.allowed_batch_sizes)
+        assert sizes == sorted(set(sizes)) and sizes[-1] == batching.max_batch_size.value, name
+        assert batching.num_batch_threads.value >= 1 and batching.batch_timeout_micros.value > 0, name
+        assert batching.max_enqueued_batches.value >= 1, name
+    assert files["serving"].name == "gpu.txt" and files["serving-cpu"].name == "cpu.txt"
+    assert files["serving-cpu-xla"] == files["serving-cpu"]
+    text = (REPO / "docs" / "serving.md").read_text()
+    assert "Serving many clients" in text and "--enable_batching" in text
+    with pytest.raises(text_format.ParseError):  # the message refuses what TF Serving would refuse
+        text_format.Parse("max_batch_sise { value: 8 }", parameters())
