@@ -5,7 +5,7 @@
     image           float32 [B, 48, 48, 1], pixel values 0-255 (the model rescales inside the graph);
                     with flip_pairs=True, [B, 2, 48, 48, 1] (index 0 centre crop, 1 its mirror)
     labels          {"valence": float32 [B, 1], "arousal": float32 [B, 1], "expression": int32 [B]}
-                    (+ "video": string [B] with with_video=True)
+                    (+ "video": string [B] and "frame": int64 [B] with with_video=True)
     sample_weights  {"valence", "arousal", "expression"}: float32 [B], 1 for a label the record has
 Label masks. A record says which labels it has (`has_va`, `has_expression`, see `records`): an
 Aff-Wild2 frame may carry only valence/arousal or only an expression, and with `none_faces=True`
@@ -293,8 +293,8 @@ class Stream:
             each time an iteration starts. In deterministic mode the shuffle order and the augmentation
             are then seeded by `epoch_seed(seed, epoch)`: epoch e sees the same batches in a run resumed
             at e as in an uninterrupted one. None (or not deterministic): seeded once by `seed`.
-        with_video: evaluation only: add each face's `video` name (bytes, "" for still images) to the
-            labels, for per-video scores.
+        with_video: evaluation only: add each face's `video` name (bytes, "" for still images) and `frame`
+            number (int64, -1 for still images) to the labels, for per-video scores and smoothing over time.
     """
 
     split: str
@@ -375,7 +375,7 @@ def _records(files, data_cfg: DataConfig, stream: Stream):
     frame_step = data_cfg.frame_step if stream.training else 1
     share, hseed = data_cfg.holdout_share, data_cfg.holdout_seed
     names = ("image", "valence", "arousal", "expression", "has_va", "has_expression") + (
-        ("video",) if stream.with_video else ())
+        ("video", "frame") if stream.with_video else ())
 
     def select(p):
         out = {k: p[k] for k in names}
@@ -425,7 +425,7 @@ def _evaluation_batches(faces, data_cfg: DataConfig, stream: Stream):
         image = tf.cast(flip_pair(p["image"]) if stream.flip_pairs else centre_crop(p["image"]), tf.float32)
         labels, weights = _labels_and_weights(p, stream)
         if stream.with_video:
-            labels["video"] = p["video"]
+            labels["video"], labels["frame"] = p["video"], p["frame"]
         return image, labels, weights
 
     ds = faces.batch(data_cfg.batch_size)

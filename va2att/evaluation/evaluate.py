@@ -46,6 +46,7 @@ def predict_split(model, dataset) -> tuple[dict[str, np.ndarray], dict[str, np.n
             labels[name].append(value)
         if "video" in target:
             labels.setdefault("video", []).append(np.char.decode(np.asarray(target["video"]).astype(bytes), "utf-8"))
+            labels.setdefault("frame", []).append(np.asarray(target["frame"]).reshape(-1))
     if not labels["valence"]:
         raise ValueError("the evaluation split is empty")
     predictions = {k: np.concatenate(v) for k, v in preds.items()}
@@ -188,9 +189,6 @@ def evaluate(model, data: DataConfig, split: str, classes: int, *, seed: int = 0
     if "video" in labels:
         result.update(per_video.video_report(labels["video"], labels, predictions))
     if smooth:
-        labels["frame"] = per_video.frame_numbers(prepared, split, classes)
-        if len(labels["frame"]) != len(labels["video"]):  # the two passes must read the same records
-            raise ValueError(f"read {len(labels['frame'])} frame numbers for {len(labels['video'])} evaluated frames")
         result["smoothing"] = {"fps": fps, "rows": smoothing_table(labels, predictions, labels["frame"], smooth, fps,
                                                                    classes, f1)}
     return Evaluation(result, predictions, labels)

@@ -3,8 +3,8 @@
 The challenge's own metric is the CCC over all frames of the split (`evaluation.score`); the
 per-video CCC shows where a model fails: a video whose labels barely move has a CCC near 0
 even for small errors, and a video scored below 0 is one whose trajectory the model inverts.
-`frame_numbers` gives each evaluated frame's number in its video, which smoothing over time needs
-(`va2att.evaluation.smoothing.smooth_videos`).
+The evaluation stream carries each frame's video and number (`make_dataset(..., with_video=True)`),
+which smoothing over time reads too (`va2att.evaluation.smoothing.smooth_videos`).
 """
 
 from __future__ import annotations
@@ -53,25 +53,3 @@ def video_report(videos, labels: dict, predictions: dict, worst: int = WORST) ->
         "worst_videos": rows[:worst],
         "mean_video_ccc": {d: float(np.mean([r[f"{d}_ccc"] for r in rows])) for d in ("valence", "arousal")},
     }
-
-
-def frame_numbers(prepared, split: str, num_classes: int) -> np.ndarray:
-    """The frame number (`records.frame`, -1 for a still image) of every record that the evaluation stream
-    (`make_dataset(..., training=False, num_classes=num_classes)`) yields from `split`, in its order.
-
-    The stream carries each record's video name but not its frame number, so the numbers are read by one
-    pass over the same shards, in the same order, with the stream's own selection of records
-    (`pipeline._shards`, `pipeline._kept`).
-    """
-    import tensorflow as tf
-
-    from va2att.data import pipeline
-
-    spec = {"expression": tf.io.FixedLenFeature([], tf.int64),
-            "has_va": tf.io.FixedLenFeature([], tf.int64, default_value=1),
-            "has_expression": tf.io.FixedLenFeature([], tf.int64, default_value=1),
-            "frame": tf.io.FixedLenFeature([], tf.int64, default_value=-1)}
-    files = pipeline._shards(prepared, pipeline._split(split))
-    found = [p["frame"][pipeline._kept(p, num_classes, False)].numpy()
-             for p in tf.data.TFRecordDataset(files).batch(4096).map(lambda b: tf.io.parse_example(b, spec))]
-    return np.concatenate(found) if found else np.zeros(0, np.int64)
