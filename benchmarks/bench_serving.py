@@ -13,7 +13,9 @@ runs in a worker process of its own, since TensorFlow fixes its thread pools onc
     the CPU server (`--tensorflow_intra_op_parallelism=1`);
   - `savedmodel, oneDNN off`: TensorFlow's own kernels (`TF_ENABLE_ONEDNN_OPTS=0`), default threads;
   - `litert, N threads`: `model.tflite` in the `ai-edge-litert` interpreter (XNNPACK), for each N of
-    `--litert-threads` (default 1 and the cores); these workers import no TensorFlow.
+    `--litert-threads` (default 1 and the cores); these workers import no TensorFlow;
+  - `litert float16` and `litert int8`: the quantised variants (`model-float16.tflite`,
+    `model-int8.tflite`) with the cores as threads (not with --quick).
 The workers take turns: in each of `--rounds` rounds every worker runs once, so load from other processes
 falls on every setting alike. In its turn a TensorFlow worker measures the float32 matmul peak with its
 own threads (`common.matmul_peak`: chains of 2048 x 2048 products), then every worker times its calls at
@@ -61,7 +63,11 @@ def worker_specs(args) -> list[dict]:
                       "env": {"TF_ENABLE_ONEDNN_OPTS": "0"}})
     for threads in args.litert_threads or ([1] if args.quick else [1, common.usable_cores()]):
         specs.append({"name": f"litert, {threads} thread{'s' if threads > 1 else ''}", "runtime": "litert",
-                      "threads": threads, "env": {}})
+                      "threads": threads, "file": "model.tflite", "env": {}})
+    if not args.quick:  # the quantised variants, with the threads load_inference_model gives the interpreter
+        for variant in ("float16", "int8"):
+            specs.append({"name": f"litert {variant}, {common.usable_cores()} threads", "runtime": "litert",
+                          "threads": common.usable_cores(), "file": f"model-{variant}.tflite", "env": {}})
     unique = {spec["name"]: spec for spec in specs}  # 1 and the cores may be the same
     return list(unique.values())
 
@@ -121,7 +127,7 @@ def _litert_model(export: Path, spec: dict):
 
     def call(x):
         if len(x) not in interpreters:
-            interpreter = Interpreter(model_path=str(export / "model.tflite"), num_threads=spec["threads"])
+            interpreter = Interpreter(model_path=str(export / spec["file"]), num_threads=spec["threads"])
             interpreters[len(x)] = interpreter.get_signature_runner("serving_default")
         return interpreters[len(x)](image=x)
 
@@ -266,7 +272,7 @@ def export_default(folder: Path, quick: bool) -> tuple[Path, float, dict]:
     model = build_model(ModelConfig(**(QUICK_MODEL if quick else {})))
     trained_like_batch_norms(model)
     flops = count_flops(model)
-    path = export_saved_model(model, folder / "va2att")
+    path = export_saved_model(model, folder / "va2att", litert=("float32",) if quick else ("float16", "int8"))
     return path, flops, {"config": QUICK_MODEL if quick else "ModelConfig() defaults",
                          "parameters": int(model.count_params()), "forward_mflops_per_image": round(flops / 1e6, 2)}
 

@@ -133,7 +133,8 @@ def profile_training(model, data, steps: int) -> dict:
                 calls.append((event.offset_ps / 1e9, event.offset_ps / 1e9 + ms))
             elif line.name.startswith("tf_data_iterator_get_next"):
                 pipeline += ms
-            elif line.name.startswith("tf_Compute") and ":" in name:  # executor threads: one event per op
+            elif line.name.startswith("tf_Compute") and ":" in name and "::" not in name:  # "scope:OpType"
+                # (the executor threads' op events; "ExecutorState::Process" and the like wrap them)
                 scope, op = name.rsplit(":", 1)
                 groups[next(g for g, match in PROFILE_GROUPS if match(scope, op))] += ms
     op_ms = sum(groups.values())
