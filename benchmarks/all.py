@@ -2,6 +2,7 @@
 
     python benchmarks/all.py [--out bench-results] [--write BENCHMARKS.md]
     python benchmarks/all.py --quick --out /tmp/bench     # every script with --quick: checks they all run
+    python benchmarks/all.py --out bench-results --tables-only --write BENCHMARKS.md   # the tables of that run again
 
 Runs each script of `BENCHMARKS` below in a process of its own (TensorFlow fixes its thread pools once per
 process), one after the other, with `--json OUT/NAME.json` (its figures) and its console output in
@@ -101,8 +102,26 @@ def tables(runs: list[dict], out: Path) -> str:
             parts.append(f"Not measured: the script ended with exit status {run['status']} "
                          f"(its output: `{out.name}/{run['name']}.txt`).\n")
             continue
-        parts.append(rendered(run["script"], json.loads(report_file.read_text())).rstrip() + "\n")
+        parts.append(as_markdown(rendered(run["script"], json.loads(report_file.read_text()))))
     return "\n".join(parts)
+
+
+def as_markdown(text: str) -> str:
+    """A script's printed report as Markdown: its tables (lines starting with "|") as they are, the lines between
+    them in `text` blocks (aligned columns and figures stay as printed), a blank line between the two."""
+    blocks: list[tuple[bool, list[str]]] = []
+    for line in text.rstrip().splitlines():
+        is_table = line.startswith("|")
+        if blocks and blocks[-1][0] == is_table:
+            blocks[-1][1].append(line)
+        else:
+            blocks.append((is_table, [line]))
+    out = []
+    for is_table, lines in blocks:
+        lines = lines if is_table else ["```text", *(line for line in lines if line.strip()), "```"]
+        if len(lines) > 2 or is_table:
+            out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"
 
 
 def write_between_markers(document: Path, text: str) -> None:
@@ -122,10 +141,15 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", choices=[b[0] for b in BENCHMARKS], help="run only these")
     parser.add_argument("--write", type=Path, metavar="FILE.md", help="also put the tables between the markers of FILE.md")
     parser.add_argument("--quick", action="store_true", help="every script with --quick (tests; figures mean nothing)")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="run nothing: write the tables of the run already in --out (its runs.json)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    runs = [run_one(name, script, arguments, args.out, args.quick) for name, script, arguments, _ in BENCHMARKS
-            if (not args.only or name in args.only) and (HERE / script).is_file()]
+    if args.tables_only:
+        runs = json.loads((args.out / "runs.json").read_text())
+    else:
+        runs = [run_one(name, script, arguments, args.out, args.quick) for name, script, arguments, _ in BENCHMARKS
+                if (not args.only or name in args.only) and (HERE / script).is_file()]
     text = tables(runs, args.out)
     (args.out / "tables.md").write_text(text)
     (args.out / "runs.json").write_text(json.dumps(runs, indent=2) + "\n")

@@ -284,6 +284,7 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as tmp:
         export, flops, model = export_default(Path(tmp), args.quick)
         workers = [Worker(spec, export, args.quick) for spec in worker_specs(args)]
+        pids = [worker.ready["pid"] for worker in workers]
         try:
             for r in range(args.rounds):
                 for worker in workers:
@@ -294,7 +295,9 @@ def run(args) -> dict:
         finally:
             for worker in workers:
                 worker.close()
-    return summarise(args, rounds, flops, model, load_before)
+    report = summarise(args, rounds, flops, model, load_before)
+    report["settings"]["worker_pids"] = pids  # ended and reaped by now
+    return report
 
 
 def _peak(rounds: list[dict]) -> dict | None:

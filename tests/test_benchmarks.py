@@ -138,23 +138,9 @@ def test_bench_serving_quick(tmp_path):
     profile = report["profiles"]["savedmodel, TF default threads"]
     assert profile["by_op"] and abs(sum(p["share"] for p in profile["by_op"]) - 1) < 0.01
     assert "48x48" in profile["contractions_by_map"]
-    assert not [p for p in running_children()]  # the workers are gone
-
-
-def running_children():
-    """Child processes of this one that are still running (the benchmark's workers must have ended)."""
-    import os
-
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == os.getpid() and fields[0] != "Z":
-                children.append(int(entry))
-    return children
+    # The workers (one process per setting) have ended and been reaped.
+    assert report["settings"]["worker_pids"] and not [pid for pid in report["settings"]["worker_pids"]
+                                                      if Path(f"/proc/{pid}").exists()]
 
 
 @pytest.mark.large
@@ -172,6 +158,13 @@ def test_all_runs_the_benchmarks_and_writes_their_tables(tmp_path):
     text = document.read_text()
     assert "old tables" not in text and tables.strip() in text
     assert text.startswith("# Benchmarks\n\nkept\n") and text.endswith("kept too\n")
+    # The tables of a run can be written again without running anything.
+    document.write_text(f"{run_all.MARKERS[0]}\n{run_all.MARKERS[1]}\n")
+    assert run_all.main(["--out", str(out), "--tables-only", "--write", str(document)]) == 0
+    assert tables.strip() in document.read_text()
+    # Tables stand alone (a blank line around them) and the lines between them are text blocks.
+    assert run_all.as_markdown("| a |\n|--:|\n| 1 |\ntarget x: met\n\n| b |") == \
+        "| a |\n|--:|\n| 1 |\n\n```text\ntarget x: met\n```\n\n| b |\n"
     # A script that fails is listed as not measured; the others' tables are still written.
     failed = run_all.tables([dict(run, name="train", status=1)], out)
     assert "Not measured: the script ended with exit status 1" in failed

@@ -45,7 +45,7 @@ from va2att.util.checks import check_positive_int
 
 DEFAULT_BATCH_SIZE = 256
 RUNTIMES = ("auto", "savedmodel", "litert")
-AUTO_RUNTIME = "savedmodel"  # what "auto" runs an export version with (BENCHMARKS.md, "LiteRT", for why)
+AUTO_RUNTIME = "savedmodel"  # what "auto" runs an export version with (BENCHMARKS.md, "LiteRT or the SavedModel": why)
 
 
 def _is_saved_model(path: Path) -> bool:

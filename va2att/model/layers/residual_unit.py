@@ -76,7 +76,7 @@ class ResidualUnit(keras.layers.Layer):
         else:
             # Every `strides`-th pixel, as a strided 1x1 conv would read: a 1x1 average pool selects exactly
             # those (also on odd sizes) and is faster than a strided slice or a strided 1x1 conv, whose oneDNN
-            # kernel corrupts memory on narrow inputs (BENCHMARKS.md, "Speed changes of the model library").
+            # kernel corrupts memory on narrow inputs (BENCHMARKS.md, "History of the speed changes").
             sub = keras.ops.average_pool(pre, 1, self.strides, "valid") if self.strides > 1 else pre
             shortcut = self.shortcut(sub)
         y = self.conv1(pre)
