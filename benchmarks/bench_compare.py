@@ -25,7 +25,10 @@ initial zero mean and unit variance a folded bias would be zero and the optimize
 Timing: `--rounds` interleaved rounds; in each, every row runs `--calls` calls at batch 1, then
 `--batch-calls` calls at `--batch-size`, so load from other processes hits every row alike. Batch 1:
 median ms per call; batch N: N / median call time (images/s). Ratios are against va2att: latency
-ratio = their ms / our ms (> 1: we answer sooner), throughput ratio = our images/s / theirs.
+ratio = their ms / our ms (> 1: we answer sooner), throughput ratio = our images/s / theirs. Fraction of
+peak at batch N: images/s x each network's forward FLOPs (`va2att.model.flops.count_flops`) / this
+process's matmul peak (with `--threads 1` a one-core peak, while the inter-op pool still runs ops on
+every core).
 NumPy in, NumPy out on every call. Also printed: the op counts of the va2att serving graph before
 and after folding (`va2att.serving.graph_ops`: as saved, and as run after TensorFlow's graph optimizer)
 and the largest difference between the Keras model and the SavedModel outputs.
@@ -135,6 +138,7 @@ def build_rows(args, folder: Path) -> tuple[dict, dict]:
     import tensorflow as tf
 
     from va2att.config import INPUT_SIZE, ModelConfig
+    from va2att.model.flops import count_flops
     from va2att.model.network import build_model
     from va2att.serving import graph_ops, litert
     from va2att.serving.export import export_saved_model
@@ -148,7 +152,7 @@ def build_rows(args, folder: Path) -> tuple[dict, dict]:
     trained_like_batch_norms(model)
     shape = (INPUT_SIZE, INPUT_SIZE, 1)
     rows, ours = {}, {"config": QUICK_MODEL if args.quick else "ModelConfig() defaults",
-                      "parameters": int(model.count_params())}
+                      "parameters": int(model.count_params()), "forward_flops": count_flops(model)}
     ops = {}
     for name, fold in ((OURS, True), (OURS_UNFOLDED, False)):
         path = export_saved_model(model, folder / ("folded" if fold else "keras"), fold=fold, xla=fold,
@@ -197,6 +201,7 @@ def build_rows(args, folder: Path) -> tuple[dict, dict]:
 
         rows[name] = _loaded_row(loaded, call, in_shape, rng, args.batch_size)
         rows[name]["parameters"] = int(network.count_params())
+        rows[name]["forward_flops"] = count_flops(network)
     return rows, ours
 
 
@@ -230,9 +235,12 @@ def run(args) -> dict:
     table = []
     for name, row in rows.items():
         one, many = common.summarize_times(times[name]["one"]), common.summarize_times(times[name]["many"])
+        images_per_s = args.batch_size / (many["median_ms"] / 1000)
+        flops = row.get("forward_flops", ours["forward_flops"])
         table.append({"model": name, "input": row["shape"], "parameters": row.get("parameters", ours["parameters"]),
-                      "batch1": one, "batch1_ms": one["median_ms"],
-                      "batch_n": many, "batch_n_images_per_s": round(args.batch_size / (many["median_ms"] / 1000), 1)})
+                      "forward_mflops": round(flops / 1e6, 1), "batch1": one, "batch1_ms": one["median_ms"],
+                      "batch_n": many, "batch_n_images_per_s": round(images_per_s, 1),
+                      "batch_n_fraction_of_peak": common.fraction_of_peak(images_per_s * flops / 1e9, peak)})
     mine = next(r for r in table if r["model"] == OURS)
     for r in table:
         r["latency_ratio"] = round(r["batch1_ms"] / mine["batch1_ms"], 3)  # > 1: va2att answers sooner
@@ -276,10 +284,11 @@ def compare_goals(table: list[dict]) -> dict:
 
 def format_report(report: dict) -> str:
     n = report["settings"]["batch_size"]
-    header = ["model", "input", "parameters", "batch 1 median ms (p90)", f"batch {n} images/s",
-              "latency ratio (theirs/ours)", "throughput ratio (ours/theirs)"]
-    rows = [[r["model"], "x".join(str(d) for d in r["input"]), f"{r['parameters']:,}",
+    header = ["model", "input", "parameters", "fwd MFLOPs", "batch 1 median ms (p90)", f"batch {n} images/s",
+              f"of peak at {n}", "latency ratio (theirs/ours)", "throughput ratio (ours/theirs)"]
+    rows = [[r["model"], "x".join(str(d) for d in r["input"]), f"{r['parameters']:,}", r.get("forward_mflops", ""),
              f"{r['batch1']['median_ms']:.2f} ({r['batch1']['p90_ms']:.2f})", f"{r['batch_n_images_per_s']:,.0f}",
+             "" if r.get("batch_n_fraction_of_peak") is None else f"{100 * r['batch_n_fraction_of_peak']:.1f}%",
              f"{r['latency_ratio']:.2f}", f"{r['throughput_ratio']:.2f}"] for r in report["rows"]]
     lines = [common.format_table(header, rows)]
     ops = report["va2att"]["ops"]

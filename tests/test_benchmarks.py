@@ -112,6 +112,7 @@ def test_bench_compare_quick(tmp_path):
     assert {"EfficientNet-B0 224x224x3", "MobileNetV2 224x224x3", "FER CNN 64x64x1"} <= set(models)
     for r in report["rows"]:
         assert r["batch1"]["calls"] == 2 * 3 and r["batch1_ms"] > 0 and r["batch_n_images_per_s"] > 0
+        assert r["forward_mflops"] > 0 and r["batch_n_fraction_of_peak"] > 0
     assert next(r for r in report["rows"] if r["model"] == "va2att")["latency_ratio"] == 1.0
     ops = report["va2att"]["ops"]
     assert ops["after"]["executed_nodes"] < ops["before"]["executed_nodes"]
