@@ -85,7 +85,8 @@ def test_killed_worker_restart_resumes_from_last_checkpoint(tmp_path, cache_dir,
     state = run / "checkpoints" / "state.json"
     deadline = time.time() + 400
     while not (state.is_file() and json.loads(state.read_text())["epoch"] >= 1):
-        assert time.time() < deadline and all(p.poll() is None for p, _ in procs), "no epoch finished"
+        assert time.time() < deadline and all(p.poll() is None for p, _ in procs), "no epoch finished:\n" + "\n".join(
+            (tmp_path / f"b-worker{i}.log").read_text()[-3000:] for i in range(2))
         time.sleep(0.05)
     procs[1][0].send_signal(signal.SIGKILL)  # a worker dies mid-run
     try:
