@@ -33,8 +33,9 @@ NumPy in, NumPy out on every call. Also printed: the op counts of the va2att ser
 and after folding (`va2att.serving.graph_ops`: as saved, and as run after TensorFlow's graph optimizer)
 and the largest difference between the Keras model and the SavedModel outputs.
 
-Goals at batch 1: the runtime `load_inference_model` picks for an export by default
-(`va2att.serving.loading.AUTO_RUNTIME`: the path `Predictor` uses) no slower than the FER CNN;
+Goals at batch 1: the runtime `load_inference_model` picks for an export by default (the path
+`Predictor` uses: without a GPU, batches of up to `va2att.serving.loading.LITERT_BATCHES` faces run on
+the LiteRT model) no slower than the FER CNN;
 `serving_default` no slower than 1.5x the FER CNN; both at least 6x sooner than EfficientNet-B0. The
 LiteRT row's own ratio is printed beside them.
 """
@@ -262,11 +263,11 @@ def run(args) -> dict:
 
 def compare_goals(table: list[dict]) -> dict:
     """The batch-1 goals against the FER CNN and EfficientNet-B0 (module doc), from the rows of one run."""
-    from va2att.serving.loading import AUTO_RUNTIME
+    from va2att.serving.loading import gpu_visible
 
     row = {r["model"]: r for r in table}
     fer, efficientnet = row[FER_CNN]["batch1_ms"], row[EFFICIENTNET]["batch1_ms"]
-    default_path = OURS_LITERT if AUTO_RUNTIME == "litert" else OURS
+    default_path = OURS if gpu_visible() else OURS_LITERT
     goals = {}
     for name, model, limit in (("default_path", default_path, DEFAULT_PATH_GOAL),
                                ("serving_default", OURS, SERVING_DEFAULT_GOAL),

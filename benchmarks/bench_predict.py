@@ -17,7 +17,12 @@ Speed rows (frames or faces per second; higher is better), each for the detector
   - frame 640x480, video mode: `Predictor.predict_many` on a 30-frame clip of that frame drifting
     4 pixels right and 2 down per frame, passed as `Frame`s of one video (whole-frame detection
     once every `detect_every` frames, tracking in between), frames/s (the target: >= 60);
-  - group photo: `Predictor.predict` on the 1280×800 photo of eight faces, faces/s.
+  - group photo: `Predictor.predict` on the 1280×800 photo of eight faces, faces/s;
+  - export rows: `Predictor` on a SavedModel export of the same network (with its LiteRT model, as a
+    run folder gives it), run by each runtime (`--runtime savedmodel`, `litert`, and `auto`, its
+    default): one face with its mirror (the network call of a one-face photo), the 640×480 frame in
+    photo mode and the clip in video mode, default detector. The targets are read from the `auto` rows,
+    the path a user gets.
 Recall table: for each detector setting, faces found / faces expected on every photo of
 `face_photos.recall_photos()` (a detection finds a face when their boxes overlap by IoU >= 0.3),
 plus the detections that match no face. "whole picture" is MTCNN with its own settings on the
@@ -78,6 +83,7 @@ DETECTORS = {
     "smallest face 48, step 0.5": ({"smallest_face": 48, "scale_factor": 0.5}, None),
 }
 QUICK_DETECTORS = ("default (smallest face 32, step 0.5)", "whole picture (MTCNN settings)")
+EXPORT_RUNTIMES = ("savedmodel", "litert")  # Predictor on an export: each runtime, then "auto" (its default)
 SPEED_DETECTORS = ("default (smallest face 32, step 0.5)", "whole picture (MTCNN settings)",
                    "whole picture, eager (before)")
 
@@ -157,11 +163,33 @@ def _model_and_predictor_rows(names, detectors, seconds: float) -> tuple[dict, i
             faces = len(predictor.predict(group.pixels))
             rows[f"group photo ({faces} of {len(group.faces)} faces found)" + suffix] = _timed(
                 lambda p=predictor: p.predict(group.pixels), seconds, faces)
+        rows.update(_export_rows(model, Path(tmp), detectors[names[0]], frame, clip, seconds))
     return rows, int(model.count_params())
 
 
+def _export_rows(model, folder: Path, detector, frame, clip, seconds: float) -> dict:
+    """Predictor on an export of the model (what a run folder gives it), run by each runtime, default detector:
+    a face with its mirror (the network call of one face), the 640x480 frame in photo and in video mode."""
+    from va2att.prediction.predictor import Predictor
+    from va2att.serving.export import export_saved_model
+    from va2att.serving.loading import gpu_visible
+
+    version = export_saved_model(model, folder / "export", litert=("float32",))
+    rng = np.random.default_rng(0)
+    pair = rng.uniform(0, 255, (2, 48, 48, 1)).astype(np.float32)
+    rows = {}
+    for runtime in (*EXPORT_RUNTIMES, "auto"):
+        predictor = Predictor(version, detector=detector, runtime=runtime)
+        name = f"export, {runtime}" + (" (SavedModel alone: a GPU)" if runtime == "auto" and gpu_visible() else "")
+        rows[f"model batch 2 (a face and its mirror), {name}"] = _timed(lambda p=predictor: p.model(pair), seconds, 1)
+        rows[f"frame 640x480, photo mode, {name}"] = _timed(lambda p=predictor: p.predict(frame.pixels), seconds, 1)
+        rows[f"frame 640x480, video mode (detect every {predictor.detect_every}), {name}"] = _timed(
+            lambda p=predictor: p.predict_many(clip), seconds, len(clip))
+    return rows
+
+
 def _targets(rows: dict, recall: dict, default_detector: str) -> dict:
-    frame_rows = {k: r for k, r in rows.items() if k.startswith("frame 640x480") and default_detector in k}
+    frame_rows = {k: r for k, r in rows.items() if k.startswith("frame 640x480") and "export, auto" in k}
     video_mode = next(r["faces_per_s"] for k, r in frame_rows.items() if "video mode" in k)
     photo_mode = next(r["faces_per_s"] for k, r in frame_rows.items() if "photo mode" in k)
     default, whole = recall[default_detector], recall["whole picture (MTCNN settings)"]

@@ -95,6 +95,9 @@ def test_bench_predict_quick(tmp_path):
     default = "default (smallest face 32, step 0.5)"
     frame_rows = [k for k in report["rows"] if k.startswith("frame 640x480") and default in k]
     assert any("photo mode" in k for k in frame_rows) and any("video mode" in k for k in frame_rows)
+    for runtime in ("savedmodel", "litert", "auto"):  # Predictor on an export, each runtime
+        video = f"frame 640x480, video mode (detect every 5), export, {runtime}"
+        assert {f"frame 640x480, photo mode, export, {runtime}", video} <= set(report["rows"])
     assert any(k.startswith("group photo") for k in report["rows"])
     # One recall row per detector setting, one cell per photo, counted against the photo's faces.
     assert set(report["recall"]) == {default, "whole picture (MTCNN settings)"}

@@ -66,8 +66,29 @@ def test_float32_litert_equals_the_savedmodel_on_random_and_real_faces(exported,
         for name, value in expected.items():
             np.testing.assert_allclose(got[name], value, atol=ATOL, err_msg=name)
         assert np.ptp(expected["valence"]) > 1e-3  # outputs that vary, so the comparison means something
-    one = model(random_faces[:1])  # the interpreter resizes for another batch
+    one = model(random_faces[:1])  # another batch size: another interpreter
     np.testing.assert_allclose(one["valence"], model(random_faces)["valence"][:1], atol=ATOL)
+
+
+def test_batches_are_padded_to_a_few_sizes_each_run_by_its_own_interpreter(exported, random_faces, monkeypatch):  # noqa: F811
+    _, _, path = exported
+    made = []
+    real = litert.interpreter
+    monkeypatch.setattr(litert, "interpreter", lambda *a, **k: made.append(1) or real(*a, **k))
+    model = litert.LiteRTModel(litert.model_file(path), threads=1, interpreters=2)
+    faces = np.concatenate([random_faces] * 3)  # 18 faces
+    alone = np.concatenate([model(faces[i : i + 1])["valence"] for i in range(len(faces))])
+    for n, size in ((5, 6), (6, 6), (7, 8), (18, 24)):
+        assert litert.padded_size(n) == size
+        got = model(faces[:n])  # padded with zero images, which do not change the faces' rows
+        assert {k: v.shape[0] for k, v in got.items()} == dict.fromkeys(got, n)
+        np.testing.assert_allclose(got["valence"], alone[:n], atol=ATOL)
+    assert litert.padded_size(300) == 300
+    # Sizes 1, 6, 8, 24 with room for two: 1 on the first interpreter, 6 and 8 on new ones (8 drops 1), and 24
+    # on the first again, now free (it drops 6).
+    assert len(made) == 3 and list(model._runners) == [8, 24]
+    model(faces[:7]), model(faces[:18])
+    assert len(made) == 3  # the kept sizes run on the interpreters planned for them
 
 
 def test_quantised_variants_stay_close_to_float32(exported, real_faces):  # noqa: F811
@@ -120,8 +141,16 @@ def test_load_inference_model_takes_a_tflite_file_or_picks_the_litert_model(expo
         assert inference(random_faces[:0])["expression"].shape == (0, 8)
         with pytest.raises(ValueError, match="0 to 255"):
             inference(np.full((1, 48, 48, 1), 300, np.float32))
-    auto = loading.load_inference_model(run, runtime="auto")
-    assert auto.kind == ("litert" if loading.AUTO_RUNTIME == "litert" else "saved_model")
+    auto = loading.load_inference_model(run, runtime="auto", batch_size=loading.LITERT_BATCHES + 1)
+    assert auto.kind == ("saved_model" if loading.gpu_visible() else "litert+saved_model")
+    calls = []
+    if auto.kind == "litert+saved_model":  # a few faces on the LiteRT model, more on the SavedModel
+        auto.litert_model._runner = lambda size, run=auto.litert_model._runner: calls.append(size) or run(size)
+    many = np.concatenate([random_faces] * 3)[: loading.LITERT_BATCHES + 3]  # a batch of 13, then one of 2
+    got = auto(many)
+    for name, value in loading.load_inference_model(path, runtime="savedmodel")(many).items():
+        np.testing.assert_allclose(got[name], value, atol=ATOL)
+    assert calls == ([] if loading.gpu_visible() else [2])
     with pytest.raises(ValueError, match="runtime"):
         loading.resolve_model_path(run, runtime="tflite")
 

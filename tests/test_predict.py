@@ -129,19 +129,22 @@ def test_predict_many_batches_and_reports(model_file, predictor, photos):
     json.dumps([r.to_dict() for r in results])  # JSON-ready
 
 
-def test_saved_model_export_gives_the_same_faces(tiny_model, predictor, photos, tmp_path):
+def test_an_export_gives_the_same_faces_run_by_either_runtime(tiny_model, predictor, photos, tmp_path):
     from va2att.serving.export import export_saved_model
+    from va2att.serving.loading import gpu_visible
 
     export_root = tmp_path / "run" / "export" / "va2att"
     export_saved_model(tiny_model, export_root)
-    from_export = Predictor(tmp_path / "run", detector=predictor.detector)  # a run folder with an export
-    assert from_export.model.kind == "saved_model"
-    (exported,) = from_export.predict(photos / "astronaut.png")
     (keras_face,) = predictor.predict(photos / "astronaut.png")
-    assert exported.box == keras_face.box
-    assert exported.valence == pytest.approx(keras_face.valence, abs=1e-4)
-    assert exported.arousal == pytest.approx(keras_face.arousal, abs=1e-4)
-    assert exported.probabilities == pytest.approx(keras_face.probabilities, abs=1e-4)
+    for runtime, kind in (("auto", "saved_model" if gpu_visible() else "litert+saved_model"),
+                          ("savedmodel", "saved_model"), ("litert", "litert")):
+        from_export = Predictor(tmp_path / "run", detector=predictor.detector, runtime=runtime)  # a run folder
+        assert from_export.model.kind == kind
+        (exported,) = from_export.predict(photos / "astronaut.png")
+        assert exported.box == keras_face.box
+        assert exported.valence == pytest.approx(keras_face.valence, abs=1e-4)
+        assert exported.arousal == pytest.approx(keras_face.arousal, abs=1e-4)
+        assert exported.probabilities == pytest.approx(keras_face.probabilities, abs=1e-4)
 
 
 class ValenceArousalOnly:
@@ -158,7 +161,7 @@ class ValenceArousalOnly:
 def test_model_without_expression_output(monkeypatch, predictor, photos, tmp_path, capsys):
     import va2att.prediction.predictor as predictor_module
 
-    monkeypatch.setattr(predictor_module, "load_inference_model", lambda path: ValenceArousalOnly())
+    monkeypatch.setattr(predictor_module, "load_inference_model", lambda path, runtime: ValenceArousalOnly())
     import va2att.serving.loading
 
     monkeypatch.setattr(va2att.serving.loading, "resolve_model_path", Path)  # "any" passes the CLI's early check

@@ -274,7 +274,7 @@ def _stand_ins(monkeypatch):
     import va2att.prediction.predictor as predictor_module
     import va2att.serving.loading
 
-    monkeypatch.setattr(predictor_module, "load_inference_model", lambda path: MeanPixel())
+    monkeypatch.setattr(predictor_module, "load_inference_model", lambda path, runtime: MeanPixel())
     monkeypatch.setattr(predictor_module, "FaceDetector", lambda **kwargs: StillFace())
     monkeypatch.setattr(va2att.serving.loading, "resolve_model_path", Path)  # "any" passes the early check
 

@@ -14,7 +14,8 @@ for more than a few analysed frames, and comes back gets a new one). Every video
 index and its time in seconds (the container's presentation time); a frame in which a followed face
 is not found has a row for that track with an empty face. `--smooth SECONDS` adds, beside the raw
 values, each track's valence, arousal and expression probabilities averaged over its last SECONDS
-(causal: past frames only). `--model` is a run folder, a `.keras` file, a SavedModel or an export root.
+(causal: past frames only). `--model` is a run folder, a `.keras` or `.tflite` file, a SavedModel or an
+export root; without a GPU an export runs a few faces at a time on its LiteRT model (`--runtime`).
 
 A table of faces is printed as pictures are analysed; `--csv` / `--json` keep every result (one CSV
 row per face; a picture without a face or an unreadable file gets one row with a note or an error),
@@ -69,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Valence, arousal and expression of every face in images, folders and videos.",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, folders, or glob patterns")
-    parser.add_argument("--model", required=True, help="run folder, .keras file, SavedModel folder or export root")
+    parser.add_argument("--model", required=True,
+                        help="run folder, .keras or .tflite file, SavedModel folder or export root")
+    parser.add_argument("--runtime", default="auto", choices=("auto", "savedmodel", "litert"),
+                        help="what runs an export: its SavedModel, its LiteRT model (model.tflite), or auto (default: "
+                             "without a GPU, LiteRT for a few faces at a time and the SavedModel for more)")
     parser.add_argument("--every", type=int, metavar="N", help=f"analyse one video frame in N (default {EVERY})")
     parser.add_argument("--every-seconds", type=float, metavar="S",
                         help="video: analyse the first frame at or after every S seconds instead of one in N")
@@ -326,7 +331,7 @@ def _analyse(predictor, inputs, args, outputs) -> tuple[tuple | None, bool]:
 
 def _options(args, tag: str) -> list[str]:
     """The command's options for a continued run, each output file renamed with `tag` (its folder kept)."""
-    options = ["--model", str(args.model)]
+    options = ["--model", str(args.model)] + (["--runtime", args.runtime] if args.runtime != "auto" else [])
     options += ["--every-seconds", f"{args.every_seconds:g}"] if args.every_seconds else ["--every", str(_every(args))]
     defaults = build_parser().parse_args(["x", "--model", "m"])
     for name in ("smooth", "detect_every", "smallest_face", "min_confidence", "batch_size"):
@@ -373,7 +378,7 @@ def main(argv=None) -> int:
 
     try:
         predictor = Predictor(args.model, min_confidence=args.min_confidence, batch_size=args.batch_size,
-                              smallest_face=args.smallest_face, detect_every=args.detect_every)
+                              smallest_face=args.smallest_face, detect_every=args.detect_every, runtime=args.runtime)
     except Exception as exc:  # noqa: BLE001 - any failure to load is reported the same way
         print(f"error: cannot load the model from {args.model}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

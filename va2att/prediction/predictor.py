@@ -78,6 +78,8 @@ class Predictor:
             previous frame are searched again around where they were (`FaceTracker`). 1 searches
             every frame whole (the only choice for a detector without `detect_pixels`). Either way
             every face of a video gets a track id (`FaceResult.track`) that it keeps while it is followed.
+        runtime: str, what runs an export: "auto" (without a GPU its LiteRT model for a few faces at a time
+            and its SavedModel for more, else the SavedModel), "savedmodel" or "litert" (`va2att.serving.loading`).
 
     Faces are aligned from the picture as decoded, not the detector's reduced copy
     (`align_detection`: five points, or the box when the points are unusable), and listed most
@@ -98,6 +100,7 @@ class Predictor:
         batch_size: int = 64,
         smallest_face: int | None = None,
         detect_every: int = DETECT_EVERY,
+        runtime: str = "auto",
     ):
         check_positive_int("batch_size", batch_size)
         check_positive_int("detect_every", detect_every)  # also for a detector without a tracker
@@ -107,7 +110,7 @@ class Predictor:
             raise ValueError("smallest_face sets the default detector; give it to your detector instead. "
                              f"Received: detector={detector!r}, smallest_face={smallest_face!r}")
         self.model_path = model_path
-        self.model = load_inference_model(model_path)
+        self.model = load_inference_model(model_path, runtime=runtime)
         self.provenance = read_provenance(model_path)  # where the model comes from (va2att.serving.provenance)
         warn_if_synthetic(model_path, self.provenance or {})  # photos are never the synthetic set
         self.min_confidence = float(min_confidence)

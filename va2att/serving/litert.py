@@ -26,6 +26,7 @@ TensorFlow 2.20. The converter is TensorFlow's (`tf.lite.TFLiteConverter`), used
 
 from __future__ import annotations
 
+import collections
 import os
 from pathlib import Path
 
@@ -121,33 +122,66 @@ def interpreter(path: str | os.PathLike, threads: int | None = None):
     return Interpreter(model_path=str(path), num_threads=threads or default_threads())
 
 
+BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)  # what LiteRTModel pads a batch to
+INTERPRETERS = 6  # the batch sizes a LiteRTModel keeps an interpreter for (least recently used goes first)
+
+
+def padded_size(n: int) -> int:
+    """The batch size a call of `n` faces runs at: the smallest of `BATCH_SIZES` that holds it (n beyond them)."""
+    return next((size for size in BATCH_SIZES if size >= n), n)
+
+
 class LiteRTModel:
     """A LiteRT model's `serving_default` as a callable: float32 `[n, 48, 48, 1]` -> {output name: array}.
 
     Args:
         path: str or Path, a `.tflite` file written by the export.
         threads: int or None, the interpreter's CPU threads (default: the usable cores).
+        interpreters: int, how many batch sizes keep an interpreter of their own.
 
-    The interpreter sizes its tensors for the batch it is given; a call with another batch size sizes
-    them again (a few milliseconds), so keep batches of one size where speed matters. Not thread-safe:
-    one interpreter per thread.
+    An interpreter plans its work (XNNPACK's kernels, memory) for one batch size, and planning again for
+    another takes longer than running a small batch. So a batch of `n` faces is padded with zero images
+    to `padded_size(n)` (a third more arithmetic at most) and run by the interpreter kept for that size;
+    the padding rows are dropped from the answer. Rows do not affect each other (inference batch norm), so
+    the outputs are those of the faces alone. Predictor's batches, whose size changes from call to call in
+    video mode, then reuse a few planned interpreters instead of re-planning one on every call. Not
+    thread-safe: one LiteRTModel per thread.
     """
 
-    def __init__(self, path, threads: int | None = None):
+    def __init__(self, path, threads: int | None = None, interpreters: int = INTERPRETERS):
         self.path = Path(path)
+        self.threads = threads
+        self.interpreters = max(1, int(interpreters))
         self.interpreter = interpreter(self.path, threads)
         signatures = self.interpreter.get_signature_list()
         if SERVING_DEFAULT not in signatures or signatures[SERVING_DEFAULT]["inputs"] != [IMAGE_INPUT]:
             raise LiteRTError(f"{self.path} has no {SERVING_DEFAULT} signature taking {IMAGE_INPUT!r} "
                               f"(found {signatures}): is it a va2att export's LiteRT model?")
-        self._runner = self.interpreter.get_signature_runner(SERVING_DEFAULT)
+        self._first = self.interpreter.get_signature_runner(SERVING_DEFAULT)
+        self._runners: collections.OrderedDict = collections.OrderedDict()  # padded size -> signature runner
         self.output_names = tuple(signatures[SERVING_DEFAULT]["outputs"])
 
     def output_widths(self) -> dict[str, int]:
         """{output name: values per face}, from the model's output shapes."""
-        details = self._runner.get_output_details()
+        details = self._first.get_output_details()
         return {name: int(details[name]["shape"][-1]) if len(details[name]["shape"]) == 2 else 1
                 for name in self.output_names}
 
+    def _runner(self, size: int):
+        runner = self._runners.pop(size, None)
+        if runner is None:  # the first interpreter serves the first size, and again once that size is dropped
+            in_use = any(r is self._first for r in self._runners.values())
+            runner = interpreter(self.path, self.threads).get_signature_runner(SERVING_DEFAULT) if in_use \
+                else self._first
+        self._runners[size] = runner
+        while len(self._runners) > self.interpreters:
+            self._runners.popitem(last=False)
+        return runner
+
     def __call__(self, images) -> dict[str, np.ndarray]:
-        return dict(self._runner(**{IMAGE_INPUT: np.ascontiguousarray(images, dtype=np.float32)}))
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        n = len(images)
+        size = padded_size(n)
+        if size != n:
+            images = np.concatenate([images, np.zeros((size - n, *images.shape[1:]), np.float32)])
+        return {name: value[:n] for name, value in self._runner(size)(**{IMAGE_INPUT: images}).items()}

@@ -12,8 +12,10 @@
 `runtime` picks what runs an export version (a SavedModel folder, or one that a run folder or an export
 root resolves to): "savedmodel" its `serving_default` signature in TensorFlow, "litert" its LiteRT model
 (`model.tflite`, written by every export since the LiteRT export exists; older versions have none),
-"auto" (the default) whichever `AUTO_RUNTIME` names, falling back to the SavedModel for a version
-without a LiteRT model. A `.keras` or `.tflite` file runs as what it is.
+"auto" (the default) both where TensorFlow sees no GPU: batches of up to `LITERT_BATCHES` faces (a photo's
+faces) on the LiteRT model, larger ones (video, evaluation) on the SavedModel, each the faster at those
+sizes on the CPU (BENCHMARKS.md, "LiteRT or the SavedModel"); the SavedModel alone where TensorFlow sees a
+GPU or the version has no LiteRT model. A `.keras` or `.tflite` file runs as what it is.
 
 Whatever the source, `InferenceModel(images)` takes float32 `[N, 48, 48, 1]` pixels 0-255 (aligned,
 centre-cropped faces; `[N, 48, 48]` is accepted too; other values are a ValueError), runs them in
@@ -45,7 +47,16 @@ from va2att.util.checks import check_positive_int
 
 DEFAULT_BATCH_SIZE = 256
 RUNTIMES = ("auto", "savedmodel", "litert")
-AUTO_RUNTIME = "savedmodel"  # what "auto" runs an export version with (BENCHMARKS.md, "LiteRT or the SavedModel": why)
+
+
+LITERT_BATCHES = 12  # "auto" on the CPU: batches up to this size run on the LiteRT model, larger ones on the SavedModel
+
+
+def gpu_visible() -> bool:
+    """Whether TensorFlow sees a GPU (then "auto" runs the SavedModel alone: the LiteRT interpreter runs on the CPU)."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def _is_saved_model(path: Path) -> bool:
@@ -84,7 +95,7 @@ def resolve_model_path(path: str | os.PathLike, runtime: str = "auto") -> Path:
     if runtime == "litert" and not litert_model.is_file():
         raise FileNotFoundError(f"{version} has no LiteRT model ({litert_model.name}): it was exported before "
                                 f"the LiteRT export existed; add one with `python -m va2att.cli.export {version}`.")
-    if runtime == "litert" or (runtime == "auto" and AUTO_RUNTIME == "litert" and litert_model.is_file()):
+    if runtime == "litert":
         return litert_model
     return version
 
@@ -107,7 +118,7 @@ class InferenceModel:
         predict_fn: callable, float32 `[n, 48, 48, 1]` array -> dict of arrays or tensors.
         widths: dict, output name -> values per face (the model's own output shapes: `[n, width]`).
         source: Path the model was loaded from.
-        kind: str, "saved_model", "litert" or "keras".
+        kind: str, "saved_model", "litert", "litert+saved_model" (an export run by both) or "keras".
         batch_size: int, images per call of `predict_fn`.
 
     `outputs` lists the output names in the served order (`va2att.serving.signature`), `num_classes`
@@ -228,6 +239,23 @@ def _from_litert(path: Path, batch_size: int, threads: int | None) -> InferenceM
     return inference
 
 
+def _from_both(version: Path, batch_size: int, threads: int | None) -> InferenceModel:
+    """An export version run by its LiteRT model for batches of up to `LITERT_BATCHES` faces, else its SavedModel."""
+    small = _from_litert(litert.model_file(version), batch_size, threads)
+    large = _from_saved_model(version, batch_size)
+    if small.widths != large.widths:
+        raise ValueError(f"{version}: its LiteRT model answers {small.widths}, its SavedModel {large.widths}; "
+                         "export it again, or choose one with runtime='savedmodel' or 'litert'.")
+    small_call, large_call = small._predict_fn, large._predict_fn
+
+    def predict(batch):
+        return small_call(batch) if len(batch) <= LITERT_BATCHES else large_call(batch)
+
+    model = InferenceModel(predict, large.widths, version, "litert+saved_model", batch_size)
+    model.saved_model, model.litert_model = large.saved_model, small.litert_model
+    return model
+
+
 def load_inference_model(path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, runtime: str = "auto",
                          threads: int | None = None) -> InferenceModel:
     """Load a run folder, export root, SavedModel folder, `.keras` or `.tflite` file for inference (see module doc).
@@ -244,4 +272,6 @@ def load_inference_model(path: str | os.PathLike, batch_size: int = DEFAULT_BATC
         return _from_litert(resolved, batch_size, threads)
     if resolved.is_file():
         return _from_keras(resolved, batch_size)
+    if runtime == "auto" and litert.model_file(resolved).is_file() and not gpu_visible():
+        return _from_both(resolved, batch_size, threads)
     return _from_saved_model(resolved, batch_size)
