@@ -39,6 +39,8 @@ BENCHMARKS = (
      "the same with one intra-op thread, the CPU server's setting"),
     ("inference", "bench_inference.py", ["--calls", "200", "--batch-calls", "10"],
      "the Keras paths, the SavedModel and the LiteRT model at batch 1 and 256"),
+    ("runtimes", "bench_runtimes.py", [],
+     "the SavedModel, the LiteRT model and auto (both) in one process over the batch sizes Predictor and evaluate use"),
     ("train", "bench_train.py", ["--blocks", "2", "--steps", "8", "--profile", "3"],
      "training images/s of the default model and where a step's time goes"),
     ("train-jit", "bench_train.py", ["--blocks", "2", "--steps", "4", "--jit"],
@@ -51,6 +53,7 @@ BENCHMARKS = (
     ("video", "bench_video.py", ["--minutes", "1"], "predict on a one-minute video (benchmarks/bench_video.py)"),
 )
 QUICK = {"bench_serving.py": ["--quick"], "bench_compare.py": ["--quick"], "bench_inference.py": ["--quick"],
+         "bench_runtimes.py": ["--quick"],
          "bench_train.py": ["--quick", "--blocks", "0", "--profile", "2"], "bench_predict.py": ["--quick"],
          "bench_data.py": ["--quick"], "bench_gpu_train.py": ["--quick"], "bench_video.py": ["--quick"]}
 MARKERS = ("<!-- benchmarks/all.py: begin -->", "<!-- benchmarks/all.py: end -->")

@@ -77,6 +77,17 @@ def test_bench_inference_quick(tmp_path):
 
 
 @pytest.mark.large
+def test_bench_runtimes_quick(tmp_path):
+    from va2att.serving.loading import gpu_visible
+
+    report = _run("bench_runtimes", tmp_path, "--quick")
+    assert report["kinds"] == {"savedmodel": "saved_model", "litert": "litert",
+                               "auto": "saved_model" if gpu_visible() else "litert+saved_model"}
+    assert all(len(report["faces_per_s"][r][str(n)]) == 2 and min(report["faces_per_s"][r][str(n)]) > 0
+               for r in report["kinds"] for n in report["settings"]["sizes"])
+
+
+@pytest.mark.large
 def test_bench_data_quick(tmp_path):
     report = _run("bench_data", tmp_path, "--quick")
     # The keys the script wrote before the shared reporting was added are still there.

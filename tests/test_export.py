@@ -194,8 +194,8 @@ def test_load_inference_model_from_every_kind_of_path(exported, images, expected
     assert loading.resolve_model_path(run) == path  # newest export preferred over best.keras
     assert loading.resolve_model_path(run / "export" / "va2att") == path
     assert loading.resolve_model_path(path) == path
-    for source, kind in ((run, "saved_model"), (run / "best.keras", "keras")):
-        inference = loading.load_inference_model(source, batch_size=2)  # 5 images -> 3 batches
+    for source, kind in ((run, "saved_model"), (run / "best.keras", "keras")):  # auto: tests/test_litert.py
+        inference = loading.load_inference_model(source, batch_size=2, runtime="savedmodel")  # 5 images: 3 batches
         assert inference.kind == kind
         assert inference.outputs == ("valence", "arousal", "expression") and inference.num_classes == 8
         out = inference(images)
