@@ -32,6 +32,7 @@ def run(args) -> dict:
     import numpy as np
 
     from va2att.config import INPUT_SIZE, ModelConfig
+    from va2att.model.flops import count_flops
     from va2att.model.network import build_model
     from va2att.serving.export import export_saved_model
     from va2att.serving.loading import LITERT_BATCHES, gpu_visible, load_inference_model
@@ -39,6 +40,8 @@ def run(args) -> dict:
     threads = common.configure_threads(args.threads, args.inter_threads)
     keras.utils.set_random_seed(0)
     model = build_model(ModelConfig(**(QUICK_MODEL if args.quick else {})))
+    flops = count_flops(model)
+    peak = common.peak_or_none(args, quick=args.quick)
     rng = np.random.default_rng(0)
     cells: dict[str, dict[int, list[float]]] = {r: {n: [] for n in args.sizes} for r in RUNTIMES}
     with tempfile.TemporaryDirectory(prefix="bench_runtimes_") as tmp:
@@ -56,7 +59,11 @@ def run(args) -> dict:
                      "threads": threads, "litert_batches": LITERT_BATCHES, "gpu_visible": gpu_visible()},
         "kinds": kinds,
         "faces_per_s": {r: {str(n): v for n, v in by_size.items()} for r, by_size in cells.items()},
+        "auto_fraction_of_peak": {str(n): common.fraction_of_peak(flops * max(cells["auto"][n]) / 1e9, peak)
+                                  for n in args.sizes},
+        "forward_flops": flops,
         "system": common.system_report(),
+        "matmul_peak": peak,
     }
 
 
@@ -65,10 +72,14 @@ def format_report(report: dict) -> str:
     header = ["runtime (what runs it)"] + [f"{n} faces" for n in sizes]
     rows = [[f"{r} ({report['kinds'][r]})"] + [", ".join(f"{v:,.0f}" for v in report["faces_per_s"][r][str(n)])
                                                 for n in sizes] for r in RUNTIMES]
+    fractions = report["auto_fraction_of_peak"]
+    rows.append(["auto, best round, of peak"] + ["" if fractions[str(n)] is None else f"{100 * fractions[str(n)]:.1f}%"
+                                                 for n in sizes])
     lines = [common.format_table(header, rows),
              f"faces/s per round; auto runs batches of up to {report['settings']['litert_batches']} faces on the "
              "LiteRT model" + (" (a GPU is visible: the SavedModel alone)" if report["settings"]["gpu_visible"] else ""),
-             common.system_line(report["system"], None)]
+             f"forward MFLOPs per face {report['forward_flops'] / 1e6:.1f}",
+             common.system_line(report["system"], report["matmul_peak"])]
     return "\n".join(lines)
 
 
