@@ -80,8 +80,7 @@ def test_two_workers_train_identical_models_and_write_once(tmp_path, cache_dir, 
 
 def test_killed_worker_restart_resumes_from_last_checkpoint(tmp_path, cache_dir, spawn):
     run = tmp_path / "run"
-    procs = start_workers(spawn, run, ["--out", str(run), "--epochs", "3", *ARGS, "--data.demo_train=512"], cache_dir,
-                          tmp_path, "b")
+    procs = start_workers(spawn, run, ["--out", str(run), "--epochs", "3", *ARGS], cache_dir, tmp_path, "b")
     state = run / "checkpoints" / "state.json"
     deadline = time.time() + 400
     while not (state.is_file() and json.loads(state.read_text())["epoch"] >= 1):

@@ -174,7 +174,7 @@ def _wait_for_epoch(run, epoch, proc, timeout=300):
 def test_interrupted_run_resumes_and_finishes(tmp_path, cache_dir, sig, spawn):
     run = tmp_path / "run"
     env = dict(os.environ, VA2ATT_CACHE=str(cache_dir), CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-    proc = spawn([sys.executable, str(REPO / "train.py"), "--out", str(run), "--epochs", "8", "--quiet",
+    proc = spawn([sys.executable, str(REPO / "train.py"), "--out", str(run), "--epochs", "4", "--quiet",
                   *TINY, "--data.demo_train=512"], cwd=REPO, env=env, text=True,
                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -184,7 +184,7 @@ def test_interrupted_run_resumes_and_finishes(tmp_path, cache_dir, sig, spawn):
     finally:
         proc.kill()
     state = json.loads((run / "checkpoints" / "state.json").read_text())
-    assert 1 <= state["epoch"] < 8, "the run was not interrupted mid-way"
+    assert 1 <= state["epoch"] < 4, "the run was not interrupted mid-way"
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "--resume" in output
         assert not (run / "checkpoints" / "interrupted.weights.h5").exists()  # the resume point is the epoch
@@ -193,10 +193,10 @@ def test_interrupted_run_resumes_and_finishes(tmp_path, cache_dir, sig, spawn):
     assert not list(run.rglob("*.tmp*")) or sig == signal.SIGKILL
     done = state["epoch"]
     resumed = run_cli("train.py", "--resume", str(run), "--quiet", cache_dir=cache_dir)
-    assert f"after epoch {done} of 8" in resumed.stdout
+    assert f"after epoch {done} of 4" in resumed.stdout
     rows = list(csv.DictReader((run / "history.csv").open()))
-    assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
-    assert json.loads((run / "checkpoints" / "state.json").read_text())["epoch"] == 8
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 5))
+    assert json.loads((run / "checkpoints" / "state.json").read_text())["epoch"] == 4
     assert (run / "export" / "va2att" / "1" / "saved_model.pb").is_file()
     # A second resume of a finished run does nothing but keep its single export.
     run_cli("train.py", "--resume", str(run), "--quiet", cache_dir=cache_dir)
