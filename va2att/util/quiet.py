@@ -28,12 +28,13 @@ def verbose_requested(flag: bool = False) -> bool:
 
 @contextlib.contextmanager
 def stderr_silenced():
-    """Point file descriptor 2 at /dev/null within the block (C++ libraries write there directly)."""
+    """Point file descriptor 2 at /dev/null within the block (C++ libraries write there directly, whatever
+    `sys.stderr` is: under a test runner's capture or a redirect it may be another descriptor or none)."""
     try:
         sys.stderr.flush()
-        fd = sys.stderr.fileno()
     except (AttributeError, ValueError, io.UnsupportedOperation):
-        fd = 2
+        pass
+    fd = 2
     saved = os.dup(fd)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
