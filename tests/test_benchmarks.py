@@ -88,6 +88,21 @@ def test_bench_runtimes_quick(tmp_path):
 
 
 @pytest.mark.large
+def test_bench_video_quick(tmp_path):
+    """predict on two short generated two-face videos, each in a process of its own, with every output."""
+    import bench_video
+
+    out = tmp_path / "video.json"
+    assert bench_video.main(["--quick", "--every-output", "--work", str(tmp_path / "work"), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert SYSTEM_KEYS <= set(report["system"]) and [r["minutes"] for r in report["rows"]] == [0.05, 0.1]
+    for row in report["rows"]:
+        assert row["frames_analysed"] == round(row["video"]["frames"] / 10)  # predict's default: one frame in 10
+        assert row["tracks"] >= 2 and row["peak_rss_mb"] > 0 and row["real_time_factor"] > 0
+    assert (tmp_path / "work" / "rows-0.1min-timeline.png").is_file() and not list((tmp_path / "work").glob("*.mp4"))
+
+
+@pytest.mark.large
 def test_bench_data_quick(tmp_path):
     report = _run("bench_data", tmp_path, "--quick")
     # The keys the script wrote before the shared reporting was added are still there.
