@@ -155,6 +155,27 @@ def test_load_inference_model_takes_a_tflite_file_or_picks_the_litert_model(expo
         loading.resolve_model_path(run, runtime="tflite")
 
 
+def test_auto_runs_the_savedmodel_alone_when_the_litert_model_is_damaged(exported, random_faces, tmp_path):  # noqa: F811
+    import shutil
+
+    _, _, path = exported
+    version = tmp_path / "1"
+    shutil.copytree(path, version)
+    model_file = litert.model_file(version)
+    model_file.write_bytes(model_file.read_bytes()[:1000])  # cut short
+    if loading.gpu_visible():
+        pytest.skip("with a GPU, auto runs the SavedModel alone anyway")
+    with pytest.warns(UserWarning, match="--litert float32"):
+        inference = loading.load_inference_model(version)
+    assert inference.kind == "saved_model"
+    expected = loading.load_inference_model(path, runtime="savedmodel")(random_faces)
+    np.testing.assert_allclose(inference(random_faces)["valence"], expected["valence"], atol=1e-6)
+    with pytest.raises(ValueError):  # asked for by name, it is an error
+        loading.load_inference_model(version, runtime="litert")
+    assert export_cli.main([str(version), "--litert", "float32"]) == 0  # the hint's command writes it again
+    assert loading.load_inference_model(version).kind == "litert+saved_model"
+
+
 def test_an_older_export_without_litert_and_the_export_command(exported, tmp_path, capsys):
     model, _, _ = exported
     root = tmp_path / "va2att"

@@ -28,6 +28,7 @@ when it is loaded.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -273,5 +274,9 @@ def load_inference_model(path: str | os.PathLike, batch_size: int = DEFAULT_BATC
     if resolved.is_file():
         return _from_keras(resolved, batch_size)
     if runtime == "auto" and litert.model_file(resolved).is_file() and not gpu_visible():
-        return _from_both(resolved, batch_size, threads)
+        try:
+            return _from_both(resolved, batch_size, threads)
+        except ValueError as error:  # a damaged model.tflite (LiteRTError, the interpreter's own ValueError)
+            warnings.warn(f"{litert.model_file(resolved)} cannot be used ({error}); running the SavedModel alone. "
+                          f"`python -m va2att.cli.export {resolved} --litert float32` writes it again.", stacklevel=2)
     return _from_saved_model(resolved, batch_size)
