@@ -123,7 +123,7 @@ def interpreter(path: str | os.PathLike, threads: int | None = None):
 
 
 BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)  # what LiteRTModel pads a batch to
-INTERPRETERS = 6  # the batch sizes a LiteRTModel keeps an interpreter for (least recently used goes first)
+INTERPRETERS = 6  # interpreters a LiteRTModel keeps, each planned for one batch size (least recently used re-planned)
 
 
 def padded_size(n: int) -> int:
@@ -137,12 +137,13 @@ class LiteRTModel:
     Args:
         path: str or Path, a `.tflite` file written by the export.
         threads: int or None, the interpreter's CPU threads (default: the usable cores).
-        interpreters: int, how many batch sizes keep an interpreter of their own.
+        interpreters: int, how many interpreters to keep, each planned for one batch size.
 
     An interpreter plans its work (XNNPACK's kernels, memory) for one batch size, and planning again for
     another takes longer than running a small batch. So a batch of `n` faces is padded with zero images
-    to `padded_size(n)` (a third more arithmetic at most) and run by the interpreter kept for that size;
-    the padding rows are dropped from the answer. Rows do not affect each other (inference batch norm), so
+    to `padded_size(n)` (a third more arithmetic at most) and run by the interpreter kept for that size
+    (a new size takes a new interpreter until `interpreters` exist, then the least recently used one, which
+    plans again); the padding rows are dropped from the answer. Rows do not affect each other (inference batch norm), so
     the outputs are those of the faces alone. Predictor's batches, whose size changes from call to call in
     video mode, then reuse a few planned interpreters instead of re-planning one on every call. Not
     thread-safe: one LiteRTModel per thread.
@@ -158,6 +159,7 @@ class LiteRTModel:
             raise LiteRTError(f"{self.path} has no {SERVING_DEFAULT} signature taking {IMAGE_INPUT!r} "
                               f"(found {signatures}): is it a va2att export's LiteRT model?")
         self._first = self.interpreter.get_signature_runner(SERVING_DEFAULT)
+        self._unplanned = [self._first]  # runners not yet given a size
         self._runners: collections.OrderedDict = collections.OrderedDict()  # padded size -> signature runner
         self.output_names = tuple(signatures[SERVING_DEFAULT]["outputs"])
 
@@ -169,13 +171,14 @@ class LiteRTModel:
 
     def _runner(self, size: int):
         runner = self._runners.pop(size, None)
-        if runner is None:  # the first interpreter serves the first size, and again once that size is dropped
-            in_use = any(r is self._first for r in self._runners.values())
-            runner = interpreter(self.path, self.threads).get_signature_runner(SERVING_DEFAULT) if in_use \
-                else self._first
+        if runner is None:
+            if self._unplanned:
+                runner = self._unplanned.pop()
+            elif len(self._runners) >= self.interpreters:
+                runner = self._runners.popitem(last=False)[1]  # re-planned for `size` by its next call
+            else:
+                runner = interpreter(self.path, self.threads).get_signature_runner(SERVING_DEFAULT)
         self._runners[size] = runner
-        while len(self._runners) > self.interpreters:
-            self._runners.popitem(last=False)
         return runner
 
     def __call__(self, images) -> dict[str, np.ndarray]:
