@@ -108,7 +108,8 @@ def _demo(cfg: DataConfig, cache: Path, log) -> Path:
             demo.generate(raw, train=cfg.demo_train, val=cfg.demo_val, seed=cfg.demo_seed, **bars)
             fileio.write_text(done, "complete\n")
 
-    _once(generate, done.is_file, log)
+    if not done.is_file():
+        _once(generate, done.is_file, log)
     log(f"Preparing the {cfg.data} set into {prepared} (first use only).")
     _prepare_shared(raw, prepared, log, workers=cfg.prepare_workers, **bars)
     return prepared
