@@ -1,6 +1,6 @@
 """Write a drawn data set in the exact layout of a real one (`va2att.data.synthetic`).
 
-    python -m va2att.data.synthetic OUT --train 6000 --val 1000 [--seed 0] [--style cartoon|portrait]
+    python -m va2att.data.synthetic OUT --train 6000 --val 1000 [--seed 0] [--style cartoon|portrait|components]
     python -m va2att.data.synthetic OUT --layout affectnet-npy [--train 200] [--val 50]
     python -m va2att.data.synthetic OUT --layout affwild2 [--videos 4] [--val-videos 2] [--frames 60]
 
@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=0, help="processes (0 = one per core)")
     parser.add_argument("--style", choices=affectnet.STYLES, default="cartoon",
                         help="affectnet layout: cartoon, the demo set's drawing (default); portrait, another drawing "
-                             "with clutter and 4%% random labels")
+                             "with clutter and 4%% random labels; components, the portrait faces with 20%% noisy training labels, small "
+                             "off-centre faces among clutter and class marks (the set of the paper's tables)")
     parser.add_argument("--videos", type=int, default=4, help="affwild2: training videos besides the pair (default 4)")
     parser.add_argument("--val-videos", type=int, default=2,
                         help="affwild2: validation videos besides the pair (default 2)")

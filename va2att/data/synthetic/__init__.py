@@ -3,9 +3,11 @@
 - `affectnet`: the AffectNet CSV layout (`generate`, the `demo` set), with the dirt real copies have;
 - `affectnet_npy`: AffectNet's second distribution (`demo-affectnet-npy`);
 - `affwild2`: Aff-Wild2's ABAW layout, videos with smooth valence/arousal trajectories (`demo-affwild2`);
-- `face` and `portrait`: the two drawings (a face whose features encode valence and arousal).
+- `face` and `portrait`: the two drawings (a face whose features encode valence and arousal);
+- `components`: the portrait faces with label noise, small off-centre faces among clutter and class
+  marks, so that each component of 2Att-2Mt has something to do (`demo-components`).
 
-    python -m va2att.data.synthetic OUT [--layout affectnet|affectnet-npy|affwild2] [--style cartoon|portrait]
+    python -m va2att.data.synthetic OUT [--layout affectnet|affectnet-npy|affwild2] [--style cartoon|portrait|components]
 
 (the tool is `va2att.cli.synthetic`, also installed as `va2att-synthetic`). `DEMOS` names the sets
 `--data` generates and prepares on first use.
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 from va2att.data.synthetic import affectnet, affectnet_npy, affwild2
@@ -37,4 +40,8 @@ DEMOS = {
     "demo": Demo(affectnet.VERSION, "AffectNet", affectnet.generate, bar=True),
     "demo-affwild2": Demo(affwild2.VERSION, affwild2.LAYOUT, affwild2.generate_demo),
     "demo-affectnet-npy": Demo(affectnet_npy.VERSION, affectnet_npy.LAYOUT, affectnet_npy.generate_demo),
+    # The paper's tables run on this one (docs/reproducing.md): `components`' label noise, small faces
+    # among clutter and class marks give each component of 2Att-2Mt something to do.
+    "demo-components": Demo(affectnet.VERSION, "AffectNet", functools.partial(affectnet.generate, style="components"),
+                            bar=True),
 }

@@ -1,6 +1,6 @@
 """A synthetic data set in the exact AffectNet layout, for demos, tests and CI.
 
-    python -m va2att.data.synthetic OUT --train 6000 --val 1000 [--seed 0] [--style cartoon|portrait]
+    python -m va2att.data.synthetic OUT --train 6000 --val 1000 [--seed 0] [--style cartoon|portrait|components]
 
 (`va2att.cli.synthetic`) writes
     OUT/Manually_Annotated_Images/<sub>/<name>.jpg
@@ -33,7 +33,9 @@ from va2att.data.work_unit import cpu_count, init_worker
 
 VERSION = 3  # bump when the drawn faces change, so cached demo sets are regenerated
 SPLITS = {"training": 0, "validation": 1}
-STYLES = ("cartoon", "portrait")
+STYLES = ("cartoon", "portrait", "components")
+NOISE_FILE = "label_noise.csv"  # components style: each usable row's noise kind and own labels
+NOISE_COLUMNS = ["subDirectory_filePath", "split", "noise", "own_valence", "own_arousal"]
 FILES_PER_DIR = 500
 
 # Extra rows per split, each with the reason preparation must count it under.
@@ -65,13 +67,21 @@ def _relpath(split: str, index: int, ext: str = "jpg") -> str:
     return f"{split[:5]}{index // FILES_PER_DIR:03d}/{split[:1]}{index:06d}.{ext}"
 
 
-def _render(job) -> list[str]:
-    """Draw and write one usable face; returns its CSV row."""
+def _render(job) -> tuple[list[str], list[str] | None]:
+    """Draw and write one usable face; returns its CSV row, and for the components style its row of
+    `NOISE_FILE` (the noise kind and the face's own labels)."""
     import cv2
 
     root, split, index, seed, style = job
     rng = np.random.default_rng([seed, SPLITS[split], index])
-    if style == "portrait":
+    noise = None
+    if style == "components":
+        from va2att.data.synthetic.components import draw_components, sample_labels
+
+        v_own, a_own, code, v, a, kind = sample_labels(rng, training=split == "training")
+        img, lm, box = draw_components(v_own, a_own, code, rng)
+        noise = [kind, _fmt(v_own), _fmt(a_own)]
+    elif style == "portrait":
         from va2att.data.synthetic.portrait import draw_portrait, sample_labels
 
         v_shown, a_shown, code, v, a = sample_labels(rng)
@@ -103,7 +113,8 @@ def _render(job) -> list[str]:
         parts[7] = "abc"
         lms = ";".join(parts)
     x, y, w, h = box
-    return [rel, _fmt(x), _fmt(y), _fmt(w), _fmt(h), lms, str(code), _fmt(v), _fmt(a)]
+    row = [rel, _fmt(x), _fmt(y), _fmt(w), _fmt(h), lms, str(code), _fmt(v), _fmt(a)]
+    return row, (None if noise is None else [rel, *noise])
 
 
 def _dirt_rows(root: Path, split: str, template: list[str], rng: np.random.Generator) -> list[list[str]]:
@@ -140,6 +151,20 @@ def _dirt_rows(root: Path, split: str, template: list[str], rng: np.random.Gener
     return rows
 
 
+def bar_through(items, bar):
+    """Yield `items`, advancing the tqdm `bar` by one for each."""
+    for item in items:
+        yield item
+        bar.update()
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
 def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: int = 0, style: str = "cartoon",
              progress: bool = False) -> Path:
     """Write the synthetic set under `out` (created); returns the root Path.
@@ -149,7 +174,9 @@ def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: in
         train, val: usable faces per split (>= 1; dirt rows come on top).
         seed: int; the same seed gives the same files.
         workers: processes; 0 = one per core.
-        style: "cartoon" (the demo set's drawing) or "portrait" (another drawing).
+        style: "cartoon" (the demo set's drawing), "portrait" (another drawing) or "components" (the
+            portrait faces with label noise, small off-centre faces among clutter and class marks, the
+            set the paper's tables run on: `va2att.data.synthetic.components`; also writes `NOISE_FILE`).
         progress: show a tqdm bar (on stderr, when it is a terminal).
     """
     if train < 1 or val < 1:
@@ -162,25 +189,21 @@ def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: in
 
     workers = workers or cpu_count()
     bar = tqdm(total=train + val, unit="face", desc="generate", disable=None if progress else True)
+    noise_rows = []
     for split, n in (("training", train), ("validation", val)):
         jobs = [(str(root), split, i, seed, style) for i in range(n)]
         if workers > 1 and n >= 64:
             with mp.get_context("spawn").Pool(workers, initializer=init_worker) as pool:
-                rows = []
-                for row in pool.imap(_render, jobs, chunksize=max(1, n // (workers * 8))):
-                    rows.append(row)
-                    bar.update()
+                rendered = list(bar_through(pool.imap(_render, jobs, chunksize=max(1, n // (workers * 8))), bar))
         else:
-            rows = []
-            for job in jobs:
-                rows.append(_render(job))
-                bar.update()
+            rendered = list(bar_through(map(_render, jobs), bar))
+        rows = [row for row, _ in rendered]
+        noise_rows += [[noise[0], split, *noise[1:]] for _, noise in rendered if noise is not None]
         rng = np.random.default_rng([seed, SPLITS[split], 10**9])
         rows += _dirt_rows(root, split, rows[-1], rng)
-        with open(root / LISTS_DIR / f"{split}.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(COLUMNS)
-            writer.writerows(rows)
+        _write_csv(root / LISTS_DIR / f"{split}.csv", COLUMNS, rows)
+    if noise_rows:
+        _write_csv(root / NOISE_FILE, NOISE_COLUMNS, noise_rows)
     bar.close()
     # Marks the set as drawn faces, so models trained on it say so (va2att.serving.provenance).
     (root / "va2att-synthetic.json").write_text(json.dumps(
