@@ -219,3 +219,35 @@ def test_unfinished_runs_are_resumed_in_their_folder_and_new_ones_started(tmp_pa
         assert record["epochs_done"] == 2 and (run_dir / runner.METRICS_FILE).is_file()
     assert calls == [fresh, started]
     assert (fresh / "config.json").is_file() and "training" in lines[0] and "resuming" in lines[2]
+
+
+def test_a_row_another_table_already_ran_is_linked_not_trained_again(tmp_path, monkeypatch):
+    from va2att.training import trainer
+    from va2att.util import fileio
+
+    def no_training(run_dir, **kwargs):
+        raise AssertionError(f"trained {run_dir}")
+
+    monkeypatch.setattr(trainer, "train", no_training)
+    # The default 2Att-2Mt, finished as Table 5's Tukey row.
+    t5, t4, t6 = TABLES["table5"], TABLES["table4"], TABLES["table6"]
+    tukey = next(v for v in t5.variants if v.name == "Tukey's biweight")
+    done = runner.run_dir_for(tmp_path, t5, tukey, tukey.runs()[0], 0)
+    cfg = run_config(tukey, tukey.runs()[0], data="demo", seed=0)
+    _fake_finished_run(done, cfg, (0.5, 0.3), (0.4, 0.2))
+    fileio.write_json(done / runner.METRICS_FILE, dict(fileio.read_json(done / runner.METRICS_FILE), classes=8))
+    lines = []
+    report = runner.run_table(t4, data="demo", out=tmp_path, repeats=1, variants=("256/128",), log=lines.append)
+    linked = runner.run_dir_for(tmp_path, t4, next(v for v in t4.variants if v.name == "256/128"),
+                                t4.variants[0].runs()[0], 0)
+    assert linked.is_symlink() and linked.resolve() == done.resolve()
+    assert any("linked (not trained again)" in line for line in lines)
+    row = next(v for v in report["variants"] if v["name"] == "256/128")
+    assert row["summary"]["mean.ccc"]["mean"] == pytest.approx(0.45)
+    # Scored on other classes (Table 6 scores 7), the same training config is not the same run.
+    (ours,) = t6.trained()
+    assert runner.find_twin(tmp_path, run_config(ours, ours.runs()[0], data="demo", seed=0), ours.classes,
+                            exclude=tmp_path / "x") is None
+    # Another seed is another run.
+    assert runner.find_twin(tmp_path, run_config(tukey, tukey.runs()[0], data="demo", seed=1), None,
+                            exclude=tmp_path / "x") is None

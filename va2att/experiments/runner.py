@@ -22,6 +22,7 @@ import math
 from pathlib import Path
 
 from va2att.config import to_dict
+from va2att.experiments import ordering
 from va2att.experiments.tables import Part, Table, Variant, run_config
 from va2att.run_dir import RunDir
 from va2att.util import fileio
@@ -46,9 +47,13 @@ def run_dir_for(out: Path, table: Table, variant: Variant, part: Part, seed: int
 def data_label(data: str, smoke: bool = False) -> str:
     from va2att.data.layouts import detect_layout
 
-    layout = None if data == "demo" else detect_layout(data)
+    from va2att.data.synthetic import DEMOS
+
+    layout = None if data in DEMOS else detect_layout(data)
     if data == "demo":
         label = DEMO_LABEL
+    elif data in DEMOS:
+        label = f"the {data} set (synthetic, docs/reproducing.md) — not comparable with the paper's AffectNet figures"
     elif layout is not None:
         label = f"{layout.title} validation set (`{data}`)"
     else:
@@ -81,6 +86,34 @@ def check_config(run_dir: Path, cfg) -> None:
             f"remove that folder to train it again.")
 
 
+def find_twin(out: Path, cfg, classes: int | None, exclude: Path) -> Path | None:
+    """A finished run under `out` (any table) of the same config, scored on the same classes, or None.
+
+    Tables share rows (the default 2Att-2Mt is a row of Tables 2-5 and the GCN comparison; Table 1's
+    2nd-level is Table 3's 2Att-Mt): such a row is trained once per seed and linked from the others."""
+    wanted = to_dict(cfg)
+    for config in sorted(Path(out).glob("*/*/seed*/config.json")):
+        folder = config.parent
+        if folder.is_symlink() or folder == exclude or not is_finished(folder):
+            continue
+        try:
+            saved = fileio.read_json(config)["config"]
+            record = fileio.read_json(folder / METRICS_FILE)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if not _config_differences(saved, wanted) and record.get("classes") == (classes or cfg.model.num_classes):
+            return folder
+    return None
+
+
+def link_twin(run_dir: Path, twin: Path) -> None:
+    """Make `run_dir` a relative symbolic link to the finished run `twin`."""
+    import os
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    run_dir.symlink_to(os.path.relpath(twin, run_dir.parent), target_is_directory=True)
+
+
 def evaluate_run(run_dir: Path, cfg, classes: int | None, cache_dir=None, log=print) -> dict:
     """Flip-averaged metrics of the run's exported best model on the validation split of its data."""
     from va2att.evaluation.evaluate import evaluate
@@ -92,11 +125,19 @@ def evaluate_run(run_dir: Path, cfg, classes: int | None, cache_dir=None, log=pr
 
 
 def ensure_run(run_dir: Path, cfg, *, classes: int | None = None, cache_dir=None, argv=(), verbose=2,
-               log=print) -> dict | None:
-    """Train (or resume) and evaluate one run; return its metrics.json content, or None if interrupted."""
+               shared: Path | None = None, log=print) -> dict | None:
+    """Train (or resume) and evaluate one run; return its metrics.json content, or None if interrupted.
+
+    With `shared` (an experiments folder), a run folder not yet made whose run another table there
+    already finished (`find_twin`) is linked to that run instead of training it again."""
     from va2att.training import trainer
 
     run_dir = Path(run_dir)
+    if not run_dir.exists() and not run_dir.is_symlink() and shared is not None:
+        twin = find_twin(shared, cfg, classes, exclude=run_dir)
+        if twin is not None:
+            link_twin(run_dir, twin)
+            log(f"{run_dir}: the same run as {twin}, linked (not trained again).")
     if RunDir.is_run_dir(run_dir):
         check_config(run_dir, cfg)
         if is_finished(run_dir):
@@ -228,6 +269,9 @@ def render(report: dict, command: str | None = None) -> str:
         cells = [c for k in keys for c in (
             _ours(entry, k), f"{entry['paper'][k]:.3f}" if k in entry["paper"] else "—")]
         lines.append(f"| {entry['name']} | " + " | ".join(cells) + " |")
+    order = ordering.describe(ordering.compare(report))
+    if order:
+        lines += [""] + order
     if report["note"]:
         lines += ["", report["note"]]
     return "\n".join(lines) + "\n"
@@ -261,7 +305,7 @@ def run_table(table: Table, *, data: str, out, repeats: int, smoke: bool = False
         run_dir = run_dir_for(out, table, variant, part, seed)
         log(f"[{table.name} {i}/{len(plan)}] {variant.name}{' (' + part.name + ')' if part.name else ''}, "
             f"seed {seed}")
-        record = ensure_run(run_dir, cfg, classes=variant.classes, cache_dir=cache_dir, argv=argv,
+        record = ensure_run(run_dir, cfg, classes=variant.classes, cache_dir=cache_dir, argv=argv, shared=out,
                             verbose=verbose, log=log)
         report = collect(table, out, repeats, smoke=smoke, data=data, overrides=overrides)
         write_outputs(report, out, command)

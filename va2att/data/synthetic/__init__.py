@@ -19,7 +19,7 @@ import dataclasses
 import functools
 from collections.abc import Callable
 
-from va2att.data.synthetic import affectnet, affectnet_npy, affwild2
+from va2att.data.synthetic import affectnet, affectnet_npy, affwild2, components
 
 __all__ = ["DEMOS", "Demo", "generate"]
 
@@ -42,6 +42,6 @@ DEMOS = {
     "demo-affectnet-npy": Demo(affectnet_npy.VERSION, affectnet_npy.LAYOUT, affectnet_npy.generate_demo),
     # The paper's tables run on this one (docs/reproducing.md): `components`' label noise, small faces
     # among clutter and class marks give each component of 2Att-2Mt something to do.
-    "demo-components": Demo(affectnet.VERSION, "AffectNet", functools.partial(affectnet.generate, style="components"),
+    "demo-components": Demo(components.VERSION, "AffectNet", functools.partial(affectnet.generate, style="components"),
                             bar=True),
 }

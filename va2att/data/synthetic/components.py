@@ -13,7 +13,7 @@ two-stage head and Tukey's loss have nothing to do. This drawing (the portrait d
   separately).
 - **the evidence in small regions among clutter, at varying position and scale, for attention**
   (Tables 1 and 2): the landmarks written to the CSV are the face's own scaled by `CROP_SCALE` about a
-  point shifted by up to `CROP_SHIFT` face widths, so the aligned 48x48 crop holds the face at 1/1.8 to
+  point shifted by up to `CROP_SHIFT` face widths, so the aligned 48x48 crop holds the face at 1/1.6 to
   1/1.0 of its size, anywhere in it, with the cluttered background (lines, boxes, text, face-like
   distractor strokes) around it. The cues that carry the labels (mouth, lids, brows, the marks below)
   are a few pixels of that crop.
@@ -38,11 +38,12 @@ import numpy as np
 from va2att.data.synthetic.face import PROTOTYPES, SHIFT, expression_for, place
 from va2att.data.synthetic.portrait import _camera, _clutter, _col, _draw_head, _draw_mouth, portrait_landmarks
 
+VERSION = 1  # bump when the drawing or the labels change, so cached demo-components sets are generated anew
 NOISE_SHARE = 0.2  # training faces whose valence/arousal label is not theirs (half random, half swapped)
 PROTOTYPE_SHARE = 0.8  # faces drawn around their class's prototype; the rest uniform on the disc
 PROTOTYPE_SD = 0.12  # spread around a prototype, per coordinate
-CUE_NOISE = 0.25  # sd of the error with which the continuous cues show valence and arousal
-CROP_SCALE = (1.0, 1.8)  # written landmarks scaled by this about a shifted point: the face's share of the crop
+CUE_NOISE = 0.15  # sd of the error with which the continuous cues show valence and arousal
+CROP_SCALE = (1.0, 1.6)  # written landmarks scaled by this about a shifted point: the face's share of the crop
 CROP_SHIFT = 0.4  # the shift of that point, in face widths, at most (per axis, at the largest scale)
 NOISE_KINDS = ("clean", "random", "swapped")
 
@@ -90,14 +91,21 @@ def draw_components(
     _draw_mouth(img, lm_face, prm, at, skin, dark, rng)
     _mark(img, code, lm_face, prm, at, skin, rng)
     img = _camera(img, at, rng)
-    scale = rng.uniform(*CROP_SCALE)
-    centre = lm_face.mean(0)
-    shift = rng.uniform(-1, 1, 2) * CROP_SHIFT * (0.2 + (scale - 1) / (CROP_SCALE[1] - 1))
-    written = at.to_img(centre + (lm_face - centre) * scale + shift) + rng.normal(0, 0.012 * at.face_px, (68, 2))
+    written = at.to_img(frame(lm_face, rng)) + rng.normal(0, 0.012 * at.face_px, (68, 2))
     lo, hi = written.min(0), written.max(0)
     side_px = float(max(hi - lo)) * 1.15
     cx, cy = (lo + hi) / 2
     return img, written, (float(cx - side_px / 2), float(cy - side_px / 2), side_px, side_px)
+
+
+def frame(lm_face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The landmarks to write, in face units: the face's own scaled by a draw from `CROP_SCALE` about
+    their centre and shifted by up to `CROP_SHIFT` face widths (less for the smaller scales, so that the
+    face stays in the crop). The crop aligned from them shows the face at 1/scale of its size, off centre."""
+    scale = rng.uniform(*CROP_SCALE)
+    centre = lm_face.mean(0)
+    shift = rng.uniform(-1, 1, 2) * CROP_SHIFT * (0.2 + 0.8 * (scale - 1) / (CROP_SCALE[1] - 1))
+    return centre + (lm_face - centre) * scale + shift
 
 
 def _distractors(img, at, rng: np.random.Generator) -> None:
@@ -155,7 +163,7 @@ def _mark(img, code: int, lm_face, prm, at, skin, rng: np.random.Generator) -> N
     """Draw the class's mark, darker than the skin but fainter than the features' outlines."""
     import cv2
 
-    colour = _col(skin * rng.uniform(0.45, 0.65))
-    th = max(1, round(at.face_px * 0.04))
+    colour = _col(skin * rng.uniform(0.35, 0.55))
+    th = max(1, round(at.face_px * 0.05))
     for stroke in _strokes(code, lm_face, prm):
         cv2.polylines(img, [at.poly(stroke)], False, colour, th, cv2.LINE_AA, SHIFT)
