@@ -3,6 +3,8 @@
     python -m va2att.experiments table2 --data /data/AffectNet --repeats 5 --out runs/experiments
     python -m va2att.experiments table5 --smoke                        # tiny network, demo set, minutes on a CPU
     python -m va2att.experiments table1 --data demo --repeats 1 --epochs 3
+    python -m va2att.experiments table5 --data demo-components --repeats 3 --set model.width=32 \
+        --set data.demo_train=4000                                     # the set each component has work on
 
 Running the same command again skips finished runs and resumes an interrupted one.
 """
@@ -25,8 +27,9 @@ def parse(argv):
     p = argparse.ArgumentParser(prog=program_name("va2att.experiments"), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("table", choices=sorted(TABLES), help="which table to reproduce")
-    p.add_argument("--data", help="'demo', an AffectNet root or a prepared folder (required unless --smoke, "
-                                  "where it defaults to demo)")
+    p.add_argument("--data", help="'demo', 'demo-components' (the drawn set that needs each component, "
+                                  "docs/reproducing.md), an AffectNet root or a prepared folder (required unless "
+                                  "--smoke, where it defaults to demo)")
     p.add_argument("--repeats", type=int, help=f"runs per variant, seeds 0..N-1 (default {PAPER_REPEATS}; "
                                                "1 with --smoke)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"experiments folder (default {DEFAULT_OUT})")
