@@ -61,3 +61,10 @@ def test_accuracy_ranks_a_table_without_ccc_and_render_shows_the_ordering():
     assert ordering.compare(report).key == "expression.accuracy"
     md = render(report)
     assert "Ordering by accuracy, best first" in md and "- ours: Y (0.700) > X (0.600)" in md
+
+
+def test_a_table_on_a_named_drawn_set_says_it_is_synthetic():
+    from va2att.experiments.runner import data_label
+
+    label = data_label("demo-components")
+    assert "demo-components" in label and "synthetic" in label and "not comparable" in label
