@@ -46,7 +46,6 @@ def run_dir_for(out: Path, table: Table, variant: Variant, part: Part, seed: int
 
 def data_label(data: str, smoke: bool = False) -> str:
     from va2att.data.layouts import detect_layout
-
     from va2att.data.synthetic import DEMOS
 
     layout = None if data in DEMOS else detect_layout(data)

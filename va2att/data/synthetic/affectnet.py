@@ -151,7 +151,7 @@ def _dirt_rows(root: Path, split: str, template: list[str], rng: np.random.Gener
     return rows
 
 
-def bar_through(items, bar):
+def _bar_through(items, bar):
     """Yield `items`, advancing the tqdm `bar` by one for each."""
     for item in items:
         yield item
@@ -194,9 +194,9 @@ def generate(out, train: int = 6000, val: int = 1000, seed: int = 0, workers: in
         jobs = [(str(root), split, i, seed, style) for i in range(n)]
         if workers > 1 and n >= 64:
             with mp.get_context("spawn").Pool(workers, initializer=init_worker) as pool:
-                rendered = list(bar_through(pool.imap(_render, jobs, chunksize=max(1, n // (workers * 8))), bar))
+                rendered = list(_bar_through(pool.imap(_render, jobs, chunksize=max(1, n // (workers * 8))), bar))
         else:
-            rendered = list(bar_through(map(_render, jobs), bar))
+            rendered = list(_bar_through(map(_render, jobs), bar))
         rows = [row for row, _ in rendered]
         noise_rows += [[noise[0], split, *noise[1:]] for _, noise in rendered if noise is not None]
         rng = np.random.default_rng([seed, SPLITS[split], 10**9])
