@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from va2att.data.affectnet import COLUMNS, IMAGES_DIR, LISTS_DIR
-from va2att.data.synthetic import DEMOS
+from va2att.data.synthetic import DEMOS, components
 from va2att.data.synthetic import affectnet as synthetic
-from va2att.data.synthetic import components
 from va2att.data.synthetic.face import PROTOTYPES, expression_for
 
 TRAIN, VAL = 600, 120

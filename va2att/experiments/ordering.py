@@ -74,7 +74,7 @@ def compare(report: dict) -> Ordering | None:
 
 def _chain(rows: list[Row], value) -> str:
     parts = [f"{rows[0].name} ({value(rows[0]):.3f})"]
-    for above, row in zip(rows, rows[1:]):
+    for above, row in itertools.pairwise(rows):
         sign = "≈" if value(above) == value(row) or (value is _ours and within_spread(above, row)) else ">"
         parts.append(f"{sign} {row.name} ({value(row):.3f})")
     return " ".join(parts)
@@ -91,8 +91,8 @@ def describe(ordering: Ordering | None) -> list[str]:
     name = NAMES[ordering.key]
     pairs = ordering.pairs()
     agree = sum(1 for *_, agrees, _ in pairs if agrees)
-    lines = [f"Ordering by {name}, best first (≈: a difference within the seeds' spread, "
-             f"|m₁ − m₂| < √(sd₁² + sd₂²)):", "",
+    lines = [(f"Ordering by {name}, best first (≈: a difference within the seeds' spread, "
+              f"|m₁ − m₂| < √(sd₁² + sd₂²)):"), "",
              f"- paper: {_chain(ordering.paper(), lambda r: r.paper)}",
              f"- ours: {_chain(ordering.ours(), _ours)}"]
     if not pairs:

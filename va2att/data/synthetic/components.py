@@ -36,7 +36,14 @@ from __future__ import annotations
 import numpy as np
 
 from va2att.data.synthetic.face import PROTOTYPES, SHIFT, expression_for, place
-from va2att.data.synthetic.portrait import _camera, _clutter, _col, _draw_head, _draw_mouth, portrait_landmarks
+from va2att.data.synthetic.portrait import (
+    _camera,
+    _clutter,
+    _col,
+    _draw_head,
+    _draw_mouth,
+    portrait_landmarks,
+)
 
 VERSION = 1  # bump when the drawing or the labels change, so cached demo-components sets are generated anew
 NOISE_SHARE = 0.2  # training faces whose valence/arousal label is not theirs (half random, half swapped)
