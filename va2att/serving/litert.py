@@ -159,7 +159,6 @@ class LiteRTModel:
             raise LiteRTError(f"{self.path} has no {SERVING_DEFAULT} signature taking {IMAGE_INPUT!r} "
                               f"(found {signatures}): is it a va2att export's LiteRT model?")
         self._first = self.interpreter.get_signature_runner(SERVING_DEFAULT)
-        self._unplanned = [self._first]  # runners not yet given a size
         self._runners: collections.OrderedDict = collections.OrderedDict()  # padded size -> signature runner
         self.output_names = tuple(signatures[SERVING_DEFAULT]["outputs"])
 
@@ -172,8 +171,8 @@ class LiteRTModel:
     def _runner(self, size: int):
         runner = self._runners.pop(size, None)
         if runner is None:
-            if self._unplanned:
-                runner = self._unplanned.pop()
+            if not self._runners:  # the first call: the interpreter opened to read the signatures
+                runner = self._first
             elif len(self._runners) >= self.interpreters:
                 runner = self._runners.popitem(last=False)[1]  # re-planned for `size` by its next call
             else:

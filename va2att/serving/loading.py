@@ -241,9 +241,15 @@ def _from_litert(path: Path, batch_size: int, threads: int | None) -> InferenceM
 
 
 def _from_both(version: Path, batch_size: int, threads: int | None) -> InferenceModel:
-    """An export version run by its LiteRT model for batches of up to `LITERT_BATCHES` faces, else its SavedModel."""
-    small = _from_litert(litert.model_file(version), batch_size, threads)
+    """An export version run by its LiteRT model for batches of up to `LITERT_BATCHES` faces, else its SavedModel;
+    its SavedModel alone, with a warning, when its LiteRT model cannot be loaded."""
     large = _from_saved_model(version, batch_size)
+    try:
+        small = _from_litert(litert.model_file(version), batch_size, threads)
+    except ValueError as error:  # a damaged model.tflite (LiteRTError, the interpreter's own ValueError)
+        warnings.warn(f"{litert.model_file(version)} cannot be used ({error}); running the SavedModel alone. "
+                      f"`python -m va2att.cli.export {version} --litert float32` writes it again.", stacklevel=3)
+        return large
     if small.widths != large.widths:
         raise ValueError(f"{version}: its LiteRT model answers {small.widths}, its SavedModel {large.widths}; "
                          "export it again, or choose one with runtime='savedmodel' or 'litert'.")
@@ -274,9 +280,5 @@ def load_inference_model(path: str | os.PathLike, batch_size: int = DEFAULT_BATC
     if resolved.is_file():
         return _from_keras(resolved, batch_size)
     if runtime == "auto" and litert.model_file(resolved).is_file() and not gpu_visible():
-        try:
-            return _from_both(resolved, batch_size, threads)
-        except ValueError as error:  # a damaged model.tflite (LiteRTError, the interpreter's own ValueError)
-            warnings.warn(f"{litert.model_file(resolved)} cannot be used ({error}); running the SavedModel alone. "
-                          f"`python -m va2att.cli.export {resolved} --litert float32` writes it again.", stacklevel=2)
+        return _from_both(resolved, batch_size, threads)
     return _from_saved_model(resolved, batch_size)
