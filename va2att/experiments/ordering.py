@@ -72,16 +72,12 @@ def compare(report: dict) -> Ordering | None:
     return Ordering(key, tuple(rows)) if len(rows) >= 2 else None
 
 
-def _chain(rows: list[Row], value) -> str:
+def _chain(rows: list[Row], value, close) -> str:
+    """`rows` as "A (x) > B (y) ≈ C (z)": ≈ where `close(above, row)`."""
     parts = [f"{rows[0].name} ({value(rows[0]):.3f})"]
     for above, row in itertools.pairwise(rows):
-        sign = "≈" if value(above) == value(row) or (value is _ours and within_spread(above, row)) else ">"
-        parts.append(f"{sign} {row.name} ({value(row):.3f})")
+        parts.append(f"{'≈' if close(above, row) else '>'} {row.name} ({value(row):.3f})")
     return " ".join(parts)
-
-
-def _ours(row: Row) -> float:
-    return row.mean
 
 
 def describe(ordering: Ordering | None) -> list[str]:
@@ -93,8 +89,8 @@ def describe(ordering: Ordering | None) -> list[str]:
     agree = sum(1 for *_, agrees, _ in pairs if agrees)
     lines = [(f"Ordering by {name}, best first (≈: a difference within the seeds' spread, "
               f"|m₁ − m₂| < √(sd₁² + sd₂²)):"), "",
-             f"- paper: {_chain(ordering.paper(), lambda r: r.paper)}",
-             f"- ours: {_chain(ordering.ours(), _ours)}"]
+             f"- paper: {_chain(ordering.paper(), lambda r: r.paper, lambda a, b: a.paper == b.paper)}",
+             f"- ours: {_chain(ordering.ours(), lambda r: r.mean, lambda a, b: a.mean == b.mean or within_spread(a, b))}"]
     if not pairs:
         lines.append("- the paper gives these rows one figure: it orders none of them")
         return lines
