@@ -66,25 +66,30 @@ def find_faces(paths, *, aligned: bool = False, detector=None, log=None) -> tupl
 
     from va2att.faces.align import align_detection
     from va2att.faces.images import ImageError, read_image
+    from va2att.util.interrupt import deferred_interrupt
 
     log = log or (lambda message: print(message, file=sys.stderr))
     faces, where = [], []
-    for path in paths:
-        try:
-            image = read_image(path)
-            if aligned:
-                found = [(aligned_face(image.pixels), Face(str(path), 0, None))]
-            else:
-                detector = detector or _detector()
-                found = [(align_detection(image, d, FACE_SIZE), Face(str(path), i, tuple(round(float(v), 1) for v in d.box)))
-                         for i, d in enumerate(detector.detect(image))]
-        except (ImageError, ValueError, cv2.error) as error:  # one unusable image costs that image
-            log(f"{path}: skipped ({error})")
-            continue
-        if not found:
-            log(f"{path}: no face found")
-        faces.extend(face for face, _ in found)
-        where.extend(place for _, place in found)
+    with deferred_interrupt() as interrupt:  # Ctrl-C between two images, never inside the detector's ops
+        for path in paths:
+            interrupt.check()
+            try:
+                image = read_image(path)
+                if aligned:
+                    found = [(aligned_face(image.pixels), Face(str(path), 0, None))]
+                else:
+                    detector = detector or _detector()
+                    found = [(align_detection(image, d, FACE_SIZE),
+                              Face(str(path), i, tuple(round(float(v), 1) for v in d.box)))
+                             for i, d in enumerate(detector.detect(image))]
+            except (ImageError, ValueError, cv2.error) as error:  # one unusable image costs that image
+                log(f"{path}: skipped ({error})")
+                continue
+            if not found:
+                log(f"{path}: no face found")
+            faces.extend(face for face, _ in found)
+            where.extend(place for _, place in found)
+        interrupt.check()
     if not faces:
         return np.zeros((0, INPUT_SIZE, INPUT_SIZE, 1), np.float32), []
     return np.concatenate([prepare_faces(f[None]) for f in faces]), where

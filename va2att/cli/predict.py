@@ -154,13 +154,15 @@ def _every(args) -> int:
     return EVERY if args.every is None else args.every
 
 
-def _counted(items, progress) -> Iterator:
+def _counted(items, progress, interrupt) -> Iterator:
+    """The items, each counted on the bar once handed on; a pending Ctrl-C is raised between two items."""
     for item in items:
         yield item
         progress.update(1)
+        interrupt.check()
 
 
-def _work(predictor, inputs, args, progress, keep_images: bool) -> Iterator[tuple[int, object]]:
+def _work(predictor, inputs, args, progress, interrupt, keep_images: bool) -> Iterator[tuple[int, object]]:
     """(input index, result) of every input in order: runs of photos in batches together, each video frame by frame."""
     from va2att.prediction.predictor import Frame
     from va2att.prediction.video import read_video
@@ -171,16 +173,16 @@ def _work(predictor, inputs, args, progress, keep_images: bool) -> Iterator[tupl
             photos.append((index, Frame(str(path), error=f"{path}: no such file or pattern") if kind == "missing"
                            else path))
             continue
-        yield from _photos(predictor, photos, progress, keep_images)
+        yield from _photos(predictor, photos, progress, interrupt, keep_images)
         photos = []
         frames = read_video(path, _every(args), every_seconds=args.every_seconds, start=args.start)
-        for result in predictor.iter_frames(_counted(frames, progress), smooth=args.smooth, keep_images=keep_images):
+        for result in predictor.iter_frames(_counted(frames, progress, interrupt), smooth=args.smooth, keep_images=keep_images):
             yield index, result
-    yield from _photos(predictor, photos, progress, keep_images)
+    yield from _photos(predictor, photos, progress, interrupt, keep_images)
 
 
-def _photos(predictor, photos, progress, keep_images: bool) -> Iterator[tuple[int, object]]:
-    items = _counted((item for _, item in photos), progress)
+def _photos(predictor, photos, progress, interrupt, keep_images: bool) -> Iterator[tuple[int, object]]:
+    items = _counted((item for _, item in photos), progress, interrupt)
     yield from zip((index for index, _ in photos), predictor.iter_predict(items, keep_images=keep_images))
 
 
@@ -307,6 +309,7 @@ def _analyse(predictor, inputs, args, outputs) -> tuple[tuple | None, bool]:
     from tqdm import tqdm
 
     from va2att.prediction.annotate import left_to_right
+    from va2att.util.interrupt import deferred_interrupt
 
     table = _StreamedTable(inputs)
     print(table.header, flush=True)
@@ -314,14 +317,15 @@ def _analyse(predictor, inputs, args, outputs) -> tuple[tuple | None, bool]:
     # The bar counts pictures as they are read and searched for faces (the slow part); the
     # network then runs on batches of faces.
     try:
-        with tqdm(total=_expected_count(inputs, args), unit="picture", file=sys.stderr, disable=None,
-                  dynamic_ncols=True) as progress:
-            for index, result in _work(predictor, inputs, args, progress, outputs.wants_images):
+        with deferred_interrupt() as interrupt, tqdm(total=_expected_count(inputs, args), unit="picture",
+                                                      file=sys.stderr, disable=None, dynamic_ncols=True) as progress:
+            for index, result in _work(predictor, inputs, args, progress, interrupt, outputs.wants_images):
                 result.faces = left_to_right(result.faces)  # numbered left to right, in the table and the picture
                 outputs.add(result)
                 for line in table.lines(result):
                     tqdm.write(line, file=sys.stdout)
                 last = (index, result)
+            interrupt.check()  # pressed during the last item
     except KeyboardInterrupt:
         print(f"\nInterrupted: the {outputs.counts.items} picture(s) analysed so far are reported and written.",
               file=sys.stderr)

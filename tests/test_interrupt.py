@@ -1,0 +1,96 @@
+"""Ctrl-C deferred to a loop's own points (`va2att.util.interrupt`)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from va2att.util.interrupt import deferred_interrupt
+
+
+def test_the_first_press_waits_for_check_and_the_second_stops_at_once():
+    with deferred_interrupt() as interrupt:
+        interrupt.check()  # nothing pressed: nothing raised
+        signal.raise_signal(signal.SIGINT)
+        assert interrupt.requested
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+        interrupt.check()  # taken once
+        signal.raise_signal(signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_another_handler_and_other_threads_are_left_alone():
+    def own(signum, frame):
+        calls.append(signum)
+
+    calls = []
+    previous = signal.signal(signal.SIGINT, own)
+    try:
+        with deferred_interrupt() as interrupt:
+            assert signal.getsignal(signal.SIGINT) is own
+            signal.raise_signal(signal.SIGINT)
+            interrupt.check()
+        assert calls == [signal.SIGINT]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    seen = []
+
+    def in_thread():
+        with deferred_interrupt() as interrupt:
+            seen.append(signal.getsignal(signal.SIGINT))
+            interrupt.check()
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    assert seen == [signal.default_int_handler]
+
+
+# Ctrl-C arrives while a TensorFlow op runs that then fails: TensorFlow builds its error in Python, the
+# pending KeyboardInterrupt is raised inside that, and pybind11 turns both into a RuntimeError. Deferred,
+# the op's error arrives as itself and the Ctrl-C at check().
+_FAILING_OP_INTERRUPTED = textwrap.dedent("""
+    import os, signal, threading
+    import numpy as np
+    import tensorflow as tf
+    from va2att.util.interrupt import deferred_interrupt
+
+    x = tf.constant(np.random.default_rng(0).random((1500, 1500), np.float32))
+
+    @tf.function
+    def slow_then_failing(x):
+        for _ in range(60):
+            x = tf.matmul(x, x) / 1500.0
+        return tf.debugging.check_numerics(x * np.inf, "the op's own error")
+
+    try:
+        slow_then_failing(x)
+    except tf.errors.InvalidArgumentError:
+        pass  # traced and run once before the timed call
+    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with deferred_interrupt() as interrupt:
+        try:
+            slow_then_failing(x)
+        except tf.errors.InvalidArgumentError:
+            print("op error:", interrupt.requested)
+        try:
+            interrupt.check()
+        except KeyboardInterrupt:
+            print("interrupted at check")
+""")
+
+
+def test_a_press_during_a_failing_tensorflow_op_keeps_both_exceptions(spawn):
+    proc = spawn([sys.executable, "-c", _FAILING_OP_INTERRUPTED], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["op error: True", "interrupted at check"], (out, err)
