@@ -57,7 +57,7 @@ def test_another_handler_and_other_threads_are_left_alone():
 # Ctrl-C arrives while a TensorFlow op runs that then fails: TensorFlow builds its error in Python, the
 # pending KeyboardInterrupt is raised inside that, and pybind11 turns both into a RuntimeError. Deferred,
 # the op's error arrives as itself and the Ctrl-C at check().
-_FAILING_OP_INTERRUPTED = textwrap.dedent("""
+_SLOW_FAILING_OP = textwrap.dedent("""
     import os, signal, threading
     import numpy as np
     import tensorflow as tf
@@ -75,7 +75,13 @@ _FAILING_OP_INTERRUPTED = textwrap.dedent("""
         slow_then_failing(x)
     except tf.errors.InvalidArgumentError:
         pass  # traced and run once before the timed call
-    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    def press_ctrl_c_soon():
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+""")
+
+_IN_A_LOOP = _SLOW_FAILING_OP + textwrap.dedent("""
+    press_ctrl_c_soon()
     with deferred_interrupt() as interrupt:
         try:
             slow_then_failing(x)
@@ -87,10 +93,40 @@ _FAILING_OP_INTERRUPTED = textwrap.dedent("""
             print("interrupted at check")
 """)
 
+# Preparation counts a row that raises as failed: the RuntimeError would have cost the row and the Ctrl-C.
+_IN_PREPARATION = _SLOW_FAILING_OP + textwrap.dedent("""
+    from va2att.data.work_unit import WorkUnit, run_unit
 
-def test_a_press_during_a_failing_tensorflow_op_keeps_both_exceptions(spawn):
-    proc = spawn([sys.executable, "-c", _FAILING_OP_INTERRUPTED], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                 text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""))
+    class Layout:
+        counts = ()
+
+        def process_row(self, root, row, options, result):
+            if row == 1:
+                press_ctrl_c_soon()
+                slow_then_failing(x)
+
+        def row_path(self, row):
+            return f"row{row}"
+
+    try:
+        _, _, result = run_unit(WorkUnit("train", 0, ".", [0, 1, 2], Layout(), None))
+        print("unit finished:", dict(result.skipped))
+    except KeyboardInterrupt:
+        print("interrupted between rows")
+""")
+
+
+def _run(spawn, script: str) -> list[str]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    proc = spawn([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert out.splitlines() == ["op error: True", "interrupted at check"], (out, err)
+    return out.splitlines()
+
+
+def test_a_press_during_a_failing_tensorflow_op_keeps_both_exceptions(spawn):
+    assert _run(spawn, _IN_A_LOOP) == ["op error: True", "interrupted at check"]
+
+
+def test_a_press_during_preparation_stops_it_between_rows(spawn):
+    assert _run(spawn, _IN_PREPARATION) == ["interrupted between rows"]

@@ -120,14 +120,22 @@ class WorkUnit:
 
 
 def run_unit(unit: WorkUnit) -> tuple[str, int, UnitResult]:
-    """Process every row of `unit` with its layout; a row that raises is counted, never fatal."""
+    """Process every row of `unit` with its layout; a row that raises is counted, never fatal.
+
+    Ctrl-C is taken between two rows (`deferred_interrupt`): pressed inside a failing TensorFlow op it would
+    reach us as a RuntimeError, and the row would be counted as failed and the interruption lost."""
+    from va2att.util.interrupt import deferred_interrupt
+
     result = UnitResult(extra={name: Counter() for name in unit.layout.counts})
     root = Path(unit.root)
-    for row in unit.rows:
-        try:
-            unit.layout.process_row(root, row, unit.options, result)
-        except Exception as error:  # noqa: BLE001 - one bad row costs that row
-            result.note("skipped", "row_failed", f"{unit.layout.row_path(row)} ({type(error).__name__})")
+    with deferred_interrupt() as interrupt:
+        for row in unit.rows:
+            interrupt.check()
+            try:
+                unit.layout.process_row(root, row, unit.options, result)
+            except Exception as error:  # noqa: BLE001 - one bad row costs that row
+                result.note("skipped", "row_failed", f"{unit.layout.row_path(row)} ({type(error).__name__})")
+        interrupt.check()
     return unit.split, unit.index, result
 
 
