@@ -238,3 +238,70 @@ def test_pointwise_convolutions_run_as_matrix_products():
     assert nodes["strided"].op == nodes["spatial"].op == "Conv2D"
     assert sum(node.op == "MatMul" for node in rewritten_def.node) == 3
     _same_outputs(graph_def, rewritten_def, fetch, rng)
+
+
+def _ops(graph_def) -> dict:
+    return {node.name: node.op for node in graph_def.node}
+
+
+def test_poolings_that_tile_their_input_become_reshapes_slices_and_maxima():
+    rng = np.random.default_rng(7)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 6, 6, 3], name="x")
+        tf.nn.avg_pool2d(x, 1, 2, "VALID", name="subsampled")  # a shortcut's subsampling
+        tf.nn.avg_pool2d(x, 1, 3, "SAME", name="same")
+        tf.nn.max_pool2d(x, 2, 2, "SAME", name="halved")  # a mask's down-sampling
+        tf.nn.max_pool2d(x, 3, 3, "VALID", name="thirds")
+        tf.nn.avg_pool2d(x, 2, 2, "VALID", name="averaged")  # a true average: left alone
+        tf.nn.max_pool2d(x, 3, 2, "SAME", name="overlapping")  # windows overlap: left alone
+        tf.nn.max_pool2d(x[:, :5, :5], 2, 2, "SAME", name="untiled")  # 5 is not a multiple of 2
+    graph_def = graph.as_graph_def()
+    names = ["subsampled", "same", "halved", "thirds", "averaged", "overlapping", "untiled"]
+    rewritten_def, rewritten = folded_inference.pools_as_reshapes_and_reductions(graph_def)
+    assert rewritten == 4
+    ops = _ops(rewritten_def)
+    assert [ops[n] for n in names] == ["Reshape", "Reshape", "Max", "Max", "AvgPool", "MaxPool", "MaxPool"]
+    assert not any(op in ("AvgPool", "MaxPool") for name, op in ops.items() if name in names[:4])
+    _same_outputs(graph_def, rewritten_def, [f"{n}:0" for n in names], rng)
+
+
+def test_softmaxes_become_exponentials_over_their_sum():
+    rng = np.random.default_rng(8)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 6, 6, 3], name="x")
+        scores = tf.nn.softmax(40.0 * tf.reshape(x, [-1, 3]), name="scores")  # large logits: the max is subtracted
+    graph_def = graph.as_graph_def()
+    rewritten_def, rewritten = folded_inference.softmaxes_as_exponentials(graph_def)
+    assert rewritten == 1 and "Softmax" not in _ops(rewritten_def).values()
+    assert _ops(rewritten_def)["scores"] == "RealDiv"
+    _same_outputs(graph_def, rewritten_def, [scores.name], rng)
+
+
+def test_small_batch_matrix_products_become_sums_of_products():
+    rng = np.random.default_rng(9)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 6, 6, 3], name="x")
+        h = tf.reshape(x, [-1, 6, 18])
+        scores = tf.matmul(h, h, transpose_b=True, name="scores")  # [N, 6, 6]: the level attention's H Hᵀ
+        attended = tf.matmul(tf.nn.softmax(scores), h, name="attended")  # [N, 6, 18]
+        left = tf.matmul(h, _constant(rng, 1, 6, 4), transpose_a=True, name="left")  # [N, 18, 4], adj_x
+        large = tf.matmul(tf.reshape(x, [-1, 1, 108]), _constant(rng, 1, 108, 200), name="large")  # 21,600 products
+    graph_def = graph.as_graph_def()
+    fetch = [scores.name, attended.name, left.name, large.name]
+    rewritten_def, rewritten = folded_inference.small_batch_matmuls_as_reductions(graph_def)
+    assert rewritten == 3
+    ops = _ops(rewritten_def)
+    assert ops["scores"] == ops["attended"] == ops["left"] == "Sum" and ops["large"] == "BatchMatMulV2"
+    _same_outputs(graph_def, rewritten_def, fetch, rng)
+
+
+def test_the_served_graph_runs_no_pooling_softmax_or_batch_matrix_product(tmp_path):
+    keras.utils.set_random_seed(2)
+    model = build_model(ModelConfig(**TINY_MODEL))
+    trained_like_batch_norms(model)
+    executed = graph_ops.executed_op_counts(export.export_saved_model(model, tmp_path / "va2att"))
+    slow = [op for op in executed if any(kind in op for kind in ("Pool", "Softmax", "BatchMatMul"))]
+    assert slow == [] and executed["Max"] >= 2 and executed["Exp"] >= 1

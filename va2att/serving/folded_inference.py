@@ -26,12 +26,19 @@ of that:
    convolution is `reshape(reshape(x, [-1, C_in]) @ W, [-1, H, W, C_out])`, and its bias and ReLU (or
    the attention mask's sigmoid) move inside the reshapes, so TensorFlow fuses the product, the bias and
    the activation into one kernel.
-5. Drop pass-through nodes (`drop_identities`) and every node no output needs.
+5. Run the poolings, softmaxes and small batch matrix products without oneDNN's kernels for them:
+   a 1x1 subsampling as a reshape and a slice, a max pooling as reshapes and two maxima
+   (`pools_as_reshapes_and_reductions`), a softmax as its exponentials over their sum
+   (`softmaxes_as_exponentials`), the level attention's two products as sums of products
+   (`small_batch_matmuls_as_reductions`).
+6. Drop pass-through nodes (`drop_identities`) and every node no output needs.
 
-Steps 3 and 4 matter at batch 1, where a call's time goes to running one small kernel after another:
+Steps 3 to 5 matter at batch 1, where a call's time goes to running one small kernel after another:
 oneDNN's convolution and batch-norm kernels (TensorFlow's default on CPUs with AVX-512 VNNI) carry a
-fixed cost per call that its matrix product and TensorFlow's element-wise kernels do not. With
-TensorFlow's own kernels the graph optimizer already makes step 3's rewrite, and step 4 changes little.
+fixed cost per call that its matrix product and TensorFlow's element-wise kernels do not (its pooling,
+softmax and batch matrix product 45-110 µs a call at batch 1 whatever the width: step 5 took 5% off
+`serving_default`'s batch-1 latency of the default model, and nothing off batch 256; BENCHMARKS.md).
+With TensorFlow's own kernels the graph optimizer already makes step 3's rewrite, and step 4 changes little.
 
 The result uses only standard TensorFlow ops (no va2att or Keras code, no cuDNN-only kernel: the
 recurrent layers are traced with their portable implementation by the caller,
@@ -394,6 +401,172 @@ def pointwise_convolutions_as_matmuls(graph_def):
     return graph_def, rewritten
 
 
+def _reshape_node(graph_def, name: str, reference: str, shape) -> object:
+    """A `Reshape` of `reference` to the constant `shape`."""
+    import tensorflow as tf
+
+    shape_node = _const_node(graph_def, f"{name}/shape", shape, np.int32)
+    return _new_node(graph_def, name, "Reshape", [reference, shape_node.name], Tshape=tf.int32.as_datatype_enum)
+
+
+def _reduction(graph_def, name: str, op: str, reference: str, axes, keep_dims: bool) -> object:
+    """An `op` (`Max`, `Sum`) of `reference` over the constant `axes`."""
+    import tensorflow as tf
+
+    axes_node = _const_node(graph_def, f"{name}/axes", axes, np.int32)
+    node = _new_node(graph_def, name, op, [reference, axes_node.name], Tidx=tf.int32.as_datatype_enum)
+    node.attr["keep_dims"].b = keep_dims
+    return node
+
+
+def _become(node, op: str, inputs, **attrs) -> None:
+    """Turn `node` (keeping its name, so its consumers are unchanged) into a float32 `op` of `inputs`."""
+    _retype(node, op, **attrs)
+    del node.input[:]
+    node.input.extend(inputs)
+
+
+def _pool_window(node, shapes) -> tuple[int, list] | None:
+    """(s, [H_out, W_out, C]) of an NHWC float32 pooling `node` whose windows are s x s with stride s
+    (`ksize` s or 1) and tile the input exactly (H and W static multiples of s): padding changes nothing then."""
+    import tensorflow as tf
+
+    if _data_format(node) != b"NHWC" or node.attr["T"].type != tf.float32.as_datatype_enum \
+            or any(r.startswith("^") for r in node.input):
+        return None
+    strides, ksize = list(node.attr["strides"].list.i), list(node.attr["ksize"].list.i)
+    shape = shapes.get(node.name)
+    if len(strides) != 4 or strides[0] != 1 or strides[3] != 1 or strides[1] != strides[2] or shape is None \
+            or len(shape) != 4 or None in shape[1:]:
+        return None
+    s = strides[1]
+    if ksize not in ([1, s, s, 1], [1, 1, 1, 1]) or _node_name(node.input[0]) not in shapes:
+        return None
+    in_shape = shapes[_node_name(node.input[0])]
+    if None in in_shape[1:] or in_shape[1] != shape[1] * s or in_shape[2] != shape[2] * s:
+        return None
+    return s, shape[1:]
+
+
+def pools_as_reshapes_and_reductions(graph_def):
+    """`graph_def` with the poolings whose windows tile the input written as reshapes, a slice and reductions.
+
+    - A 1x1 average pooling of stride s (the subsampling before a down-sampling unit's shortcut) takes every
+      s-th pixel: `Reshape(x, [-1, H/s, s, W/s, s*C])`, a `Slice` of the first row and the first C channels
+      of each pair, and a `Reshape` to `[-1, H/s, W/s, C]`.
+    - An s x s max pooling of stride s (the attention mask's down-sampling) is a maximum over each window's
+      rows, then over its columns: `Max(Reshape(x, [-1, H/s, s, W/s, s*C]), axis 2)`, then
+      `Max(Reshape(., [-1, H/s, W/s, s, C]), axis 3)`.
+
+    Both are exact. Why: oneDNN's pooling kernels (what TensorFlow runs for `AvgPool` and `MaxPool` on
+    CPUs with AVX-512 VNNI) cost 85-110 µs a call at batch 1 whatever the width (measured at width 4),
+    and one sits on the trunk of every down-sampling unit; a reshape costs nothing and the slice and
+    reductions a few µs. (One reduction over both window axes was measured 7% slower at batch 1 and 13% at
+    batch 256 than these two.) The last node keeps the pooling's name. Returns `(new_graph_def, number)`.
+    """
+    import tensorflow as tf
+
+    graph_def = _copy(graph_def)
+    shapes = _static_shapes(graph_def)
+    rewritten = 0
+    for node in list(graph_def.node):
+        window = _pool_window(node, shapes) if node.op in ("AvgPool", "MaxPool") else None
+        if window is None:
+            continue
+        s, (h, w, c) = window
+        name, source, single = node.name, node.input[0], list(node.attr["ksize"].list.i) == [1, 1, 1, 1]
+        if node.op == "AvgPool" and single:
+            windows = _reshape_node(graph_def, f"{name}/windows", source, [-1, h, s, w, s * c])
+            begin = _const_node(graph_def, f"{name}/begin", [0, 0, 0, 0, 0], np.int32)
+            size = _const_node(graph_def, f"{name}/size", [-1, -1, 1, -1, c], np.int32)
+            first = _new_node(graph_def, f"{name}/first", "Slice", [windows.name, begin.name, size.name],
+                              Index=tf.int32.as_datatype_enum)
+            shape = _const_node(graph_def, f"{name}/shape", [-1, h, w, c], np.int32)
+            _become(node, "Reshape", [first.name, shape.name], Tshape=tf.int32.as_datatype_enum)
+        elif node.op == "MaxPool" and not single:
+            windows = _reshape_node(graph_def, f"{name}/windows", source, [-1, h, s, w, s * c])
+            row_max = _reduction(graph_def, f"{name}/row_max", "Max", windows.name, [2], keep_dims=False)
+            columns = _reshape_node(graph_def, f"{name}/columns", row_max.name, [-1, h, w, s, c])
+            axes = _const_node(graph_def, f"{name}/axes", [3], np.int32)
+            _become(node, "Max", [columns.name, axes.name], Tidx=tf.int32.as_datatype_enum)
+            node.attr["keep_dims"].b = False
+        else:  # an average over whole windows, a max of single pixels: left to the pooling kernels
+            continue
+        rewritten += 1
+    return graph_def, rewritten
+
+
+def softmaxes_as_exponentials(graph_def):
+    """`graph_def` with every float32 `Softmax` written as `Exp(x - Max(x)) / Sum(Exp(x - Max(x)))` over the
+    last axis (the same formula, the maximum subtracted as the kernel does). Why: oneDNN's softmax costs
+    about 45 µs a call at batch 1 (measured at width 4) for the level attention's 3 x 3 scores and the
+    expression head's 8 logits, on the serial end of the network; these four element-wise and reduction
+    kernels cost a few µs. Returns `(new_graph_def, number)`."""
+    import tensorflow as tf
+
+    graph_def = _copy(graph_def)
+    rewritten = 0
+    for node in list(graph_def.node):
+        if node.op != "Softmax" or node.attr["T"].type != tf.float32.as_datatype_enum \
+                or any(r.startswith("^") for r in node.input):
+            continue
+        name, logits = node.name, node.input[0]
+        largest = _reduction(graph_def, f"{name}/largest", "Max", logits, [-1], keep_dims=True)
+        shifted = _new_node(graph_def, f"{name}/shifted", "Sub", [logits, largest.name])
+        exponentials = _new_node(graph_def, f"{name}/exponentials", "Exp", [shifted.name])
+        total = _reduction(graph_def, f"{name}/total", "Sum", exponentials.name, [-1], keep_dims=True)
+        _become(node, "RealDiv", [exponentials.name, total.name])
+        rewritten += 1
+    return graph_def, rewritten
+
+
+SMALL_PRODUCT = 1 << 14  # the most products per example a batch matrix product may form as a tensor
+
+
+def small_batch_matmuls_as_reductions(graph_def):
+    """`graph_def` with every float32 rank-3 `BatchMatMulV2` of static shapes `[N, M, K] @ [N, K, P]` whose
+    M * K * P products per example are at most `SMALL_PRODUCT` written as
+    `Sum(ExpandDims(a, 3) * ExpandDims(b, 1), axis 2)` (transposed operands first transposed).
+
+    The level attention's two products (`[N, 3, 2u] @ [N, 2u, 3]` and `[N, 3, 3] @ [N, 3, 2u]`) are of this
+    kind. Why: oneDNN's batch matrix product costs about 50 µs a call at batch 1 (measured at width 4),
+    on the serial end of the network, for a few thousand multiply-adds. The sums run in another order:
+    equal up to float rounding. Returns `(new_graph_def, number)`."""
+    import tensorflow as tf
+
+    graph_def = _copy(graph_def)
+    shapes = _static_shapes(graph_def)
+    rewritten = 0
+    for node in list(graph_def.node):
+        if node.op not in ("BatchMatMulV2", "BatchMatMul") or node.attr["T"].type != tf.float32.as_datatype_enum \
+                or any(r.startswith("^") for r in node.input):
+            continue
+        a_shape, b_shape = (shapes.get(_node_name(r)) for r in node.input[:2])
+        if any(r != _node_name(r) for r in node.input[:2]) or a_shape is None or b_shape is None \
+                or len(a_shape) != 3 or len(b_shape) != 3 or None in a_shape[1:] + b_shape[1:]:
+            continue  # (an operand that is not a node's first output has no shape recorded here)
+        adjoint = (node.attr["adj_x"].b, node.attr["adj_y"].b)
+        m, k = a_shape[1:][::-1] if adjoint[0] else a_shape[1:]
+        p = b_shape[1] if adjoint[1] else b_shape[2]
+        if m * k * p > SMALL_PRODUCT:
+            continue
+        name, operands = node.name, []
+        for i, (reference, transposed, axis) in enumerate(zip(node.input[:2], adjoint, (3, 1))):
+            if transposed:
+                order = _const_node(graph_def, f"{name}/order{i}", [0, 2, 1], np.int32)
+                reference = _new_node(graph_def, f"{name}/transposed{i}", "Transpose", [reference, order.name],
+                                      Tperm=tf.int32.as_datatype_enum).name
+            axis_node = _const_node(graph_def, f"{name}/axis{i}", axis, np.int32)
+            operands.append(_new_node(graph_def, f"{name}/expanded{i}", "ExpandDims", [reference, axis_node.name],
+                                      Tdim=tf.int32.as_datatype_enum).name)
+        products = _new_node(graph_def, f"{name}/products", "Mul", operands)
+        _become(node, "Sum", [products.name, _const_node(graph_def, f"{name}/axes", [2], np.int32).name],
+                Tidx=tf.int32.as_datatype_enum)
+        node.attr["keep_dims"].b = False
+        rewritten += 1
+    return graph_def, rewritten
+
+
 def drop_identities(graph_def, keep: set[str]):
     """`graph_def` without pass-through `Identity` nodes (one data input, no control input), except
     those named in `keep` (e.g. the outputs); their consumers read the Identity's input directly."""
@@ -462,7 +635,8 @@ def freeze(forward, input_spec) -> FoldedGraph:
 def fold_model(model) -> FoldedGraph:
     """`model`'s inference graph (`model(images, training=False)`, outputs as `named_outputs`), frozen,
     with its batch norms folded into the convolutions before them, the other batch norms as a multiply
-    and an add, 1x1 convolutions as matrix products and pass-through nodes dropped."""
+    and an add, 1x1 convolutions as matrix products, poolings, softmaxes and small batch matrix products
+    without oneDNN's kernels for them, and pass-through nodes dropped."""
     import tensorflow as tf
 
     from va2att.config import INPUT_SIZE
@@ -475,6 +649,9 @@ def fold_model(model) -> FoldedGraph:
     graph_def, scaled = scale_and_shift_batch_norms(graph_def)
     graph_def, _ = scales_into_next_convolutions(graph_def)
     graph_def, matmuls = pointwise_convolutions_as_matmuls(graph_def)
+    graph_def, _ = pools_as_reshapes_and_reductions(graph_def)
+    graph_def, _ = softmaxes_as_exponentials(graph_def)
+    graph_def, _ = small_batch_matmuls_as_reductions(graph_def)
     outputs = set(frozen.output_tensors.values())
     graph_def = drop_identities(graph_def, keep={_node_name(t) for t in outputs})
     graph_def = prune(graph_def, outputs)
