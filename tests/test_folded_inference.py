@@ -288,13 +288,20 @@ def test_small_batch_matrix_products_become_sums_of_products():
         scores = tf.matmul(h, h, transpose_b=True, name="scores")  # [N, 6, 6]: the level attention's H Hᵀ
         attended = tf.matmul(tf.nn.softmax(scores), h, name="attended")  # [N, 6, 18]
         left = tf.matmul(h, _constant(rng, 1, 6, 4), transpose_a=True, name="left")  # [N, 18, 4], adj_x
+        # As Keras writes H Hᵀ: a Transpose node, read untransposed.
+        spelled = tf.matmul(h, tf.transpose(h, [0, 2, 1]), name="spelled")
+        both = tf.matmul(h, tf.reshape(x, [-1, 18, 6]), transpose_a=True, transpose_b=True, name="both")
         large = tf.matmul(tf.reshape(x, [-1, 1, 108]), _constant(rng, 1, 108, 200), name="large")  # 21,600 products
     graph_def = graph.as_graph_def()
-    fetch = [scores.name, attended.name, left.name, large.name]
+    fetch = [scores.name, attended.name, left.name, spelled.name, both.name, large.name]
     rewritten_def, rewritten = folded_inference.small_batch_matmuls_as_reductions(graph_def)
-    assert rewritten == 3
+    assert rewritten == 4
     ops = _ops(rewritten_def)
-    assert ops["scores"] == ops["attended"] == ops["left"] == "Sum" and ops["large"] == "BatchMatMulV2"
+    assert ops["scores"] == ops["attended"] == ops["left"] == ops["spelled"] == "Sum"
+    assert ops["both"] == ops["large"] == "BatchMatMulV2"
+    spelled_inputs = {_ops(rewritten_def)[folded_inference._node_name(r)] for node in rewritten_def.node
+                      if node.name.startswith("spelled/expanded") for r in node.input[:1]}
+    assert "Transpose" not in spelled_inputs
     _same_outputs(graph_def, rewritten_def, fetch, rng)
 
 

@@ -523,44 +523,63 @@ def softmaxes_as_exponentials(graph_def):
 SMALL_PRODUCT = 1 << 14  # the most products per example a batch matrix product may form as a tensor
 
 
-def small_batch_matmuls_as_reductions(graph_def):
-    """`graph_def` with every float32 rank-3 `BatchMatMulV2` of static shapes `[N, M, K] @ [N, K, P]` whose
-    M * K * P products per example are at most `SMALL_PRODUCT` written as
-    `Sum(ExpandDims(a, 3) * ExpandDims(b, 1), axis 2)` (transposed operands first transposed).
+# How `a @ b` of `[N, M, K]` and `[N, K, P]` runs as a sum of products, by whether each operand is transposed:
+# the axis each operand gains and the axis the sum runs over (no operand is moved in memory).
+_PRODUCT_AXES = {(False, False): (3, 1, 2), (False, True): (2, 1, 3), (True, False): (3, 2, 1)}
 
-    The level attention's two products (`[N, 3, 2u] @ [N, 2u, 3]` and `[N, 3, 3] @ [N, 3, 2u]`) are of this
-    kind. Why: oneDNN's batch matrix product costs about 50 µs a call at batch 1 (measured at width 4),
-    on the serial end of the network, for a few thousand multiply-adds. The sums run in another order:
-    equal up to float rounding. Returns `(new_graph_def, number)`."""
+
+def _untransposed(nodes: dict, reference: str) -> str | None:
+    """The input of `reference` when it is a `Transpose` swapping the last two of three axes, else None."""
+    node = nodes.get(_node_name(reference))
+    if node is None or node.op != "Transpose" or any(r.startswith("^") for r in node.input):
+        return None
+    order = _constant_value(nodes, node.input[1])
+    return node.input[0] if order is not None and list(np.ravel(order)) == [0, 2, 1] else None
+
+
+def small_batch_matmuls_as_reductions(graph_def):
+    """`graph_def` with every float32 rank-3 batch matrix product `[N, M, K] @ [N, K, P]` of static shapes whose
+    M * K * P products per example are at most `SMALL_PRODUCT` written as a sum of products: for untransposed
+    operands `Sum(ExpandDims(a, 3) * ExpandDims(b, 1), axis 2)`. An operand that is a `Transpose` of its last
+    two axes is read untransposed, the other axes chosen to match (`_PRODUCT_AXES`); with both operands
+    transposed the product is left alone.
+
+    The level attention's two products (`H Hᵀ`, `[N, 3, 2u] @ [N, 2u, 3]`, and `[N, 3, 3] @ [N, 3, 2u]`) are
+    of this kind. Why: oneDNN's batch matrix product costs about 50 µs a call at batch 1 (measured at width
+    4), and its transpose 20 µs, on the serial end of the network, for a few thousand multiply-adds. The
+    sums run in another order: equal up to float rounding. Returns `(new_graph_def, number)`."""
     import tensorflow as tf
 
     graph_def = _copy(graph_def)
     shapes = _static_shapes(graph_def)
+    nodes = {node.name: node for node in graph_def.node}
     rewritten = 0
     for node in list(graph_def.node):
         if node.op not in ("BatchMatMulV2", "BatchMatMul") or node.attr["T"].type != tf.float32.as_datatype_enum \
                 or any(r.startswith("^") for r in node.input):
             continue
-        a_shape, b_shape = (shapes.get(_node_name(r)) for r in node.input[:2])
-        if any(r != _node_name(r) for r in node.input[:2]) or a_shape is None or b_shape is None \
-                or len(a_shape) != 3 or len(b_shape) != 3 or None in a_shape[1:] + b_shape[1:]:
+        operands, adjoint = list(node.input[:2]), [node.attr["adj_x"].b, node.attr["adj_y"].b]
+        for i in range(2):
+            inner = _untransposed(nodes, operands[i])
+            if inner is not None:
+                operands[i], adjoint[i] = inner, not adjoint[i]
+        a_shape, b_shape = (shapes.get(_node_name(r)) for r in operands)
+        if any(r != _node_name(r) for r in operands) or a_shape is None or b_shape is None \
+                or len(a_shape) != 3 or len(b_shape) != 3 or None in a_shape[1:] + b_shape[1:] \
+                or tuple(adjoint) not in _PRODUCT_AXES:
             continue  # (an operand that is not a node's first output has no shape recorded here)
-        adjoint = (node.attr["adj_x"].b, node.attr["adj_y"].b)
         m, k = a_shape[1:][::-1] if adjoint[0] else a_shape[1:]
         p = b_shape[1] if adjoint[1] else b_shape[2]
         if m * k * p > SMALL_PRODUCT:
             continue
-        name, operands = node.name, []
-        for i, (reference, transposed, axis) in enumerate(zip(node.input[:2], adjoint, (3, 1))):
-            if transposed:
-                order = _const_node(graph_def, f"{name}/order{i}", [0, 2, 1], np.int32)
-                reference = _new_node(graph_def, f"{name}/transposed{i}", "Transpose", [reference, order.name],
-                                      Tperm=tf.int32.as_datatype_enum).name
+        name, (a_axis, b_axis, sum_axis) = node.name, _PRODUCT_AXES[tuple(adjoint)]
+        expanded = []
+        for i, (reference, axis) in enumerate(zip(operands, (a_axis, b_axis))):
             axis_node = _const_node(graph_def, f"{name}/axis{i}", axis, np.int32)
-            operands.append(_new_node(graph_def, f"{name}/expanded{i}", "ExpandDims", [reference, axis_node.name],
+            expanded.append(_new_node(graph_def, f"{name}/expanded{i}", "ExpandDims", [reference, axis_node.name],
                                       Tdim=tf.int32.as_datatype_enum).name)
-        products = _new_node(graph_def, f"{name}/products", "Mul", operands)
-        _become(node, "Sum", [products.name, _const_node(graph_def, f"{name}/axes", [2], np.int32).name],
+        products = _new_node(graph_def, f"{name}/products", "Mul", expanded)
+        _become(node, "Sum", [products.name, _const_node(graph_def, f"{name}/axes", [sum_axis], np.int32).name],
                 Tidx=tf.int32.as_datatype_enum)
         node.attr["keep_dims"].b = False
         rewritten += 1
