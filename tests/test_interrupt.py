@@ -54,6 +54,33 @@ def test_another_handler_and_other_threads_are_left_alone():
     assert seen == [signal.default_int_handler]
 
 
+def test_training_stops_after_the_step_in_which_ctrl_c_was_pressed():
+    import keras
+    import numpy as np
+
+    from va2att.training.callbacks import StopBetweenSteps
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    begun, finished = [], []
+
+    class Press(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            begun.append(batch)
+            if batch == 2:  # pressed while step 2 runs
+                signal.raise_signal(signal.SIGINT)
+
+        def on_train_batch_end(self, batch, logs=None):
+            finished.append(batch)
+
+    data = np.zeros((8, 2), "float32"), np.zeros((8, 1), "float32")
+    with deferred_interrupt() as interrupt, pytest.raises(KeyboardInterrupt):
+        model.fit(*data, batch_size=1, epochs=1, verbose=0, callbacks=[Press(), StopBetweenSteps(interrupt)])
+    assert begun == finished == [0, 1, 2]  # step 2 finished; step 3 never began
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 # Ctrl-C arrives while a TensorFlow op runs that then fails: TensorFlow builds its error in Python, the
 # pending KeyboardInterrupt is raised inside that, and pybind11 turns both into a RuntimeError. Deferred,
 # the op's error arrives as itself and the Ctrl-C at check().

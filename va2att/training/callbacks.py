@@ -21,6 +21,24 @@ from va2att.training.schedules import LearningRateSchedule, mean_validation_ccc
 from va2att.util import fileio
 
 
+class StopBetweenSteps(keras.callbacks.Callback):
+    """Raises a Ctrl-C that `va2att.util.interrupt.deferred_interrupt` recorded at the end of a training or
+    validation step, never inside one: pressed while a step's graph function was failing in TensorFlow (the
+    pipeline's end-of-data error, which Keras catches), it would otherwise reach `fit` as pybind11's
+    RuntimeError instead of a KeyboardInterrupt. Not at an epoch's end: the epoch's checkpoint is written
+    then, and a Ctrl-C during it is raised at the next step."""
+
+    def __init__(self, interrupt):
+        super().__init__()
+        self.interrupt = interrupt
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.interrupt.check()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.interrupt.check()
+
+
 class LearningRateControl(keras.callbacks.Callback):
     """Applies the configured schedule (`va2att.training.schedules.LearningRateSchedule`) after each epoch.
 

@@ -431,8 +431,14 @@ def _fit(session: _Session, model, strategy, train_ds, val_ds, initial_epoch: in
                                    initial_epoch=initial_epoch, callbacks=callbacks, log=session.log)
             session.log(f"Worker {distribute.task()[1]}: weights digest {multiworker.weights_digest(model)}")
             return logs
-        history = model.fit(train_ds, validation_data=val_ds, epochs=session.total_epochs,
-                            initial_epoch=initial_epoch, callbacks=callbacks, verbose=0, shuffle=False)
+        from va2att.training.callbacks import StopBetweenSteps
+        from va2att.util.interrupt import deferred_interrupt
+
+        with deferred_interrupt() as interrupt:  # Ctrl-C between two steps (StopBetweenSteps)
+            history = model.fit(train_ds, validation_data=val_ds, epochs=session.total_epochs,
+                                initial_epoch=initial_epoch, callbacks=[*callbacks, StopBetweenSteps(interrupt)],
+                                verbose=0, shuffle=False)
+            interrupt.check()  # pressed after the last step
         return {k: float(v[-1]) for k, v in history.history.items() if v}
     except tf.errors.DataLossError as error:  # a truncated or corrupted shard: name it
         from va2att.data.pipeline import reading_error
