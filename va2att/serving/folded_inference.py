@@ -401,29 +401,37 @@ def pointwise_convolutions_as_matmuls(graph_def):
     return graph_def, rewritten
 
 
-def _reshape_node(graph_def, name: str, reference: str, shape) -> object:
-    """A `Reshape` of `reference` to the constant `shape`."""
-    import tensorflow as tf
-
-    shape_node = _const_node(graph_def, f"{name}/shape", shape, np.int32)
-    return _new_node(graph_def, name, "Reshape", [reference, shape_node.name], Tshape=tf.int32.as_datatype_enum)
-
-
-def _reduction(graph_def, name: str, op: str, reference: str, axes, keep_dims: bool) -> object:
-    """An `op` (`Max`, `Sum`) of `reference` over the constant `axes`."""
-    import tensorflow as tf
-
-    axes_node = _const_node(graph_def, f"{name}/axes", axes, np.int32)
-    node = _new_node(graph_def, name, op, [reference, axes_node.name], Tidx=tf.int32.as_datatype_enum)
-    node.attr["keep_dims"].b = keep_dims
-    return node
-
-
 def _become(node, op: str, inputs, **attrs) -> None:
     """Turn `node` (keeping its name, so its consumers are unchanged) into a float32 `op` of `inputs`."""
     _retype(node, op, **attrs)
     del node.input[:]
     node.input.extend(inputs)
+
+
+def _placed(graph_def, name: str, op: str, inputs, into=None, **attrs):
+    """A new float32 `op` node `name` of `inputs`, or, given `into`, that node turned into it under its own name."""
+    if into is None:
+        return _new_node(graph_def, name, op, inputs, **attrs)
+    _become(into, op, inputs, **attrs)
+    return into
+
+
+def _reshape_node(graph_def, name: str, reference: str, shape, into=None) -> object:
+    """A `Reshape` of `reference` to the constant `shape` (`into`: as in `_placed`)."""
+    import tensorflow as tf
+
+    shape_node = _const_node(graph_def, f"{name}/shape", shape, np.int32)
+    return _placed(graph_def, name, "Reshape", [reference, shape_node.name], into, Tshape=tf.int32.as_datatype_enum)
+
+
+def _reduction(graph_def, name: str, op: str, reference: str, axes, keep_dims: bool, into=None) -> object:
+    """An `op` (`Max`, `Sum`) of `reference` over the constant `axes` (`into`: as in `_placed`)."""
+    import tensorflow as tf
+
+    axes_node = _const_node(graph_def, f"{name}/axes", axes, np.int32)
+    node = _placed(graph_def, name, op, [reference, axes_node.name], into, Tidx=tf.int32.as_datatype_enum)
+    node.attr["keep_dims"].b = keep_dims
+    return node
 
 
 def _pool_window(node, shapes) -> tuple[int, list] | None:
@@ -481,15 +489,12 @@ def pools_as_reshapes_and_reductions(graph_def):
             size = _const_node(graph_def, f"{name}/size", [-1, -1, 1, -1, c], np.int32)
             first = _new_node(graph_def, f"{name}/first", "Slice", [windows.name, begin.name, size.name],
                               Index=tf.int32.as_datatype_enum)
-            shape = _const_node(graph_def, f"{name}/shape", [-1, h, w, c], np.int32)
-            _become(node, "Reshape", [first.name, shape.name], Tshape=tf.int32.as_datatype_enum)
+            _reshape_node(graph_def, name, first.name, [-1, h, w, c], into=node)
         elif node.op == "MaxPool" and not single:
             windows = _reshape_node(graph_def, f"{name}/windows", source, [-1, h, s, w, s * c])
             row_max = _reduction(graph_def, f"{name}/row_max", "Max", windows.name, [2], keep_dims=False)
             columns = _reshape_node(graph_def, f"{name}/columns", row_max.name, [-1, h, w, s, c])
-            axes = _const_node(graph_def, f"{name}/axes", [3], np.int32)
-            _become(node, "Max", [columns.name, axes.name], Tidx=tf.int32.as_datatype_enum)
-            node.attr["keep_dims"].b = False
+            _reduction(graph_def, name, "Max", columns.name, [3], keep_dims=False, into=node)
         else:  # an average over whole windows, a max of single pixels: left to the pooling kernels
             continue
         rewritten += 1
@@ -579,9 +584,7 @@ def small_batch_matmuls_as_reductions(graph_def):
             expanded.append(_new_node(graph_def, f"{name}/expanded{i}", "ExpandDims", [reference, axis_node.name],
                                       Tdim=tf.int32.as_datatype_enum).name)
         products = _new_node(graph_def, f"{name}/products", "Mul", expanded)
-        _become(node, "Sum", [products.name, _const_node(graph_def, f"{name}/axes", [sum_axis], np.int32).name],
-                Tidx=tf.int32.as_datatype_enum)
-        node.attr["keep_dims"].b = False
+        _reduction(graph_def, name, "Sum", products.name, [sum_axis], keep_dims=False, into=node)
         rewritten += 1
     return graph_def, rewritten
 
