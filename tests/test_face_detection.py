@@ -92,3 +92,56 @@ def test_reduced_copy_of_a_reduced_decode_keeps_original_coordinates(whole, phot
     detector._mtcnn = whole.mtcnn
     (face,) = detector.detect(decoded_half)
     assert box_iou(face.box, photo.faces[0]) > 0.5
+
+
+def test_compiled_stages_give_the_eager_package_detections_on_every_photo(reduced, photos):
+    eager = FaceDetector(smallest_face=PREDICT_SMALLEST_FACE, scale_factor=PREDICT_SCALE_FACTOR, compiled=False)
+    for name, photo in photos.items():
+        image = from_array(photo.pixels, order="rgb")
+        ours, theirs = reduced.detect(image), eager.detect(image)
+        assert len(ours) == len(theirs), name
+        for a, b in zip(ours, theirs):
+            assert np.allclose(a.box, b.box, atol=1e-3) and np.allclose(a.points5, b.points5, atol=1e-3), name
+            assert a.confidence == pytest.approx(b.confidence, abs=1e-6), name
+
+
+def test_every_stage_of_a_search_gets_one_tensor_of_the_picture(photos):
+    import tensorflow as tf
+
+    detector = FaceDetector(smallest_face=PREDICT_SMALLEST_FACE, scale_factor=PREDICT_SCALE_FACTOR)
+    seen = []
+    for shared in detector.mtcnn.stages:
+        def spy(stage=shared.stage, **kwargs):
+            seen.append(kwargs["images_normalized"])
+            return stage(**kwargs)
+
+        shared.stage = spy
+    assert len(detector.detect(from_array(photos["frame 640x480"].pixels, order="rgb"))) == 1
+    assert len(seen) == 3 and all(isinstance(t, tf.Tensor) and t is seen[0] for t in seen)
+    detector.detect(from_array(photos["camera"].pixels, order="rgb"))
+    assert len(seen) == 6 and seen[3] is not seen[0] and seen[3] is seen[5]  # a new picture, a new tensor
+
+
+def test_given_proposals_are_made_square_about_their_centre():
+    from va2att.faces.mtcnn_stages import GivenProposals
+
+    rows = GivenProposals()(proposals=np.array([[10.0, 20.0, 30.0, 60.0]]))
+    assert np.allclose(rows, [[0, 0, 20, 40, 60, 1]])  # 20 x 40 box -> 40 x 40, same centre (20, 40); confidence 1
+
+
+def test_refining_a_box_near_a_face_finds_that_face_and_a_box_on_background_finds_none(reduced, photos):
+    image = from_array(photos["frame 640x480"].pixels, order="rgb")
+    (whole,) = reduced.detect(image)
+    x, y, w, h = whole.box
+    moved = (x + 0.15 * w, y - 0.1 * h, w, h)  # where a face that moved would be looked for
+    for zoom in (1.0, 48 / w):
+        (face,) = reduced.refine_pixels(image.pixels, [moved], zoom=zoom)
+        assert box_iou(face.box, whole.box) > 0.8
+        assert np.abs(face.points5 - whole.points5).max() < 0.1 * w
+    # A region of the frame: results come back in the frame's coordinates.
+    x0, y0 = int(x - w / 2), int(y - h / 2)
+    region = image.pixels[y0:int(y + 1.5 * h), x0:int(x + 1.5 * w)]
+    (face,) = reduced.refine_pixels(region, [moved], offset=(x0, y0))
+    assert box_iou(face.box, whole.box) > 0.8
+    assert reduced.refine_pixels(image.pixels, [(10, 10, w, h)]) == []  # background: not confirmed
+    assert reduced.refine_pixels(image.pixels, []) == []

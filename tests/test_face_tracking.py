@@ -46,6 +46,22 @@ def test_a_moving_face_is_followed_in_its_region(detector):
     assert (tracker.full_detections, tracker.region_detections) == (1, 7)
 
 
+def test_between_whole_frame_searches_only_onet_runs(detector):
+    tracker = FaceTracker(detector, detect_every=10)
+    searches, refinements = [], []
+    search, refine = detector.mtcnn.detect_faces, detector.refiner.detect_faces
+    detector.mtcnn.detect_faces = lambda *a, **k: searches.append(1) or search(*a, **k)
+    detector.refiner.detect_faces = lambda *a, **k: refinements.append(len(k["proposals"])) or refine(*a, **k)
+    try:
+        for i in range(5):
+            tracker.detect(shifted(8 * i, 4 * i)[0])
+    finally:
+        del detector.mtcnn.detect_faces, detector.refiner.detect_faces
+    # One search of the first frame; then per frame one ONet call on two proposals (where the face was, and
+    # where its motion puts it), no pyramid and no PNet or RNet.
+    assert (len(searches), refinements) == (1, [2, 2, 2, 2])
+
+
 def test_whole_frame_searched_once_every_k_frames(detector):
     tracker = FaceTracker(detector, detect_every=3)
     for i in range(7):

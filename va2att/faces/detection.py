@@ -5,8 +5,9 @@ How far the copy is reduced follows from two limits: its longer side is at most 
 and, when `smallest_face` is given, a face of `smallest_face` picture pixels becomes MTCNN's
 smallest face (`min_face_size` detection pixels), so no detection time goes to faces smaller
 than that. MTCNN's three networks run as `tf.function`s with shape-free signatures
-(`compiled_mtcnn`): one trace serves every picture size, where the package's own eager calls
-spend most of their time on per-layer Python. Outputs are those of the package's networks.
+(`va2att.faces.mtcnn_stages`): one trace serves every picture size, where the package's own eager
+calls spend most of their time on per-layer Python. Outputs are those of the package's networks.
+`refine_pixels` runs MTCNN's last network alone on given boxes (a tracked face's next frame).
 """
 
 from __future__ import annotations
@@ -51,35 +52,6 @@ def box_iou(a, b) -> float:
     return iw * ih / union if union > 0 else 0.0
 
 
-def _compiled_stage(stage_class, patch: int | None):
-    """An instance of one of mtcnn's stage classes whose network runs as a tf.function.
-
-    `patch` is the square input side of the network (RNet 24, ONet 48), None for the fully
-    convolutional PNet, which takes pyramid levels of any size.
-    """
-    import tensorflow as tf
-
-    class CompiledStage(stage_class):
-        def __init__(self):
-            super().__init__()
-            network = self._model
-            spec = tf.TensorSpec([None, patch, patch, 3], tf.float32)
-            self._model = tf.function(lambda x: network(x, training=False), input_signature=[spec])
-
-    return CompiledStage()
-
-
-def compiled_mtcnn():
-    """mtcnn's `MTCNN` (face and landmark stages) with each network compiled once, on the CPU."""
-    from mtcnn import MTCNN
-    from mtcnn.stages.stage_onet import StageONet
-    from mtcnn.stages.stage_pnet import StagePNet
-    from mtcnn.stages.stage_rnet import StageRNet
-
-    stages = [_compiled_stage(StagePNet, None), _compiled_stage(StageRNet, 24), _compiled_stage(StageONet, 48)]
-    return MTCNN(stages=stages, device="CPU:0")
-
-
 def detection_scale(height: int, width: int, *, max_side: int, min_face_size: int, smallest_face: float = 0) -> float:
     """Size of the copy MTCNN searches, relative to a `height` x `width` picture (never above 1).
 
@@ -102,7 +74,7 @@ class FaceDetector:
         smallest_face: int, smallest face searched for in the picture's own pixels; the copy is
             reduced so that such a face is `min_face_size` pixels wide (0: only `max_side` reduces).
         scale_factor: float, MTCNN's pyramid step (fewer, coarser levels below 0.709).
-        compiled: bool, run the networks as tf.functions (`compiled_mtcnn`); False runs the
+        compiled: bool, run the networks as tf.functions (`mtcnn_stages.compiled_stages`); False runs the
             package's own eager calls (same outputs, slower; kept for comparison).
 
     The networks are built on the first `detect` call and reused.
@@ -122,17 +94,32 @@ class FaceDetector:
         self.scale_factor = scale_factor
         self.compiled = compiled
         self._mtcnn = None
+        self._refiner = None
 
     @property
     def mtcnn(self):
+        """The package's MTCNN: its three stages, compiled (`mtcnn_stages.compiled_stages`) or its own."""
         if self._mtcnn is None:
-            if self.compiled:
-                self._mtcnn = compiled_mtcnn()
-            else:
-                from mtcnn import MTCNN
+            from mtcnn import MTCNN
 
+            if self.compiled:
+                from va2att.faces.mtcnn_stages import compiled_stages
+
+                self._mtcnn = MTCNN(stages=compiled_stages(), device="CPU:0")
+            else:
                 self._mtcnn = MTCNN(device="CPU:0")
         return self._mtcnn
+
+    @property
+    def refiner(self):
+        """The package's MTCNN with given proposals in place of PNet and RNet, and the same ONet."""
+        if self._refiner is None:
+            from mtcnn import MTCNN
+
+            from va2att.faces.mtcnn_stages import GivenProposals
+
+            self._refiner = MTCNN(stages=[GivenProposals(), self.mtcnn.stages[-1]], device="CPU:0")
+        return self._refiner
 
     def detect(self, image: RGBImage) -> list[Detection]:
         """Faces, most confident first."""
@@ -150,15 +137,30 @@ class FaceDetector:
         `pixels` are a picture `scale` times its original size, or a region of it whose top-left
         corner is at `offset` (x, y) in original coordinates; results are in original coordinates.
         """
-        import cv2
+        pixels, scale = _zoomed(pixels, zoom, scale)
+        found = self.mtcnn.detect_faces(pixels, min_face_size=self.min_face_size, scale_factor=self.scale_factor)
+        return self._detections(found, scale, offset)
 
-        h, w = pixels.shape[:2]
-        size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
-        if size != (w, h):
-            pixels = cv2.resize(np.asarray(pixels), size, interpolation=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR)
-        scale = scale * size[0] / w  # detection pixels per original pixel
-        found = self.mtcnn.detect_faces(np.ascontiguousarray(pixels), min_face_size=self.min_face_size,
-                                        scale_factor=self.scale_factor)
+    def refine_pixels(self, pixels: np.ndarray, boxes, *, zoom: float = 1.0, scale: float = 1.0,
+                      offset: tuple[float, float] = (0.0, 0.0)) -> list[Detection]:
+        """Faces near `boxes` (x, y, w, h in original coordinates), found by MTCNN's last network alone.
+
+        ONet refines each box, made square about its centre, into a face box, five points and a
+        confidence, as it refines RNet's proposals in a search; a box it does not confirm gives no
+        face. For a face known to be about there (a tracked face in the next frame) this replaces
+        the search of the picture by one call of the smallest network. `pixels`, `zoom`, `scale`
+        and `offset` are as in `detect_pixels`.
+        """
+        pixels, scale = _zoomed(pixels, zoom, scale)
+        proposals = [((x - offset[0]) * scale, (y - offset[1]) * scale, (x + w - offset[0]) * scale,
+                      (y + h - offset[1]) * scale) for x, y, w, h in boxes]
+        if not proposals:
+            return []
+        found = self.refiner.detect_faces(pixels, proposals=np.asarray(proposals))
+        return self._detections(found, scale, offset)
+
+    def _detections(self, found, scale: float, offset) -> list[Detection]:
+        """The package's faces as Detections in original coordinates, the confident ones, most confident first."""
         out = []
         for f in found or []:
             conf = float(f.get("confidence", 0.0))
@@ -172,6 +174,18 @@ class FaceDetector:
             out.append(Detection((x + offset[0], y + offset[1], bw, bh), pts, conf))
         out.sort(key=lambda d: -d.confidence)
         return out
+
+
+def _zoomed(pixels: np.ndarray, zoom: float, scale: float) -> tuple[np.ndarray, float]:
+    """`pixels` resized by `zoom` (area interpolation when reducing), contiguous, and their detection pixels per
+    original pixel (`scale` the pixels' own)."""
+    import cv2
+
+    h, w = pixels.shape[:2]
+    size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
+    if size != (w, h):
+        pixels = cv2.resize(np.asarray(pixels), size, interpolation=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR)
+    return np.ascontiguousarray(pixels), scale * size[0] / w
 
 
 @functools.lru_cache(maxsize=1)

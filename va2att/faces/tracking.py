@@ -2,12 +2,14 @@
 
 `FaceTracker.track(image)` takes the frames of one video in order. On every `detect_every`-th
 frame, and whenever it has nothing to follow, it runs the detector on the whole frame. On the
-frames in between it searches each face of the previous frame again, in a region around where it
-was (`margin` face sizes on every side), on a copy of that region reduced so that the face is about
-`track_face_width` pixels wide: a few small MTCNN calls instead of one over the whole frame. When
-a followed face is not found in its region (it moved too far, turned away, left the picture) the
-whole frame is searched again at once, so a lost face costs one full detection, not a missed
-frame. Faces that newly enter the picture are found at the next full detection.
+frames in between it finds each face of the previous frame again without a search: MTCNN's last
+network (ONet, `FaceDetector.refine_pixels`) refines the face's box where its motion says it is now
+and where it was, on a region around it (`margin` face sizes on every side) reduced so that the
+face is about `track_face_width` pixels wide — one call of the smallest network instead of a
+search of the frame. When a followed face is not confirmed there (it moved too far, turned away,
+left the picture) the whole frame is searched again at once, so a lost face costs one full
+detection, not a missed frame. Faces that newly enter the picture are found at the next full
+detection.
 
 Identity. Every face found gets a track id (1, 2, ... in the order faces first appear; `reset()`
 starts again at 1). The faces of a frame are paired with the tracks of the frames before
@@ -93,11 +95,11 @@ def associate(predicted_boxes, found_boxes, max_distance: float = MATCH_DISTANCE
 
 
 class FaceTracker:
-    """Detections for consecutive frames of one video, mostly from small regions around the last faces, with track ids.
+    """Detections for consecutive frames of one video, mostly refined from the last faces, with track ids.
 
     Args:
         detector: FaceDetector, used for whole frames and for the regions (any object with `detect(RGBImage)`
-            when `detect_every` is 1: regions need `detect_pixels`).
+            when `detect_every` is 1: regions need `refine_pixels`).
         detect_every: int, a whole-frame detection at least once every this many frames (1: every frame).
         margin: float, the region around a face reaches this many face widths (heights) beyond it on each side.
         track_face_width: int, the region is reduced so that the face in it is about this many pixels wide.
@@ -168,8 +170,11 @@ class FaceTracker:
         """Each previous face found again in its region, or None as soon as one is not."""
         height, width = image.original_size
         found: list[Detection] = []
-        for face in (t.detection for t in tracks):
-            x, y, w, h = face.box
+        for track in tracks:
+            face, moved = track.detection, track.predicted_box()
+            # The region holds the face where it was and where its motion says it is now.
+            x, y = min(face.box[0], moved[0]), min(face.box[1], moved[1])
+            w, h = max(face.box[0], moved[0]) + face.box[2] - x, max(face.box[1], moved[1]) + face.box[3] - y
             x0, y0 = max(0.0, x - self.margin * w), max(0.0, y - self.margin * h)
             x1, y1 = min(float(width), x + w + self.margin * w), min(float(height), y + h + self.margin * h)
             # Region in decoded pixels (the picture may have been decoded reduced: image.scale).
@@ -178,9 +183,9 @@ class FaceTracker:
             if px1 - px0 < 2 or py1 - py0 < 2:
                 return None
             region = image.pixels[py0:py1, px0:px1]
-            zoom = min(1.0, self.track_face_width / max(1.0, w * image.scale))
-            candidates = self.detector.detect_pixels(region, zoom=zoom, scale=image.scale,
-                                                     offset=(px0 / image.scale, py0 / image.scale))
+            zoom = min(1.0, self.track_face_width / max(1.0, face.box[2] * image.scale))
+            candidates = self.detector.refine_pixels(region, [moved, face.box], zoom=zoom,
+                                                     scale=image.scale, offset=(px0 / image.scale, py0 / image.scale))
             if not candidates:
                 return None
             found.append(max(candidates, key=lambda d: (box_iou(d.box, face.box), d.confidence)))

@@ -75,8 +75,8 @@ class Predictor:
             `PREDICT_SMALLEST_FACE`); only for the default detector.
         detect_every: int, video frames (`Frame`s with a frame index, in order) are searched
             whole once every this many frames and at every lost face; in between the faces of the
-            previous frame are searched again around where they were (`FaceTracker`). 1 searches
-            every frame whole (the only choice for a detector without `detect_pixels`). Either way
+            previous frame are refined where they were (`FaceTracker`). 1 searches
+            every frame whole (the only choice for a detector without `refine_pixels`). Either way
             every face of a video gets a track id (`FaceResult.track`) that it keeps while it is followed.
         runtime: str, what runs an export: "auto" (without a GPU its LiteRT model for a few faces at a time
             and its SavedModel for more, else the SavedModel), "savedmodel" or "litert" (`va2att.serving.loading`).
@@ -119,7 +119,7 @@ class Predictor:
                                     smallest_face=PREDICT_SMALLEST_FACE if smallest_face is None else smallest_face)
         self.detector = detector
         self.detect_every = detect_every
-        self.tracker = FaceTracker(detector, detect_every=detect_every if hasattr(detector, "detect_pixels") else 1)
+        self.tracker = FaceTracker(detector, detect_every=detect_every if hasattr(detector, "refine_pixels") else 1)
         self._video: tuple[str, int] | None = None  # (source, frame) of the last video frame the tracker saw
         self.batch_size = batch_size
         self.outputs = tuple(self.model.outputs)
