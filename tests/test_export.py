@@ -76,7 +76,7 @@ def test_export_refuses_to_overwrite_a_version(model, exported):
 
 
 def test_serving_default_signature_matches_the_keras_model(loaded, images, expected):
-    assert set(loaded.signatures) == {"serving_default", "serving_bytes"}
+    assert set(loaded.signatures) == {"serving_default", "serving_bytes", "serving_whole_batch"}
     fn = loaded.signatures["serving_default"]
     spec = fn.structured_input_signature[1]
     assert list(spec) == ["image"]
@@ -123,7 +123,7 @@ def test_xla_signature_only_when_asked(model, exported, images, expected, tmp_pa
     path = export.export_saved_model(model, tmp_path / "va2att-xla", xla=True)
     assert _xla_functions(path)
     loaded = tf.saved_model.load(str(path))
-    assert set(loaded.signatures) == {"serving_default", "serving_bytes", "serving_xla"}
+    assert set(loaded.signatures) == {"serving_default", "serving_bytes", "serving_whole_batch", "serving_xla"}
     out = loaded.signatures["serving_xla"](image=tf.constant(images))
     for name in expected:
         np.testing.assert_allclose(out[name].numpy(), expected[name], atol=1e-4)

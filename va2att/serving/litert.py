@@ -1,8 +1,8 @@
 """The served network as a LiteRT (TensorFlow Lite) model, beside the SavedModel, run by LiteRT's interpreter.
 
-Every export writes `model.tflite` (float32) into its version folder, next to `saved_model.pb`:
-`TFLiteConverter.from_saved_model` of the export's own `serving_default` signature, so the LiteRT
-model is the folded graph the SavedModel serves (`va2att.serving.folded_inference`), with the same
+Every export writes `model.tflite` (float32) into its version folder, next to `saved_model.pb`,
+converted from the export's own `serving_whole_batch` signature (`serving_default` without its CPU
+chunk loop, `convert`), so the LiteRT model is the folded graph the SavedModel serves (`va2att.serving.folded_inference`), with the same
 signature name, input (`image`, float32 `[N, 48, 48, 1]`, pixels 0-255) and output names. TF Serving
 serves that file instead of the SavedModel when started with `--prefer_tflite_model=true`, and an app
 on a phone runs it with the LiteRT interpreter. Variants, on request (`VARIANTS`):
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from va2att.serving.signature import IMAGE_INPUT, SERVING_DEFAULT
+from va2att.serving.signature import IMAGE_INPUT, SERVING_DEFAULT, SERVING_WHOLE_BATCH
 from va2att.util import fileio
 
 FLOAT32 = "float32"
@@ -59,7 +59,13 @@ def check_variants(variants) -> tuple[str, ...]:
 
 
 def convert(saved_model_dir: str | os.PathLike, variant: str = FLOAT32) -> bytes:
-    """The LiteRT flatbuffer of `saved_model_dir`'s `serving_default` signature, as `variant` quantises it."""
+    """The LiteRT flatbuffer of `saved_model_dir`'s network, as `variant` quantises it, with the signature
+    `serving_default`.
+
+    Converted from the export's `serving_whole_batch` signature (`serving_default` without the CPU's chunk
+    loop, `va2att.serving.batch_chunks`: the converter takes neither its `DeviceIndex` nor, for LiteRT's
+    CPU delegate, a loop), or from `serving_default` in exports made before it existed.
+    """
     import tensorflow as tf
 
     from va2att.util.quiet import stderr_silenced
@@ -67,8 +73,12 @@ def convert(saved_model_dir: str | os.PathLike, variant: str = FLOAT32) -> bytes
     check_variants([variant])
     try:
         with stderr_silenced():  # the MLIR converter logs on stderr as it goes; a failure is raised below
-            converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir),
-                                                                 signature_keys=[SERVING_DEFAULT])
+            loaded = tf.saved_model.load(str(saved_model_dir))
+            source = loaded.signatures.get(SERVING_WHOLE_BATCH, loaded.signatures.get(SERVING_DEFAULT))
+            if source is None:
+                raise ValueError(f"no {SERVING_DEFAULT} signature")
+            # One function converted: its signature is named serving_default, input and outputs as the source's.
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([source], loaded)
             if variant != FLOAT32:
                 converter.optimizations = [tf.lite.Optimize.DEFAULT]  # without a data set: dynamic-range int8
             if variant == "float16":

@@ -20,6 +20,9 @@ from va2att.config import EXPRESSION_NAMES
 SERVING_DEFAULT = "serving_default"  # signature: float32 pixels of aligned, centre-cropped faces
 SERVING_XLA = "serving_xla"  # optional signature (exports made with xla=True): SERVING_DEFAULT compiled with XLA
 SERVING_BYTES = "serving_bytes"  # signature: encoded images of aligned faces
+# signature: SERVING_DEFAULT running every batch whole, without the CPU's chunks (va2att.serving.batch_chunks);
+# what the LiteRT models are converted from
+SERVING_WHOLE_BATCH = "serving_whole_batch"
 IMAGE_INPUT = "image"  # input of SERVING_DEFAULT, float32 [N, 48, 48, 1], pixels 0-255
 PIXEL_RANGE = (0.0, 255.0)  # the pixel values the network takes; others are refused (in the export's graph too)
 BYTES_INPUT = "image_bytes"  # input of SERVING_BYTES, string [N] (TF Serving's `_bytes` convention: sent as b64)
