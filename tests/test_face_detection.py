@@ -122,6 +122,18 @@ def test_every_stage_of_a_search_gets_one_tensor_of_the_picture(photos):
     assert len(seen) == 6 and seen[3] is not seen[0] and seen[3] is seen[5]  # a new picture, a new tensor
 
 
+def test_pnet_searches_every_level_of_the_pyramid_in_one_compiled_call(photos):
+    detector = FaceDetector(smallest_face=PREDICT_SMALLEST_FACE, scale_factor=PREDICT_SCALE_FACTOR)
+    pnet = detector.mtcnn.stages[0].stage
+    network, calls = pnet._model, []
+    pnet._model = lambda *a, **k: calls.append(1) or network(*a, **k)
+    image = from_array(photos["frame 640x480"].pixels, order="rgb")
+    detector.detect(image)
+    traced = len(calls)  # the network is called while the pyramid's function is traced: once a level
+    assert traced >= 2 and list(pnet._pyramids) == [traced]
+    assert len(detector.detect(image)) == 1 and len(calls) == traced  # then never from Python again
+
+
 def test_given_proposals_are_made_square_about_their_centre():
     from va2att.faces.mtcnn_stages import GivenProposals
 
