@@ -197,7 +197,17 @@ def op_profile(export: Path, batch: int, repeats: int = 3) -> dict:
             wall = time.perf_counter() - start
             if best is None or wall < best[0]:
                 best = (wall, metadata)
-    return _summarise_trace(*best, batch)
+    return {**_summarise_trace(*best, _faces_per_network_call(batch)), "batch": batch,
+            "faces_per_network_call": _faces_per_network_call(batch)}
+
+
+def _faces_per_network_call(batch: int) -> int:
+    """Faces in each call of the network within one `serving_default` call: on a CPU a batch above
+    `batch_chunks.CHUNK` runs as equal chunks (va2att.serving.batch_chunks)."""
+    from va2att.serving.batch_chunks import CHUNK
+
+    chunks = -(-batch // CHUNK)
+    return batch if batch <= CHUNK else -(-batch // chunks)
 
 
 def _constant_shapes(metadata) -> dict[str, list[int]]:
@@ -222,6 +232,8 @@ def _node_flops(node_stat, inputs: list[str], constants: dict) -> float:
 
 
 def _summarise_trace(wall: float, metadata, batch: int) -> dict:
+    """By op type and by map size; `batch` is the faces of each network call (matrix products' rows are
+    faces x map positions)."""
     inputs = {node.name: list(node.input) for p in metadata.partition_graphs for node in p.node}
     constants = _constant_shapes(metadata)
     by_op: collections.Counter = collections.Counter()
@@ -366,8 +378,8 @@ def format_report(report: dict) -> str:
                      f"{_percent(goal['value'])} (median {_percent(goal['value_median'])}) -> "
                      f"{'met' if goal['met'] else 'MISSED'}")
     for name, profile in report["profiles"].items():
-        lines.append(f"\nprofile, {name}, batch {profile['batch']}: call {profile['wall_ms']} ms, "
-                     f"node time {profile['op_ms']} ms")
+        lines.append(f"\nprofile, {name}, batch {profile['batch']} ({profile.get('faces_per_network_call', '?')} "
+                     f"faces a network call): call {profile['wall_ms']} ms, node time {profile['op_ms']} ms")
         lines.append(common.format_table(["op", "nodes", "ms", "share"], [
             [p["op"], p["nodes"], f"{p['ms']:.2f}", _percent(p["share"])] for p in profile["by_op"][:14]]))
         lines.append(common.format_table(["convolutions and matrix products by map", "GFLOP", "ms", "GFLOP/s"], [
