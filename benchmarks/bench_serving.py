@@ -210,9 +210,17 @@ def _faces_per_network_call(batch: int) -> int:
     return batch if batch <= CHUNK else -(-batch // chunks)
 
 
+CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall")  # a function's call: its time is its own nodes'
+
+
+def _partition_graphs(metadata) -> list:
+    """The graphs one traced call ran: the top level's and those of the functions it called (the chunk loop)."""
+    return [*metadata.partition_graphs, *(p for f in metadata.function_graphs for p in f.partition_graphs)]
+
+
 def _constant_shapes(metadata) -> dict[str, list[int]]:
     shapes = {}
-    for partition in metadata.partition_graphs:
+    for partition in _partition_graphs(metadata):
         for node in partition.node:
             if node.op == "Const":
                 shapes[node.name] = [d.size for d in node.attr["value"].tensor.tensor_shape.dim]
@@ -234,7 +242,7 @@ def _node_flops(node_stat, inputs: list[str], constants: dict) -> float:
 def _summarise_trace(wall: float, metadata, batch: int) -> dict:
     """By op type and by map size; `batch` is the faces of each network call (matrix products' rows are
     faces x map positions)."""
-    inputs = {node.name: list(node.input) for p in metadata.partition_graphs for node in p.node}
+    inputs = {node.name: list(node.input) for p in _partition_graphs(metadata) for node in p.node}
     constants = _constant_shapes(metadata)
     by_op: collections.Counter = collections.Counter()
     counts: collections.Counter = collections.Counter()
@@ -242,7 +250,7 @@ def _summarise_trace(wall: float, metadata, batch: int) -> dict:
     for device in metadata.step_stats.dev_stats:
         for stat in device.node_stats:
             op = stat.timeline_label.split("=", 1)[-1].strip().split("(")[0] if "=" in stat.timeline_label else ""
-            if not op or op in ("_Arg", "_Retval", "NoOp", "Const"):
+            if not op or op in ("_Arg", "_Retval", "NoOp", "Const", *CALL_OPS):
                 continue
             micros = stat.op_end_rel_micros - stat.op_start_rel_micros
             by_op[op] += micros
