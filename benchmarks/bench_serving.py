@@ -390,8 +390,13 @@ def format_report(report: dict) -> str:
                      f"faces a network call): call {profile['wall_ms']} ms, node time {profile['op_ms']} ms")
         lines.append(common.format_table(["op", "nodes", "ms", "share"], [
             [p["op"], p["nodes"], f"{p['ms']:.2f}", _percent(p["share"])] for p in profile["by_op"][:14]]))
-        lines.append(common.format_table(["convolutions and matrix products by map", "GFLOP", "ms", "GFLOP/s"], [
-            [k, v["gflop"], v["ms"], v["gflops"]] for k, v in profile["contractions_by_map"].items()]))
+        by_map = profile["contractions_by_map"]
+        if any(v["gflop"] for v in by_map.values()):
+            lines.append(common.format_table(["convolutions and matrix products by map", "GFLOP", "ms", "GFLOP/s"], [
+                [k, v["gflop"], v["ms"], v["gflops"]] for k, v in by_map.items()]))
+        else:  # the trace names no weights of nodes run inside a function (the chunk loop): time only
+            lines.append(common.format_table(["convolutions and matrix products by map", "ms"], [
+                [k, v["ms"]] for k, v in by_map.items()]))
     peak = report["matmul_peak"]
     lines.append(f"model: {report['model']}; load average before {report['load_average_before']}")
     lines.append(common.system_line(report["system"], peak))
