@@ -1,18 +1,19 @@
 """A large batch served as chunks of a few faces, two chunks at a time, when the network runs on a CPU.
 
-On a CPU a face costs least in batches of 8 to 32 (BENCHMARKS.md, "Serving at the machine's
-limit"): at batch 256 one layer's activations (256 x 24 x 24 x 128 floats, 75 MB) leave the caches
-and every element-wise pass goes to memory, and with one intra-op thread (the CPU server's
-setting) a single batch keeps one core busy and the other mostly waiting. `outputs_in_chunks`
-therefore runs a batch of more than `CHUNK` faces as equal chunks of at most `CHUNK` (the last
-padded with blank faces, at most one per chunk, whose rows are dropped) in a `tf.map_fn` that keeps
-`PARALLEL` chunks in flight: each runs on its own core with its activations in that core's caches.
-Rows do not affect each other (inference batch norms), so the outputs are the whole batch's.
+Run whole, the network serves a face most cheaply in batches of 8 to 32 on a CPU (BENCHMARKS.md,
+"Serving at the machine's limit"): at batch 256 one layer's activations (256 x 24 x 24 x 128
+floats, 75 MB) leave the caches and every element-wise pass goes to memory, and with one intra-op
+thread (the CPU server's setting) a single batch keeps one core busy and the other mostly waiting.
+`outputs_in_chunks` therefore runs a batch of more than `CHUNK` faces as equal chunks of at most
+`CHUNK` (padded with at most one blank face per chunk, whose rows are dropped) in a `tf.map_fn` that
+keeps `PARALLEL` chunks in flight: each runs on its own core with its activations in that core's
+caches. Rows do not affect each other (inference batch norms), so the outputs are the whole batch's.
 
-Measured side by side in one process (`serving_default` of the default model, batch 256, Intel
-Xeon, 2 cores, chunk 16, two in flight): 505 -> 651 faces/s with TensorFlow's default threads and
-403 -> 800 with one intra-op thread; batch 32: 608 -> 664 and 543 -> 762; batch 1 unchanged within
-the noise (it does not take this path). Chunks of 8 and 32, and one or four in flight, were slower.
+Measured side by side in one process (the export's `serving_default` against its
+`serving_whole_batch`, the default model, Intel Xeon, 2 cores, interleaved rounds): batch 256 1.20x
+with TensorFlow's default threads and 1.64x with one intra-op thread; batch 32 1.02x and 1.33x;
+batch 1 0.99x and 1.00x (it does not take this path). Chunks of 8 and 32, and one or four in flight,
+were slower in the same kind of comparison.
 
 Only on a CPU: `DeviceIndex` tells where the graph runs, and a GPU (TF Serving's GPU build) serves
 the whole batch at once, as before, since it is fastest at large batches. The LiteRT model is

@@ -29,7 +29,7 @@ Signatures:
   only when started with `--xla_cpu_compilation_enabled=true`; compose's `serving-cpu-xla` does.
 - `serving_whole_batch`: `serving_default` computing every batch whole. `serving_default` runs a batch
   of more than 16 faces on a CPU as chunks of at most 16, two at a time (`va2att.serving.batch_chunks`:
-  the activations stay in the caches; 1.3-2x the faces/s at batch 256), and this signature does not;
+  the activations stay in the caches; 1.2-1.6x the faces/s at batch 256), and this signature does not;
   the LiteRT models are converted from it (the converter takes no such loop). Same input, checks and
   outputs.
 - `provenance` (when the export is given one, as every training run does): no inputs; output

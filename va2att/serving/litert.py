@@ -2,10 +2,11 @@
 
 Every export writes `model.tflite` (float32) into its version folder, next to `saved_model.pb`,
 converted from the export's own `serving_whole_batch` signature (`serving_default` without its CPU
-chunk loop, `convert`), so the LiteRT model is the folded graph the SavedModel serves (`va2att.serving.folded_inference`), with the same
-signature name, input (`image`, float32 `[N, 48, 48, 1]`, pixels 0-255) and output names. TF Serving
-serves that file instead of the SavedModel when started with `--prefer_tflite_model=true`, and an app
-on a phone runs it with the LiteRT interpreter. Variants, on request (`VARIANTS`):
+chunk loop, `conversion_source`), so the LiteRT model is the folded graph the SavedModel serves
+(`va2att.serving.folded_inference`), with the same signature name, input (`image`, float32
+`[N, 48, 48, 1]`, pixels 0-255) and output names. TF Serving serves that file instead of the
+SavedModel when started with `--prefer_tflite_model=true`, and an app on a phone runs it with the
+LiteRT interpreter. Variants, on request (`VARIANTS`):
 
 - `float32` (`model.tflite`, always written): the same arithmetic as the SavedModel; outputs equal it
   within float rounding (tests/test_litert.py: 1e-4 on random and real faces);
@@ -27,6 +28,7 @@ TensorFlow 2.20. The converter is TensorFlow's (`tf.lite.TFLiteConverter`), used
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 from pathlib import Path
 
@@ -58,45 +60,65 @@ def check_variants(variants) -> tuple[str, ...]:
     return tuple(v for v in VARIANTS if v in variants)
 
 
-def convert(saved_model_dir: str | os.PathLike, variant: str = FLOAT32) -> bytes:
-    """The LiteRT flatbuffer of `saved_model_dir`'s network, as `variant` quantises it, with the signature
-    `serving_default`.
+@contextlib.contextmanager
+def _conversion_errors(saved_model_dir, target: str):
+    """Any failure inside as a one-line LiteRTError naming the SavedModel and `target` ("a float32 LiteRT model");
+    the MLIR converter's own logging on stderr silenced (a failure is raised instead)."""
+    from va2att.util.quiet import stderr_silenced
 
-    Converted from the export's `serving_whole_batch` signature (`serving_default` without the CPU's chunk
-    loop, `va2att.serving.batch_chunks`: the converter takes neither its `DeviceIndex` nor, for LiteRT's
-    CPU delegate, a loop), or from `serving_default` in exports made before it existed.
+    try:
+        with stderr_silenced():
+            yield
+    except Exception as error:  # noqa: BLE001 - its ConverterError is not public API; ValueError and others too
+        message = " ".join(str(error).split())[:300]
+        raise LiteRTError(f"Cannot convert {saved_model_dir} to {target}: {message}") from None
+
+
+def conversion_source(saved_model_dir: str | os.PathLike):
+    """(the loaded SavedModel, the signature function its LiteRT models are converted from).
+
+    The export's `serving_whole_batch` signature (`serving_default` without the CPU's chunk loop,
+    `va2att.serving.batch_chunks`: the converter takes neither its `DeviceIndex` nor, for LiteRT's CPU
+    delegate, a loop), or `serving_default` in exports made before it existed.
     """
     import tensorflow as tf
 
-    from va2att.util.quiet import stderr_silenced
+    with _conversion_errors(saved_model_dir, "LiteRT models"):
+        loaded = tf.saved_model.load(str(saved_model_dir))
+        function = loaded.signatures.get(SERVING_WHOLE_BATCH, loaded.signatures.get(SERVING_DEFAULT))
+        if function is None:
+            raise ValueError(f"no {SERVING_DEFAULT} signature")
+    return loaded, function
+
+
+def convert(saved_model_dir: str | os.PathLike, variant: str = FLOAT32, source=None) -> bytes:
+    """The LiteRT flatbuffer of `saved_model_dir`'s network, as `variant` quantises it, with the signature
+    `serving_default` (input and outputs as the SavedModel's). `source`: `conversion_source(saved_model_dir)`
+    when the caller has it already (it loads the SavedModel)."""
+    import tensorflow as tf
 
     check_variants([variant])
-    try:
-        with stderr_silenced():  # the MLIR converter logs on stderr as it goes; a failure is raised below
-            loaded = tf.saved_model.load(str(saved_model_dir))
-            source = loaded.signatures.get(SERVING_WHOLE_BATCH, loaded.signatures.get(SERVING_DEFAULT))
-            if source is None:
-                raise ValueError(f"no {SERVING_DEFAULT} signature")
-            # One function converted: its signature is named serving_default, input and outputs as the source's.
-            converter = tf.lite.TFLiteConverter.from_concrete_functions([source], loaded)
-            if variant != FLOAT32:
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]  # without a data set: dynamic-range int8
-            if variant == "float16":
-                converter.target_spec.supported_types = [tf.float16]
-            return converter.convert()
-    except Exception as error:  # noqa: BLE001 - its ConverterError is not public API; ValueError and others too
-        message = " ".join(str(error).split())[:300]
-        raise LiteRTError(f"Cannot convert {saved_model_dir} to a {variant} LiteRT model: {message}") from None
+    loaded, function = source or conversion_source(saved_model_dir)
+    with _conversion_errors(saved_model_dir, f"a {variant} LiteRT model"):
+        # One function converted: its signature is named serving_default, input and outputs as the source's.
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
+        if variant != FLOAT32:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # without a data set: dynamic-range int8
+        if variant == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
 
 
 def write_models(saved_model_dir: str | os.PathLike, variants=DEFAULT_VARIANTS,
                  folder: str | os.PathLike | None = None) -> dict[str, Path]:
-    """Convert the SavedModel for each of `variants` and write each file atomically into `folder` (default: the
-    SavedModel's own folder). Returns variant -> path."""
+    """Convert the SavedModel (loaded once) for each of `variants` and write each file atomically into `folder`
+    (default: the SavedModel's own folder). Returns variant -> path."""
     folder = Path(saved_model_dir if folder is None else folder)
+    variants = check_variants(variants)
+    source = conversion_source(saved_model_dir) if variants else None
     written = {}
-    for variant in check_variants(variants):
-        content = convert(saved_model_dir, variant)
+    for variant in variants:
+        content = convert(saved_model_dir, variant, source)
         with fileio.atomic_path(folder / VARIANTS[variant]) as tmp:
             tmp.write_bytes(content)
         written[variant] = folder / VARIANTS[variant]
