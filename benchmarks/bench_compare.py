@@ -92,8 +92,12 @@ def fer_cnn(size: int = 64, classes: int = FER_CLASSES):
     return keras.Model(image, x, name="fer_cnn")
 
 
-def trained_like_batch_norms(model, seed: int = 0) -> None:
-    """Give every batch norm of `model` random moving statistics and affine weights, as training leaves them."""
+def trained_like_weights(model, seed: int = 0) -> None:
+    """Give every batch norm of `model` random moving statistics and affine weights, and every bias random
+    values, as training leaves them. A freshly built network's biases are zeros, and TensorFlow's graph
+    optimizer drops an addition of zeros: the matrix products before the attention masks' sigmoids then
+    run without a bias, and the sigmoid apart, which a trained model's do not (its bias, product and
+    sigmoid are one fused kernel)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -103,6 +107,8 @@ def trained_like_batch_norms(model, seed: int = 0) -> None:
             weight.assign(rng.uniform(0.5, 2.0, weight.shape).astype("float32"))
         elif leaf in ("moving_mean", "beta"):
             weight.assign(rng.normal(0.0, 0.5, weight.shape).astype("float32"))
+        elif leaf == "bias":
+            weight.assign(rng.normal(0.0, 0.1, weight.shape).astype("float32"))
 
 
 def _baselines(quick: bool) -> dict:
@@ -150,7 +156,7 @@ def build_rows(args, folder: Path) -> tuple[dict, dict]:
     keras.utils.set_random_seed(0)
     cfg = ModelConfig(**(QUICK_MODEL if args.quick else {}))
     model = build_model(cfg)
-    trained_like_batch_norms(model)
+    trained_like_weights(model)
     shape = (INPUT_SIZE, INPUT_SIZE, 1)
     rows, ours = {}, {"config": QUICK_MODEL if args.quick else "ModelConfig() defaults",
                       "parameters": int(model.count_params()), "forward_flops": count_flops(model)}
@@ -186,7 +192,7 @@ def build_rows(args, folder: Path) -> tuple[dict, dict]:
 
     for name, (build, in_shape) in _baselines(args.quick).items():
         network = build()
-        trained_like_batch_norms(network)
+        trained_like_weights(network)
         if args.quick:  # a tf.function of the Keras model: the same graph, without the export's seconds
             loaded = tf.function(lambda x, network=network: network(x, training=False),
                                  input_signature=[tf.TensorSpec([None, *in_shape], tf.float32)])

@@ -281,7 +281,7 @@ def _summarise_trace(wall: float, metadata, batch: int) -> dict:
 def export_default(folder: Path, quick: bool) -> tuple[Path, float, dict]:
     """The default model (tiny with --quick), exported with its LiteRT model; (version folder, forward FLOPs, facts)."""
     import keras
-    from bench_compare import trained_like_batch_norms
+    from bench_compare import trained_like_weights
 
     from va2att.config import ModelConfig
     from va2att.model.flops import count_flops
@@ -290,7 +290,7 @@ def export_default(folder: Path, quick: bool) -> tuple[Path, float, dict]:
 
     keras.utils.set_random_seed(0)
     model = build_model(ModelConfig(**(QUICK_MODEL if quick else {})))
-    trained_like_batch_norms(model)
+    trained_like_weights(model)
     flops = count_flops(model)
     path = export_saved_model(model, folder / "va2att", litert=("float32",) if quick else ("float16", "int8"))
     return path, flops, {"config": QUICK_MODEL if quick else "ModelConfig() defaults",

@@ -18,9 +18,10 @@ ATOL = 1e-4
 VARIANTS = {"default": {}, "blocks0": {"blocks": 0}, "gcn": {"head": "gcn"}}
 
 
-def trained_like_batch_norms(model, seed=0):
-    """Batch-norm statistics and affine weights away from their initial values, as after training
-    (with the initial ones a folded kernel equals the original and the test would prove little)."""
+def trained_like_weights(model, seed=0):
+    """Batch-norm statistics, affine weights and biases away from their initial values, as after training
+    (with the initial ones a folded kernel equals the original and the test would prove little, and a
+    zero bias is an addition TensorFlow's optimizer drops, which a trained model's is not)."""
     rng = np.random.default_rng(seed)
     for weight in model.weights:
         leaf = weight.path.rsplit("/", 1)[-1]
@@ -30,6 +31,8 @@ def trained_like_batch_norms(model, seed=0):
             weight.assign(rng.uniform(0.8, 1.25, weight.shape).astype("float32"))
         elif leaf in ("moving_mean", "beta"):
             weight.assign(rng.normal(0.0, 0.3, weight.shape).astype("float32"))
+        elif leaf == "bias":
+            weight.assign(rng.normal(0.0, 0.1, weight.shape).astype("float32"))
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +64,7 @@ def variant(request, tmp_path_factory):
     """(name, Keras model with trained-like batch norms, its folded SavedModel folder)."""
     keras.utils.set_random_seed(1)
     model = build_model(ModelConfig(**TINY_MODEL, **VARIANTS[request.param]))
-    trained_like_batch_norms(model)
+    trained_like_weights(model)
     path = export.export_saved_model(model, tmp_path_factory.mktemp(request.param) / "va2att")
     return request.param, model, path
 
@@ -101,7 +104,7 @@ def test_folding_leaves_no_batch_norm_after_a_convolution(variant):
 def test_the_folded_export_runs_far_fewer_ops_than_the_keras_graph(tmp_path):
     keras.utils.set_random_seed(2)
     model = build_model(ModelConfig(**TINY_MODEL))
-    trained_like_batch_norms(model)
+    trained_like_weights(model)
     keras_graph = export.export_saved_model(model, tmp_path / "keras", fold=False)
     folded = export.export_saved_model(model, tmp_path / "folded")
     before, after = graph_ops.executed_op_counts(keras_graph), graph_ops.executed_op_counts(folded)
@@ -310,7 +313,7 @@ def test_small_batch_matrix_products_become_sums_of_products():
 def test_the_served_graph_runs_no_pooling_softmax_or_batch_matrix_product(tmp_path):
     keras.utils.set_random_seed(2)
     model = build_model(ModelConfig(**TINY_MODEL))
-    trained_like_batch_norms(model)
+    trained_like_weights(model)
     executed = graph_ops.executed_op_counts(export.export_saved_model(model, tmp_path / "va2att"))
     slow = [op for op in executed if any(kind in op for kind in ("Pool", "Softmax", "BatchMatMul"))]
     assert slow == [] and executed["Max"] >= 2 and executed["Exp"] >= 1

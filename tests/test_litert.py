@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import REPO, TINY_MODEL
-from test_folded_inference import random_faces, real_faces, trained_like_batch_norms  # noqa: F401  (fixtures)
+from test_folded_inference import random_faces, real_faces, trained_like_weights  # noqa: F401  (fixtures)
 
 from va2att.cli import export as export_cli
 from va2att.config import ModelConfig
@@ -29,7 +29,7 @@ def exported(tmp_path_factory):
     keras.utils.set_random_seed(5)
     # Width 16: its larger kernels have the 1,024 weights or more that dynamic-range quantisation converts.
     model = build_model(ModelConfig(**dict(TINY_MODEL, width=16)))
-    trained_like_batch_norms(model)
+    trained_like_weights(model)
     run = tmp_path_factory.mktemp("run")
     path = export.export_saved_model(model, run / "export" / "va2att", litert=("float16", "int8"))
     return model, run, path
