@@ -34,8 +34,7 @@ and after folding (`va2att.serving.graph_ops`: as saved, and as run after Tensor
 and the largest difference between the Keras model and the SavedModel outputs.
 
 Goals at batch 1: the runtime `load_inference_model` picks for an export by default (the path
-`Predictor` uses: without a GPU, batches of up to `va2att.serving.loading.LITERT_BATCHES` faces run on
-the LiteRT model) no slower than the FER CNN;
+`Predictor` uses: without a GPU, the LiteRT model) no slower than the FER CNN;
 `serving_default` no slower than 1.5x the FER CNN; both at least 6x sooner than EfficientNet-B0. The
 LiteRT row's own ratio is printed beside them.
 """

@@ -8,8 +8,8 @@ The default model (untrained weights, which do not change the cost) is exported 
 model, then loaded three times with `load_inference_model`: `runtime="savedmodel"`, `"litert"` and
 `"auto"`. All three live in one process, as in `Predictor` (where MTCNN runs in TensorFlow beside the
 interpreter), and take turns: per round, per batch size, each runtime runs for `--seconds`. A cell is
-faces/s (NumPy in, NumPy out) per round. `auto` should match the faster of the other two at every size
-(`va2att.serving.loading.LITERT_BATCHES` is the size up to which it runs the LiteRT model).
+faces/s (NumPy in, NumPy out) per round. Without a GPU `auto` is the LiteRT model (in chunks of
+`va2att.serving.litert.CHUNK` faces), which should be as fast as the SavedModel or faster at every size.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def run(args) -> dict:
     from va2att.model.flops import count_flops
     from va2att.model.network import build_model
     from va2att.serving.export import export_saved_model
-    from va2att.serving.loading import LITERT_BATCHES, gpu_visible, load_inference_model
+    from va2att.serving.litert import CHUNK
+    from va2att.serving.loading import gpu_visible, load_inference_model
 
     threads = common.configure_threads(args.threads, args.inter_threads)
     keras.utils.set_random_seed(0)
@@ -56,7 +57,7 @@ def run(args) -> dict:
                     cells[runtime][n].append(round(n * len(times) / sum(times), 1))
     return {
         "settings": {"sizes": args.sizes, "seconds": args.seconds, "rounds": args.rounds, "quick": args.quick,
-                     "threads": threads, "litert_batches": LITERT_BATCHES, "gpu_visible": gpu_visible()},
+                     "threads": threads, "litert_chunk": CHUNK, "gpu_visible": gpu_visible()},
         "kinds": kinds,
         "faces_per_s": {r: {str(n): v for n, v in by_size.items()} for r, by_size in cells.items()},
         "auto_fraction_of_peak": {str(n): common.fraction_of_peak(flops * max(cells["auto"][n]) / 1e9, peak)
@@ -76,8 +77,8 @@ def format_report(report: dict) -> str:
     rows.append(["auto, best round, of peak"] + ["" if fractions[str(n)] is None else f"{100 * fractions[str(n)]:.1f}%"
                                                  for n in sizes])
     lines = [common.format_table(header, rows),
-             f"faces/s per round; auto runs batches of up to {report['settings']['litert_batches']} faces on the "
-             "LiteRT model" + (" (a GPU is visible: the SavedModel alone)" if report["settings"]["gpu_visible"] else ""),
+             "faces/s per round; " + ("a GPU is visible: auto is the SavedModel" if report["settings"]["gpu_visible"]
+                                      else f"auto is the LiteRT model, in chunks of {report['settings']['litert_chunk']} faces"),
              f"forward MFLOPs per face {report['forward_flops'] / 1e6:.1f}",
              common.system_line(report["system"], report["matmul_peak"])]
     return "\n".join(lines)

@@ -15,7 +15,11 @@ runs in a worker process of its own, since TensorFlow fixes its thread pools onc
   - `litert, N threads`: `model.tflite` in the `ai-edge-litert` interpreter (XNNPACK), for each N of
     `--litert-threads` (default 1 and the cores); these workers import no TensorFlow;
   - `litert float16` and `litert int8`: the quantised variants (`model-float16.tflite`,
-    `model-int8.tflite`) with the cores as threads (not with --quick).
+    `model-int8.tflite`) with the cores as threads (not with --quick);
+  - `LiteRTModel ...`: what va2att runs (`va2att.serving.litert.LiteRTModel`, `runtime="auto"` without a
+    GPU): the float32 and int8 models with the cores as threads, each batch in chunks of `litert.CHUNK`
+    faces (the rows above run the whole batch in one call, as TF Serving's `--prefer_tflite_model` and
+    a phone app that sends a batch do).
 The workers take turns: in each of `--rounds` rounds every worker runs once, so load from other processes
 falls on every setting alike. In its turn a TensorFlow worker measures the float32 matmul peak with its
 own threads (`common.matmul_peak`: chains of 2048 x 2048 products), then every worker times its calls at
@@ -68,6 +72,10 @@ def worker_specs(args) -> list[dict]:
         for variant in ("float16", "int8"):
             specs.append({"name": f"litert {variant}, {common.usable_cores()} threads", "runtime": "litert",
                           "threads": common.usable_cores(), "file": f"model-{variant}.tflite", "env": {}})
+    for file in ("model.tflite",) if args.quick else ("model.tflite", "model-int8.tflite"):
+        variant = "int8" if "int8" in file else "float32"
+        specs.append({"name": f"LiteRTModel {variant} (chunks), {common.usable_cores()} threads",
+                      "runtime": "litert-chunks", "threads": common.usable_cores(), "file": file, "env": {}})
     unique = {spec["name"]: spec for spec in specs}  # 1 and the cores may be the same
     return list(unique.values())
 
@@ -134,6 +142,12 @@ def _litert_model(export: Path, spec: dict):
     return call
 
 
+def _litert_chunks(export: Path, spec: dict):
+    from va2att.serving.litert import LiteRTModel
+
+    return LiteRTModel(export / spec["file"], threads=spec["threads"])
+
+
 def _time_batch(call, x, seconds: float) -> dict:
     """Call times (s) at one batch size for about `seconds` (at least 3 calls), and the CPU time they took."""
     call(x)  # warm: the first call at a size allocates
@@ -150,7 +164,7 @@ def run_worker(spec: dict, export: Path, quick: bool) -> int:
     """The worker's loop: build the setting, then answer one JSON line per request on stdin."""
     import numpy as np
 
-    call = _tf_model(export, spec) if spec["runtime"] == "savedmodel" else _litert_model(export, spec)
+    call = {"savedmodel": _tf_model, "litert": _litert_model, "litert-chunks": _litert_chunks}[spec["runtime"]](export, spec)
     rng = np.random.default_rng(0)
     print(json.dumps({"ready": spec["name"], "pid": os.getpid()}), flush=True)
     for line in sys.stdin:

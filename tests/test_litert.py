@@ -70,25 +70,30 @@ def test_float32_litert_equals_the_savedmodel_on_random_and_real_faces(exported,
     np.testing.assert_allclose(one["valence"], model(random_faces)["valence"][:1], atol=ATOL)
 
 
-def test_batches_are_padded_to_a_few_sizes_each_run_by_its_own_interpreter(exported, random_faces, monkeypatch):  # noqa: F811
+def test_batches_run_in_chunks_each_size_by_its_own_interpreter(exported, random_faces, monkeypatch):  # noqa: F811
     _, _, path = exported
     made = []
     real = litert.interpreter
     monkeypatch.setattr(litert, "interpreter", lambda *a, **k: made.append(1) or real(*a, **k))
     model = litert.LiteRTModel(litert.model_file(path), threads=1, interpreters=2)
+    calls = []
     faces = np.concatenate([random_faces] * 3)  # 18 faces
     alone = np.concatenate([model(faces[i : i + 1])["valence"] for i in range(len(faces))])
-    for n, size in ((5, 6), (6, 6), (7, 8), (18, 24)):
-        assert litert.padded_size(n) == size
-        got = model(faces[:n])  # padded with zero images, which do not change the faces' rows
+    assert litert.chunk_sizes(0) == [] and litert.chunk_sizes(3) == [3] and litert.chunk_sizes(4) == [4]
+    assert litert.chunk_sizes(18) == [4, 4, 4, 4, 2] and sum(litert.chunk_sizes(257)) == 257
+    runner = model._runner
+    monkeypatch.setattr(model, "_runner", lambda size: calls.append(size) or runner(size))
+    for n in (2, 5, 18):
+        calls.clear()
+        got = model(faces[:n])
+        assert calls == litert.chunk_sizes(n)
         assert {k: v.shape[0] for k, v in got.items()} == dict.fromkeys(got, n)
-        np.testing.assert_allclose(got["valence"], alone[:n], atol=ATOL)
-    assert litert.padded_size(300) == 300
-    # Sizes 1, 6, 8, 24 with room for two: 1 on the first interpreter, 6 on a new one; then 8 and 24 re-plan
-    # the least recently used of those two instead of loading the model again.
-    assert len(made) == 2 and list(model._runners) == [8, 24]
-    model(faces[:7]), model(faces[:18])
-    assert len(made) == 2  # the kept sizes run on the interpreters planned for them
+        np.testing.assert_allclose(got["valence"], alone[:n], atol=ATOL)  # each row as that face alone
+    # Chunk sizes 1, 2, 4 with room for two interpreters: 1 on the first, 2 on a new one; after that a size
+    # not kept re-plans the least recently used of the two instead of loading the model again.
+    assert len(made) == 2 and list(model._runners) == [4, 2]
+    empty = model(faces[:0])
+    assert {k: v.shape for k, v in empty.items()} == {k: (0, *v.shape[1:]) for k, v in got.items()}
 
 
 def test_quantised_variants_stay_close_to_float32(exported, real_faces):  # noqa: F811
@@ -141,21 +146,21 @@ def test_load_inference_model_takes_a_tflite_file_or_picks_the_litert_model(expo
         assert inference(random_faces[:0])["expression"].shape == (0, 8)
         with pytest.raises(ValueError, match="0 to 255"):
             inference(np.full((1, 48, 48, 1), 300, np.float32))
-    auto = loading.load_inference_model(run, runtime="auto", batch_size=loading.LITERT_BATCHES + 1)
-    assert auto.kind == ("saved_model" if loading.gpu_visible() else "litert+saved_model")
+    auto = loading.load_inference_model(run, runtime="auto", batch_size=13)
+    assert auto.kind == ("saved_model" if loading.gpu_visible() else "litert")  # on a CPU, the LiteRT model alone
     calls = []
-    if auto.kind == "litert+saved_model":  # a few faces on the LiteRT model, more on the SavedModel
+    if auto.kind == "litert":
         auto.litert_model._runner = lambda size, run=auto.litert_model._runner: calls.append(size) or run(size)
-    many = np.concatenate([random_faces] * 3)[: loading.LITERT_BATCHES + 3]  # a batch of 13, then one of 2
+    many = np.concatenate([random_faces] * 3)[:15]  # a batch of 13, then one of 2
     got = auto(many)
     for name, value in loading.load_inference_model(path, runtime="savedmodel")(many).items():
         np.testing.assert_allclose(got[name], value, atol=ATOL)
-    assert calls == ([] if loading.gpu_visible() else [2])
+    assert calls == ([] if loading.gpu_visible() else [4, 4, 4, 1, 2])  # each batch in chunks of at most 4
     with pytest.raises(ValueError, match="runtime"):
         loading.resolve_model_path(run, runtime="tflite")
 
 
-def test_auto_runs_the_savedmodel_alone_when_the_litert_model_is_damaged(exported, random_faces, tmp_path):  # noqa: F811
+def test_auto_runs_the_savedmodel_when_the_litert_model_is_damaged(exported, random_faces, tmp_path):  # noqa: F811
     import shutil
 
     _, _, path = exported
@@ -173,7 +178,7 @@ def test_auto_runs_the_savedmodel_alone_when_the_litert_model_is_damaged(exporte
     with pytest.raises(ValueError):  # asked for by name, it is an error
         loading.load_inference_model(version, runtime="litert")
     assert export_cli.main([str(version), "--litert", "float32"]) == 0  # the hint's command writes it again
-    assert loading.load_inference_model(version).kind == "litert+saved_model"
+    assert loading.load_inference_model(version).kind == "litert"
 
 
 def test_an_older_export_without_litert_and_the_export_command(exported, tmp_path, capsys):

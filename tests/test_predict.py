@@ -136,7 +136,7 @@ def test_an_export_gives_the_same_faces_run_by_either_runtime(tiny_model, predic
     export_root = tmp_path / "run" / "export" / "va2att"
     export_saved_model(tiny_model, export_root)
     (keras_face,) = predictor.predict(photos / "astronaut.png")
-    for runtime, kind in (("auto", "saved_model" if gpu_visible() else "litert+saved_model"),
+    for runtime, kind in (("auto", "saved_model" if gpu_visible() else "litert"),
                           ("savedmodel", "saved_model"), ("litert", "litert")):
         from_export = Predictor(tmp_path / "run", detector=predictor.detector, runtime=runtime)  # a run folder
         assert from_export.model.kind == kind

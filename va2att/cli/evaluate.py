@@ -32,7 +32,7 @@ def parse(argv):
     p.add_argument("--batch-size", type=int, default=256, help="faces per network call (default 256)")
     p.add_argument("--runtime", default="auto", choices=("auto", "savedmodel", "litert"),
                    help="what runs an export: its SavedModel, its LiteRT model (model.tflite), or auto (default: "
-                        "without a GPU, LiteRT for a few faces at a time and the SavedModel for more); a .keras or .tflite file "
+                        "LiteRT without a GPU, the SavedModel with one); a .keras or .tflite file "
                         "runs as what it is")
     p.add_argument("--smooth", type=float, nargs="+", metavar="SECONDS",
                    help="video data sets: also score the predictions smoothed over each video's last SECONDS "

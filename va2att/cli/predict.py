@@ -15,7 +15,7 @@ index and its time in seconds (the container's presentation time); a frame in wh
 is not found has a row for that track with an empty face. `--smooth SECONDS` adds, beside the raw
 values, each track's valence, arousal and expression probabilities averaged over its last SECONDS
 (causal: past frames only). `--model` is a run folder, a `.keras` or `.tflite` file, a SavedModel or an
-export root; without a GPU an export runs a few faces at a time on its LiteRT model (`--runtime`).
+export root; without a GPU an export runs on its LiteRT model (`--runtime`).
 
 A table of faces is printed as pictures are analysed; `--csv` / `--json` keep every result (one CSV
 row per face; a picture without a face or an unreadable file gets one row with a note or an error),
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run folder, .keras or .tflite file, SavedModel folder or export root")
     parser.add_argument("--runtime", default="auto", choices=("auto", "savedmodel", "litert"),
                         help="what runs an export: its SavedModel, its LiteRT model (model.tflite), or auto (default: "
-                             "without a GPU, LiteRT for a few faces at a time and the SavedModel for more)")
+                             "LiteRT without a GPU, the SavedModel with one)")
     parser.add_argument("--every", type=int, metavar="N", help=f"analyse one video frame in N (default {EVERY})")
     parser.add_argument("--every-seconds", type=float, metavar="S",
                         help="video: analyse the first frame at or after every S seconds instead of one in N")

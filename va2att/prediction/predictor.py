@@ -78,8 +78,8 @@ class Predictor:
             previous frame are refined where they were (`FaceTracker`). 1 searches
             every frame whole (the only choice for a detector without `refine_pixels`). Either way
             every face of a video gets a track id (`FaceResult.track`) that it keeps while it is followed.
-        runtime: str, what runs an export: "auto" (without a GPU its LiteRT model for a few faces at a time
-            and its SavedModel for more, else the SavedModel), "savedmodel" or "litert" (`va2att.serving.loading`).
+        runtime: str, what runs an export: "auto" (without a GPU its LiteRT model, else its SavedModel),
+            "savedmodel" or "litert" (`va2att.serving.loading`).
 
     Faces are aligned from the picture as decoded, not the detector's reduced copy
     (`align_detection`: five points, or the box when the points are unusable), and listed most

@@ -12,10 +12,10 @@
 `runtime` picks what runs an export version (a SavedModel folder, or one that a run folder or an export
 root resolves to): "savedmodel" its `serving_default` signature in TensorFlow, "litert" its LiteRT model
 (`model.tflite`, written by every export since the LiteRT export exists; older versions have none),
-"auto" (the default) both where TensorFlow sees no GPU: batches of up to `LITERT_BATCHES` faces (a photo's
-faces) on the LiteRT model, larger ones (video, evaluation) on the SavedModel, each the faster at those
-sizes on the CPU (BENCHMARKS.md, "LiteRT or the SavedModel"); the SavedModel alone where TensorFlow sees a
-GPU or the version has no LiteRT model. A `.keras` or `.tflite` file runs as what it is.
+"auto" (the default) the LiteRT model where TensorFlow sees no GPU, which on the CPU serves as many faces
+per second as the SavedModel or more at every batch size (1.1-2x at a photo's few faces; BENCHMARKS.md,
+"LiteRT or the SavedModel"), and the SavedModel where TensorFlow sees a GPU, or where the version has no
+LiteRT model or a damaged one (with a warning). A `.keras` or `.tflite` file runs as what it is.
 
 Whatever the source, `InferenceModel(images)` takes float32 `[N, 48, 48, 1]` pixels 0-255 (aligned,
 centre-cropped faces; `[N, 48, 48]` is accepted too; other values are a ValueError), runs them in
@@ -49,8 +49,6 @@ from va2att.util.checks import check_positive_int
 DEFAULT_BATCH_SIZE = 256
 RUNTIMES = ("auto", "savedmodel", "litert")
 
-
-LITERT_BATCHES = 12  # "auto" on the CPU: batches up to this size run on the LiteRT model, larger ones on the SavedModel
 
 
 def gpu_visible() -> bool:
@@ -119,7 +117,7 @@ class InferenceModel:
         predict_fn: callable, float32 `[n, 48, 48, 1]` array -> dict of arrays or tensors.
         widths: dict, output name -> values per face (the model's own output shapes: `[n, width]`).
         source: Path the model was loaded from.
-        kind: str, "saved_model", "litert", "litert+saved_model" (an export run by both) or "keras".
+        kind: str, "saved_model", "litert" or "keras".
         batch_size: int, images per call of `predict_fn`.
 
     `outputs` lists the output names in the served order (`va2att.serving.signature`), `num_classes`
@@ -240,27 +238,15 @@ def _from_litert(path: Path, batch_size: int, threads: int | None) -> InferenceM
     return inference
 
 
-def _from_both(version: Path, batch_size: int, threads: int | None) -> InferenceModel:
-    """An export version run by its LiteRT model for batches of up to `LITERT_BATCHES` faces, else its SavedModel;
-    its SavedModel alone, with a warning, when its LiteRT model cannot be loaded."""
-    large = _from_saved_model(version, batch_size)
+def _from_litert_or_saved_model(version: Path, batch_size: int, threads: int | None) -> InferenceModel:
+    """An export version run by its LiteRT model; by its SavedModel, with a warning, when the LiteRT model cannot
+    be loaded."""
     try:
-        small = _from_litert(litert.model_file(version), batch_size, threads)
+        return _from_litert(litert.model_file(version), batch_size, threads)
     except ValueError as error:  # a damaged model.tflite (LiteRTError, the interpreter's own ValueError)
-        warnings.warn(f"{litert.model_file(version)} cannot be used ({error}); running the SavedModel alone. "
+        warnings.warn(f"{litert.model_file(version)} cannot be used ({error}); running the SavedModel instead. "
                       f"`python -m va2att.cli.export {version} --litert float32` writes it again.", stacklevel=3)
-        return large
-    if small.widths != large.widths:
-        raise ValueError(f"{version}: its LiteRT model answers {small.widths}, its SavedModel {large.widths}; "
-                         "export it again, or choose one with runtime='savedmodel' or 'litert'.")
-    small_call, large_call = small._predict_fn, large._predict_fn
-
-    def predict(batch):
-        return small_call(batch) if len(batch) <= LITERT_BATCHES else large_call(batch)
-
-    model = InferenceModel(predict, large.widths, version, "litert+saved_model", batch_size)
-    model.saved_model, model.litert_model = large.saved_model, small.litert_model
-    return model
+        return _from_saved_model(version, batch_size)
 
 
 def load_inference_model(path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, runtime: str = "auto",
@@ -280,5 +266,5 @@ def load_inference_model(path: str | os.PathLike, batch_size: int = DEFAULT_BATC
     if resolved.is_file():
         return _from_keras(resolved, batch_size)
     if runtime == "auto" and litert.model_file(resolved).is_file() and not gpu_visible():
-        return _from_both(resolved, batch_size, threads)
+        return _from_litert_or_saved_model(resolved, batch_size, threads)
     return _from_saved_model(resolved, batch_size)
