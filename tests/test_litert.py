@@ -105,6 +105,27 @@ def test_quantised_variants_stay_close_to_float32(exported, real_faces):  # noqa
             np.testing.assert_allclose(got[name], reference[name], atol=tolerance, err_msg=f"{variant} {name}")
 
 
+def test_litert_info_line_follows_tensorflow_log_level(exported):
+    """LiteRT prints an INFO line on a process's first call: kept off where TensorFlow's INFO logs are off
+    (as the command-line tools set them), printed where they are on (so this test can tell)."""
+    _, _, path = exported
+    script = textwrap.dedent(f"""
+        import numpy as np
+        from va2att.serving.litert import LiteRTModel
+        model = LiteRTModel({str(litert.model_file(path))!r}, threads=1)
+        print(model(np.zeros((5, 48, 48, 1), np.float32))["valence"].shape)
+        """)
+    stderr = {}
+    for level in ("0", "2"):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": level, "PYTHONPATH": str(REPO)}
+        proc = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True,
+                              env=env, timeout=300)
+        assert proc.returncode == 0 and proc.stdout.split() == ["(5,", "1)"], proc.stderr[-2000:]
+        stderr[level] = proc.stderr
+    assert "XNNPACK delegate" in stderr["0"]
+    assert "XNNPACK delegate" not in stderr["2"]
+
+
 def test_the_litert_model_runs_with_the_interpreter_alone(exported, random_faces, tmp_path):  # noqa: F811
     """Neither va2att nor TensorFlow: what an app on a phone or a plain CPU has."""
     _, _, path = exported

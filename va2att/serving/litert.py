@@ -36,6 +36,7 @@ import numpy as np
 
 from va2att.serving.signature import IMAGE_INPUT, SERVING_DEFAULT, SERVING_WHOLE_BATCH
 from va2att.util import fileio
+from va2att.util.quiet import stderr_silenced
 
 FLOAT32 = "float32"
 VARIANTS = {  # variant -> file name in the version folder
@@ -64,8 +65,6 @@ def check_variants(variants) -> tuple[str, ...]:
 def _conversion_errors(saved_model_dir, target: str):
     """Any failure inside as a one-line LiteRTError naming the SavedModel and `target` ("a float32 LiteRT model");
     the MLIR converter's own logging on stderr silenced (a failure is raised instead)."""
-    from va2att.util.quiet import stderr_silenced
-
     try:
         with stderr_silenced():
             yield
@@ -158,6 +157,15 @@ CHUNK = 4  # LiteRTModel runs a batch as chunks of at most this many faces
 INTERPRETERS = CHUNK  # interpreters a LiteRTModel keeps, each planned for one chunk size (1 to CHUNK)
 
 
+def _info_logs_hidden() -> bool:
+    """Whether TensorFlow's INFO logs are asked off (`TF_CPP_MIN_LOG_LEVEL` 1 or more; va2att's command-line
+    tools set it): then LiteRT's own INFO line, which no setting of its Python API turns off, goes too."""
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) >= 1
+    except ValueError:
+        return False
+
+
 def chunk_sizes(n: int) -> list[int]:
     """The chunks a batch of `n` faces runs as: `CHUNK` faces each, the rest in one last chunk."""
     return [CHUNK] * (n // CHUNK) + ([n % CHUNK] if n % CHUNK else [])
@@ -179,7 +187,14 @@ class LiteRTModel:
     interpreter planned for it (`interpreters` of them at most; past that the least recently used one
     plans again). Rows do not affect each other (inference batch norm), so the outputs are those of the
     faces alone, whatever the chunks. Not thread-safe: one LiteRTModel per thread.
+
+    LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on the process's first call;
+    where TensorFlow's INFO logs are off (`TF_CPP_MIN_LOG_LEVEL` >= 1, as the command-line tools set it)
+    that call runs with the process's stderr pointed at /dev/null, so the line stays off their output
+    (an error still raises, with its message).
     """
+
+    _first_call_done = False  # per process: LiteRT prints its delegate's INFO line once
 
     def __init__(self, path, threads: int | None = None, interpreters: int = INTERPRETERS):
         self.path = Path(path)
@@ -218,6 +233,9 @@ class LiteRTModel:
             return {name: value[:0] for name, value in self(np.zeros((1, *images.shape[1:]), np.float32)).items()}
         parts, start = [], 0
         for n in chunk_sizes(len(images)):
-            parts.append(self._runner(n)(**{IMAGE_INPUT: images[start:start + n]}))
+            quiet = not LiteRTModel._first_call_done and _info_logs_hidden()
+            with stderr_silenced() if quiet else contextlib.nullcontext():
+                parts.append(self._runner(n)(**{IMAGE_INPUT: images[start:start + n]}))
+            LiteRTModel._first_call_done = True
             start += n
         return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
