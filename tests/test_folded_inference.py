@@ -61,7 +61,7 @@ def random_faces():
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
 def variant(request, tmp_path_factory):
-    """(name, Keras model with trained-like batch norms, its folded SavedModel folder)."""
+    """(name, Keras model with trained-like weights, its folded SavedModel folder)."""
     keras.utils.set_random_seed(1)
     model = build_model(ModelConfig(**TINY_MODEL, **VARIANTS[request.param]))
     trained_like_weights(model)

@@ -232,10 +232,10 @@ class LiteRTModel:
         if len(images) == 0:  # the answer to one blank face, without its row
             return {name: value[:0] for name, value in self(np.zeros((1, *images.shape[1:]), np.float32)).items()}
         parts, start = [], 0
-        for n in chunk_sizes(len(images)):
-            quiet = not LiteRTModel._first_call_done and _info_logs_hidden()
-            with stderr_silenced() if quiet else contextlib.nullcontext():
+        quiet = not LiteRTModel._first_call_done and _info_logs_hidden()
+        with stderr_silenced() if quiet else contextlib.nullcontext():
+            for n in chunk_sizes(len(images)):
                 parts.append(self._runner(n)(**{IMAGE_INPUT: images[start:start + n]}))
-            LiteRTModel._first_call_done = True
-            start += n
+                start += n
+        LiteRTModel._first_call_done = True
         return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}

@@ -50,7 +50,6 @@ DEFAULT_BATCH_SIZE = 256
 RUNTIMES = ("auto", "savedmodel", "litert")
 
 
-
 def gpu_visible() -> bool:
     """Whether TensorFlow sees a GPU (then "auto" runs the SavedModel alone: the LiteRT interpreter runs on the CPU)."""
     import tensorflow as tf
